@@ -1,0 +1,180 @@
+"""Token-selection methods and their registry.
+
+A method turns one CLIP vision forward (``ClipFrameFeatures`` of F frames) and, when it is text
+guided, the text embeddings (T, P) into a ``Selection``: the (F, budget) indices of the patch tokens
+that reach the LLM and, for methods that merge tokens, their merged (F, budget, D) features.
+Every frame is pruned independently. New methods register with ``@register_method("name")``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, ClassVar
+
+import torch
+
+from .features import ClipFrameFeatures, context_scores, text_similarity
+from .select import check_budget, litelvlm_select
+
+__all__ = [
+    "Selection",
+    "TokenSelector",
+    "register_method",
+    "get_method",
+    "available_methods",
+    "LiteLVLMSelector",
+    "AllTokens",
+    "RandomSelector",
+    "GridSelector",
+    "grid_indices",
+]
+
+
+@dataclass
+class Selection:
+    """Kept patch indices (F, budget); ``features`` (F, budget, D) only when the method merges tokens."""
+
+    indices: torch.Tensor
+    features: torch.Tensor | None = None
+
+
+class TokenSelector:
+    """Base class of a selection method. ``stage`` is ``"pre_llm"`` or ``"llm"`` (inside the LLM)."""
+
+    name: ClassVar[str] = ""
+    uses_text: ClassVar[bool] = False
+    stage: ClassVar[str] = "pre_llm"
+
+    def select(self, features: ClipFrameFeatures, budget: int, text_embeds: torch.Tensor | None = None) -> Selection:
+        raise NotImplementedError
+
+    def check(self, features: ClipFrameFeatures, budget: int, text_embeds: torch.Tensor | None) -> None:
+        """Validate the budget (and texts, for text-guided methods) before selecting."""
+        if self.uses_text:
+            if text_embeds is None:
+                raise ValueError(f"method {self.name!r} is text guided: pass input_ids/attention_mask or text_embeds")
+            if text_embeds.dim() != 2:
+                raise ValueError(f"text_embeds must be (T, P), got shape {tuple(text_embeds.shape)}")
+            check_budget(budget, features.num_tokens, text_embeds.shape[0])
+        else:
+            check_budget(budget, features.num_tokens)
+
+    def __repr__(self) -> str:
+        opts = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        return f"{type(self).__name__}({opts})"
+
+
+_REGISTRY: dict[str, Callable[..., TokenSelector]] = {}
+
+
+def register_method(name: str):
+    """Class decorator: make a ``TokenSelector`` subclass available as ``get_method(name)``."""
+
+    def decorator(cls):
+        if name in _REGISTRY:
+            raise ValueError(f"method {name!r} is already registered")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return decorator
+
+
+def available_methods() -> list[str]:
+    """Names accepted by ``get_method``."""
+    return sorted(_REGISTRY)
+
+
+def get_method(name: str | TokenSelector, **options) -> TokenSelector:
+    """Instantiate the method registered under ``name`` with its ``options``."""
+    if isinstance(name, TokenSelector):
+        if options:
+            raise ValueError("options cannot be combined with an already built method instance")
+        return name
+    try:
+        factory = _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown pruning method {name!r}; choose one of: {', '.join(available_methods())}") from None
+    try:
+        return factory(**options)
+    except TypeError as err:
+        raise ValueError(f"bad options for method {name!r}: {err}") from None
+
+
+@register_method("litelvlm")
+class LiteLVLMSelector(TokenSelector):
+    """LiteLVLM: lowest CLIP text similarity (the referent) + CLS-attention context refill (FACTS §1).
+
+    ``context_share`` reserves a share of the budget for context tokens; ``raster_order`` keeps the
+    tokens in image order. Both default to the released behaviour.
+    """
+
+    uses_text = True
+
+    def __init__(self, context_share: float = 0.0, raster_order: bool = False):
+        if not 0.0 <= context_share < 1.0:
+            raise ValueError(f"context_share must be in [0, 1), got {context_share}")
+        self.context_share = float(context_share)
+        self.raster_order = bool(raster_order)
+
+    def select(self, features, budget, text_embeds=None):
+        self.check(features, budget, text_embeds)
+        similarity = text_similarity(features.projected(), text_embeds)
+        context = context_scores(features.query, features.key, features.value)
+        kept = [
+            litelvlm_select(similarity[f], context[f], budget, context_share=self.context_share, raster_order=self.raster_order)
+            for f in range(features.num_frames)
+        ]
+        return Selection(torch.stack(kept))
+
+
+@register_method("none")
+class AllTokens(TokenSelector):
+    """No pruning: every patch token, in raster order. ``budget`` must be None or the token count."""
+
+    def select(self, features, budget, text_embeds=None):
+        if budget != features.num_tokens:
+            raise ValueError(f"method 'none' keeps all {features.num_tokens} tokens; got budget={budget} (use None)")
+        indices = torch.arange(features.num_tokens, device=features.states.device)
+        return Selection(indices.expand(features.num_frames, -1).clone())
+
+
+@register_method("random")
+class RandomSelector(TokenSelector):
+    """``budget`` tokens drawn uniformly without replacement, raster order; seeded, so repeatable."""
+
+    def __init__(self, seed: int = 0):
+        self.seed = int(seed)
+
+    def select(self, features, budget, text_embeds=None):
+        self.check(features, budget, text_embeds)
+        generator = torch.Generator().manual_seed(self.seed)
+        rows = [torch.randperm(features.num_tokens, generator=generator)[:budget].sort().values for _ in range(features.num_frames)]
+        return Selection(torch.stack(rows).to(features.states.device))
+
+
+def grid_indices(grid: tuple[int, int], budget: int) -> torch.Tensor:
+    """Raster indices of a uniform spatial subsample of a ``grid`` (h, w) of tokens.
+
+    A square budget k*k (k <= h, w) takes a k x k lattice of evenly spaced rows and columns; any
+    other budget takes ``budget`` evenly spaced positions along the raster order.
+    """
+    h, w = grid
+    check_budget(budget, h * w)
+    k = math.isqrt(budget)
+    if k * k == budget and k <= h and k <= w:
+        rows = torch.linspace(0, h - 1, k).round().long()
+        cols = torch.linspace(0, w - 1, k).round().long()
+        return (rows[:, None] * w + cols[None, :]).reshape(-1)
+    return torch.linspace(0, h * w - 1, budget).round().long()
+
+
+@register_method("grid")
+class GridSelector(TokenSelector):
+    """Uniform spatial subsample (see ``grid_indices``), identical for every frame."""
+
+    def select(self, features, budget, text_embeds=None):
+        self.check(features, budget, text_embeds)
+        indices = grid_indices(features.grid, budget).to(features.states.device)
+        return Selection(indices.expand(features.num_frames, -1).clone())

@@ -1,0 +1,24 @@
+"""Shared fixtures: tiny random checkpoints written once per test session (no downloads)."""
+
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_dir(tmp_path_factory):
+    from litelvlm.testing import make_tiny_clip
+
+    return make_tiny_clip(tmp_path_factory.mktemp("clip"))
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tiny_clip_dir):
+    from litelvlm.clip import load_clip_towers
+
+    return load_clip_towers(tiny_clip_dir)

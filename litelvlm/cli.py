@@ -31,10 +31,54 @@ def _add_demo(sub) -> None:
     })
 
 
+def _dtype(name: str | None):
+    import torch
+
+    if name is None:
+        return None
+    table = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
+             "fp16": torch.float16, "float16": torch.float16}
+    if name not in table:
+        raise ValueError(f"unknown dtype {name!r}: choose fp32, bf16 or fp16")
+    return table[name]
+
+
+def _segment(args) -> int:
+    from .segment_cli import segment_image_to_folder
+
+    report = segment_image_to_folder(
+        args.image, args.text, budget=args.budget, glamm_dir=args.glamm, vision_tower=args.vision_tower, out_dir=args.out,
+        method=args.method, device=args.device, dtype=_dtype(args.dtype),
+    )
+    for row in report["expressions"]:
+        print(f"{row['text']!r}: {row['mask_pixels']} mask pixels -> {row['mask']}")
+    print(f"{report['num_visual_tokens']} visual tokens per expression; {report['timings']['total'] * 1000:.0f} ms; overlay: {report['overlay']}")
+    return 0
+
+
+def _add_model_args(p, *, checkpoint_flag: str, checkpoint_help: str) -> None:
+    p.add_argument(checkpoint_flag, required=True, help=checkpoint_help)
+    p.add_argument("--vision-tower", default=None, help="local CLIP ViT-L/14-336 folder (default: the path in the checkpoint config)")
+    p.add_argument("--method", default="litelvlm", help="pruning method (see litelvlm.pruning.available_methods())")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", default=None, help="fp32 | bf16 | fp16 (default: fp32 on CPU, bf16 on GPU)")
+
+
+def _add_segment(sub) -> None:
+    p = sub.add_parser("segment", help="segment referring expressions in an image with GLaMM")
+    p.add_argument("--image", required=True)
+    p.add_argument("--text", action="append", required=True, help="referring expression (repeatable)")
+    p.add_argument("--budget", type=int, default=None, help="visual tokens per expression (default: all 576)")
+    _add_model_args(p, checkpoint_flag="--glamm", checkpoint_help="local GLaMM-RefSeg checkpoint folder")
+    p.add_argument("--out", required=True, help="output folder")
+    p.set_defaults(func=_segment)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="litelvlm", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _add_demo(sub)
+    _add_segment(sub)
     return parser
 
 

@@ -22,3 +22,18 @@ def tiny_clip(tiny_clip_dir):
     from litelvlm.clip import load_clip_towers
 
     return load_clip_towers(tiny_clip_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_glamm_dirs(tmp_path_factory):
+    """{"glamm": GLaMM-RefSeg-layout folder, "clip": CLIP folder}, tiny and random."""
+    from litelvlm.testing import make_tiny_glamm
+
+    return make_tiny_glamm(tmp_path_factory.mktemp("glamm"))
+
+
+@pytest.fixture(scope="session")
+def tiny_segmenter(tiny_glamm_dirs):
+    from litelvlm.glamm import GLaMMSegmenter
+
+    return GLaMMSegmenter.from_pretrained(tiny_glamm_dirs["glamm"], vision_tower=tiny_glamm_dirs["clip"])

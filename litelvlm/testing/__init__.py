@@ -1,5 +1,6 @@
 """Tiny random checkpoints in the real public layouts, for tests, demos and benchmarks (no downloads)."""
 
 from .clip import make_tiny_clip, tiny_clip_tokenizer
+from .glamm import make_tiny_glamm, tiny_sam_architecture, write_llama_tokenizer, write_sharded
 
-__all__ = ["make_tiny_clip", "tiny_clip_tokenizer"]
+__all__ = ["make_tiny_clip", "tiny_clip_tokenizer", "make_tiny_glamm", "tiny_sam_architecture", "write_llama_tokenizer", "write_sharded"]

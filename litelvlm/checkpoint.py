@@ -1,0 +1,88 @@
+"""Lazy, shard-by-shard reading of local Hugging Face style checkpoint folders.
+
+A folder holds one of: ``model.safetensors.index.json`` (+ shards), ``model.safetensors``,
+``pytorch_model.bin.index.json`` (+ shards) or ``pytorch_model.bin``. Tensors are read only when
+asked for: safetensors through ``safe_open``, ``.bin`` shards memory-mapped, so a 7B checkpoint is
+never held twice in memory.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import torch
+
+__all__ = ["CheckpointDir", "WEIGHT_FILES"]
+
+WEIGHT_FILES = ("model.safetensors.index.json", "model.safetensors", "pytorch_model.bin.index.json", "pytorch_model.bin")
+
+
+class CheckpointDir:
+    """Key-to-file map of a checkpoint folder, with lazy loading of chosen keys."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not self.path.is_dir():
+            raise FileNotFoundError(f"checkpoint directory not found: {self.path}")
+        self.key_to_file = self._index()
+
+    def _index(self) -> dict[str, Path]:
+        for name in WEIGHT_FILES:
+            candidate = self.path / name
+            if not candidate.exists():
+                continue
+            if name.endswith(".index.json"):
+                weight_map = json.loads(candidate.read_text())["weight_map"]
+                files = {f: self.path / f for f in set(weight_map.values())}
+                absent = sorted(str(p) for p in files.values() if not p.exists())
+                if absent:
+                    raise FileNotFoundError(f"{candidate} lists shards that are missing: {', '.join(absent)}")
+                return {k: files[f] for k, f in weight_map.items()}
+            return {k: candidate for k in self._keys_of(candidate)}
+        raise FileNotFoundError(f"no weights in {self.path}: expected one of {', '.join(WEIGHT_FILES)}")
+
+    @staticmethod
+    def _keys_of(file: Path) -> list[str]:
+        if file.suffix == ".safetensors":
+            from safetensors import safe_open
+
+            with safe_open(str(file), framework="pt") as f:
+                return list(f.keys())
+        return list(torch.load(file, map_location="cpu", mmap=True, weights_only=True).keys())
+
+    def keys(self) -> list[str]:
+        return list(self.key_to_file)
+
+    def iter_tensors(self, keys: Iterable[str]) -> Iterator[tuple[str, torch.Tensor]]:
+        """Yield ``(key, tensor)`` for ``keys``, one shard at a time."""
+        by_file: dict[Path, list[str]] = defaultdict(list)
+        for key in keys:
+            if key not in self.key_to_file:
+                raise KeyError(f"{key!r} is not in the checkpoint {self.path}")
+            by_file[self.key_to_file[key]].append(key)
+        for file, names in by_file.items():
+            if file.suffix == ".safetensors":
+                from safetensors import safe_open
+
+                with safe_open(str(file), framework="pt") as f:
+                    for name in names:
+                        yield name, f.get_tensor(name)
+            else:
+                shard = torch.load(file, map_location="cpu", mmap=True, weights_only=True)
+                for name in names:
+                    yield name, shard[name]
+                del shard
+
+    def load(self, keys: Iterable[str], transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """The tensors of ``keys``; ``transform`` (e.g. a dtype cast) is applied as each is read."""
+        return {k: (transform(t) if transform else t) for k, t in self.iter_tensors(keys)}
+
+    def with_prefix(self, prefix: str) -> list[str]:
+        return [k for k in self.key_to_file if k.startswith(prefix)]
+
+    def load_prefix(self, prefix: str, transform=None) -> dict[str, torch.Tensor]:
+        """Tensors under ``prefix`` with the prefix stripped from their names."""
+        return {k[len(prefix):]: t for k, t in self.load(self.with_prefix(prefix), transform).items()}

@@ -1,0 +1,126 @@
+"""GLaMM composed from transformers parts, loaded from a local GLaMM-RefSeg folder (FACTS §2).
+
+Checkpoint keys: LLaMA under ``model.`` + ``lm_head.``; ``model.mm_projector.{0,2}``;
+``model.text_hidden_fcs.0.{0,2}``; ``model.grounding_encoder.*`` in segment-anything naming;
+``model.region_encoder.*`` and ``model.vision_tower.*`` are reported and skipped (the CLIP tower
+comes from its own folder).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..checkpoint import CheckpointDir
+from ..clip import require_local_dir
+from ..lvlm import build_llm, load_into, mlp_from_weights
+from ..sam import GroundingEncoder
+
+__all__ = ["GLaMMConfig", "GLaMM", "LLAMA_FIELDS", "SKIPPED_PREFIXES", "rope_parameters"]
+
+log = logging.getLogger(__name__)
+
+LLAMA_FIELDS = (
+    "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+    "num_key_value_heads", "hidden_act", "max_position_embeddings", "rms_norm_eps", "rope_theta",
+    "rope_scaling", "attention_bias", "mlp_bias", "tie_word_embeddings", "bos_token_id", "eos_token_id",
+    "pad_token_id", "head_dim",
+)
+SKIPPED_PREFIXES = ("model.region_encoder.", "model.vision_tower.")
+LLM_PREFIXES = ("model.embed_tokens.", "model.layers.", "model.norm.", "lm_head.")
+
+
+def rope_parameters(theta: float, scaling: dict | None) -> dict:
+    """transformers v5 ``rope_parameters`` from a v4-style config's ``rope_theta`` / ``rope_scaling``."""
+    params = {"rope_type": "default", "rope_theta": float(theta)}
+    if scaling:
+        params.update({k: v for k, v in scaling.items() if k != "type"})
+        params["rope_type"] = scaling.get("rope_type", scaling.get("type", "default"))
+    return params
+
+
+@dataclass
+class GLaMMConfig:
+    """What GLaMM's ``config.json`` decides beyond the LLM itself."""
+
+    llm_fields: dict
+    select_layer: int = -2
+    use_im_start_end: bool = True
+    vision_tower: str = "openai/clip-vit-large-patch14-336"
+
+    @classmethod
+    def from_dir(cls, path: Path) -> "GLaMMConfig":
+        raw = json.loads((path / "config.json").read_text())
+        fields = {k: raw[k] for k in LLAMA_FIELDS if raw.get(k) is not None}
+        fields["rope_parameters"] = rope_parameters(fields.pop("rope_theta", 10000.0), fields.pop("rope_scaling", None))
+        for required in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size"):
+            if required not in fields:
+                raise ValueError(f"{path} is not a GLaMM checkpoint directory: its config.json lacks the LLaMA field {required!r}")
+        return cls(
+            llm_fields=fields,
+            select_layer=int(raw.get("mm_vision_select_layer", -2)),
+            use_im_start_end=bool(raw.get("mm_use_im_start_end", True)),
+            vision_tower=str(raw.get("mm_vision_tower", raw.get("vision_tower", cls.vision_tower))),
+        )
+
+
+class GLaMM(nn.Module):
+    """LLM + mm_projector + text_hidden_fcs + SAM grounding encoder (the CLIP towers live apart)."""
+
+    def __init__(self, llm: nn.Module, mm_projector: nn.Module, text_hidden_fcs: nn.Module, grounding: GroundingEncoder, config: GLaMMConfig):
+        super().__init__()
+        self.llm = llm
+        self.mm_projector = mm_projector
+        self.text_hidden_fcs = text_hidden_fcs
+        self.grounding = grounding
+        self.config = config
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device="cpu", dtype: torch.dtype = torch.float32, attn_implementation: str = "sdpa") -> "GLaMM":
+        """Load from a local GLaMM-RefSeg folder, shard by shard, casting each tensor as it is read."""
+        from transformers import LlamaConfig, LlamaForCausalLM
+
+        root = require_local_dir(path, "GLaMM checkpoint")
+        config = GLaMMConfig.from_dir(root)
+        ckpt = CheckpointDir(root)
+        keys = ckpt.keys()
+        skipped = [k for k in keys if k.startswith(SKIPPED_PREFIXES)]
+        if skipped:
+            log.info("skipping %d keys not used for segmentation (%s)", len(skipped), ", ".join(sorted({k.split(".")[1] for k in skipped})))
+        known = LLM_PREFIXES + SKIPPED_PREFIXES + ("model.mm_projector.", "model.text_hidden_fcs.", "model.grounding_encoder.")
+        unknown = [k for k in keys if not k.startswith(known)]
+        if unknown:
+            raise ValueError(f"{root}: unexpected checkpoint keys {unknown[:8]} ({len(unknown)} in all)")
+
+        llm_keys = [k for k in keys if k.startswith(LLM_PREFIXES)]
+        embed = ckpt.load(["model.embed_tokens.weight"])["model.embed_tokens.weight"]
+        fields = dict(config.llm_fields, vocab_size=embed.shape[0])
+        del embed
+        llm = build_llm(LlamaConfig, LlamaForCausalLM, fields, attn_implementation=attn_implementation)
+        cast = lambda t: t.to(device=device, dtype=dtype)  # noqa: E731 - applied per tensor as shards are read
+        llm = load_into(llm, ckpt.load(llm_keys, cast), "LLaMA", device, dtype)
+
+        projector_sd = ckpt.load_prefix("model.mm_projector.", cast)
+        projector = load_into(mlp_from_weights(projector_sd, nn.GELU, "mm_projector"), projector_sd, "mm_projector", device, dtype)
+        fcs_sd = ckpt.load_prefix("model.text_hidden_fcs.0.", cast)
+        fcs = load_into(mlp_from_weights(fcs_sd, lambda: nn.ReLU(inplace=True), "text_hidden_fcs"), fcs_sd, "text_hidden_fcs", device, dtype)
+
+        sam_sd = ckpt.load_prefix("model.grounding_encoder.")
+        if not sam_sd:
+            raise ValueError(f"{root}: no model.grounding_encoder.* keys (the SAM weights)")
+        grounding = GroundingEncoder.from_original_state_dict(sam_sd, dtype=dtype).to(device).eval().requires_grad_(False)
+        return cls(llm, projector, fcs, grounding, config)
+
+    @property
+    def embed_tokens(self) -> nn.Embedding:
+        return self.llm.get_input_embeddings()
+
+    def prefill_hidden(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Last-layer hidden states of a teacher-forced forward (no LM head: masks need only states)."""
+        out = self.llm.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, use_cache=False)
+        return out.last_hidden_state

@@ -1,0 +1,62 @@
+"""GLaMM's referring-segmentation prompt (vicuna v1 conversation, FACTS §2)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+__all__ = [
+    "SYSTEM_PROMPT",
+    "IMAGE_PLACEHOLDER",
+    "IMAGE_TOKEN_INDEX",
+    "SEG_TOKEN",
+    "IM_START",
+    "IM_END",
+    "DEFAULT_QUESTION",
+    "DEFAULT_ANSWER",
+    "question_for",
+    "build_conversation",
+    "tokenize_with_image",
+]
+
+SYSTEM_PROMPT = (
+    "A chat between a curious user and an artificial intelligence assistant. "
+    "The assistant gives helpful, detailed, and polite answers to the user's questions."
+)
+IMAGE_PLACEHOLDER = "<image>"
+IMAGE_TOKEN_INDEX = -200
+SEG_TOKEN = "[SEG]"
+IM_START, IM_END = "<im_start>", "<im_end>"
+DEFAULT_QUESTION = "Can you segment the {expression} in this image?"
+DEFAULT_ANSWER = "Sure, it is [SEG]."
+IMAGE_INTRO = "The {image} provides an overview of the picture.\n"
+
+
+def question_for(expression: str, template: str = DEFAULT_QUESTION) -> str:
+    """The question asking to segment ``expression`` (lower-cased as the released datasets do)."""
+    if not expression or not expression.strip():
+        raise ValueError("empty referring expression")
+    return template.format(expression=expression.strip().lower())
+
+
+def build_conversation(questions: Sequence[str], answers: Sequence[str], use_im_start_end: bool = True) -> str:
+    """One vicuna-v1 conversation: the image goes with the first question, each answer ends in ``</s>``."""
+    if len(questions) == 0 or len(questions) != len(answers):
+        raise ValueError(f"need one answer per question, got {len(questions)} questions and {len(answers)} answers")
+    for answer in answers:
+        if answer.count(SEG_TOKEN) != 1:
+            raise ValueError(f"each answer must contain exactly one {SEG_TOKEN}: {answer!r}")
+    image = f"{IM_START}{IMAGE_PLACEHOLDER}{IM_END}" if use_im_start_end else IMAGE_PLACEHOLDER
+    turns = [(IMAGE_INTRO.format(image=image) + questions[0], answers[0])] + list(zip(questions[1:], answers[1:]))
+    return SYSTEM_PROMPT + " " + "".join(f"USER: {q} ASSISTANT: {a}</s>" for q, a in turns)
+
+
+def tokenize_with_image(prompt: str, tokenizer) -> list[int]:
+    """Token ids with ``IMAGE_TOKEN_INDEX`` at each ``<image>``: the text chunks around it are tokenized
+    separately, the first with BOS, as LLaVA's ``tokenizer_image_token`` does."""
+    chunks = [tokenizer(chunk).input_ids for chunk in prompt.split(IMAGE_PLACEHOLDER)]
+    bos = tokenizer.bos_token_id
+    ids: list[int] = list(chunks[0])
+    for chunk in chunks[1:]:
+        ids.append(IMAGE_TOKEN_INDEX)
+        ids.extend(chunk[1:] if chunk and chunk[0] == bos else chunk)
+    return ids

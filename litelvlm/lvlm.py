@@ -1,0 +1,160 @@
+"""Model-agnostic pieces of a LLaVA-style LVLM, shared by GLaMM (image) and VideoGLaMM (video).
+
+- building the transformers LLM from a LLaVA ``config.json`` and loading it without a second copy,
+- the mm projector and the ``[SEG]`` projection (``text_hidden_fcs``) sized from their weights,
+- splicing visual tokens into the embedded prompt at placeholder ids, right-padded batching,
+- reading the hidden state just before each ``[SEG]`` token.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from torch import nn
+
+__all__ = [
+    "default_dtype",
+    "pick_attn_implementation",
+    "build_llm",
+    "load_into",
+    "mlp_from_weights",
+    "SplicedBatch",
+    "splice_and_pad",
+    "hidden_before",
+]
+
+
+def default_dtype(device: str | torch.device) -> torch.dtype:
+    """fp32 on CPU, bf16 on GPU."""
+    return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
+
+
+def pick_attn_implementation(device: str | torch.device, requested: str | None = None) -> str:
+    """``requested`` if given; flash-attn 2 on CUDA when it is installed; SDPA otherwise."""
+    if requested:
+        return requested
+    if torch.device(device).type == "cuda" and importlib.util.find_spec("flash_attn") is not None:
+        return "flash_attention_2"
+    return "sdpa"
+
+
+def build_llm(config_cls, model_cls, llm_fields: dict, *, attn_implementation: str):
+    """Instantiate ``model_cls`` on the meta device (no memory) from ``llm_fields`` of a config.json."""
+    config = config_cls(**llm_fields)
+    config._attn_implementation = attn_implementation
+    with torch.device("meta"):
+        model = model_cls(config)
+    return model
+
+
+def _rebuild_meta_buffers(module: nn.Module, device) -> None:
+    """Non-persistent buffers (rotary inverse frequencies) are not in checkpoints: rebuild them."""
+    for name, child in module.named_modules():
+        if "RotaryEmbedding" in type(child).__name__ and any(b.is_meta for b in child.buffers(recurse=False)):
+            rebuilt = type(child)(child.config).to(device)
+            parent = module.get_submodule(name.rsplit(".", 1)[0]) if "." in name else module
+            setattr(parent, name.rsplit(".", 1)[-1], rebuilt)
+
+
+def load_into(module: nn.Module, tensors: dict[str, torch.Tensor], what: str, device, dtype) -> nn.Module:
+    """Assign ``tensors`` to ``module``'s parameters (cast one by one); every parameter must be set.
+
+    Raises a ``ValueError`` naming the missing and unexpected keys.
+    """
+    own = dict(module.state_dict())
+    missing = sorted(set(own) - set(tensors))
+    unexpected = sorted(set(tensors) - set(own))
+    if missing or unexpected:
+        raise ValueError(
+            f"{what}: checkpoint does not match the model. missing {len(missing)} keys {missing[:8]}; "
+            f"unexpected {len(unexpected)} keys {unexpected[:8]}"
+        )
+    for name, ref in own.items():
+        if tuple(tensors[name].shape) != tuple(ref.shape):
+            raise ValueError(f"{what}: {name} has shape {tuple(tensors[name].shape)} in the checkpoint, model expects {tuple(ref.shape)}")
+    cast = {k: t.to(device=device, dtype=dtype if t.is_floating_point() else t.dtype) for k, t in tensors.items()}
+    module.load_state_dict(cast, strict=True, assign=True)
+    _rebuild_meta_buffers(module, device)
+    return module.to(device).eval().requires_grad_(False)
+
+
+def mlp_from_weights(tensors: dict[str, torch.Tensor], activation: type[nn.Module], what: str) -> nn.Sequential:
+    """An ``nn.Sequential`` of Linear layers at the even indices of ``tensors`` (``0.weight``,
+    ``2.weight``, ...) with ``activation`` between them, sized from the weight shapes."""
+    indices = sorted({int(k.split(".")[0]) for k in tensors})
+    if not indices or indices != list(range(0, 2 * len(indices), 2)):
+        raise ValueError(f"{what}: expected Linear layers at indices 0, 2, ...; found {sorted(tensors)}")
+    layers: list[nn.Module] = []
+    for i in indices:
+        out_f, in_f = tensors[f"{i}.weight"].shape
+        if layers:
+            layers.append(activation())
+        layers.append(nn.Linear(in_f, out_f, bias=f"{i}.bias" in tensors))
+    return nn.Sequential(*layers)
+
+
+@dataclass
+class SplicedBatch:
+    """Right-padded prompt embeddings with visual tokens spliced in.
+
+    ``token_ids`` (B, L) holds each position's text id, ``-1`` for visual tokens and padding.
+    """
+
+    inputs_embeds: torch.Tensor
+    attention_mask: torch.Tensor
+    token_ids: torch.Tensor
+    lengths: list[int]
+
+
+def splice_and_pad(
+    prompts: Sequence[Sequence[int]],
+    visual: Sequence[Sequence[torch.Tensor]],
+    embed_tokens: nn.Embedding,
+    placeholder_id: int,
+) -> SplicedBatch:
+    """Embed each prompt and replace its k-th ``placeholder_id`` with the k-th visual chunk (n_k, H)."""
+    if len(prompts) != len(visual):
+        raise ValueError(f"{len(prompts)} prompts but {len(visual)} visual inputs")
+    device = embed_tokens.weight.device
+    rows, ids_rows = [], []
+    for ids, chunks in zip(prompts, visual):
+        ids_t = torch.as_tensor(list(ids), dtype=torch.long)
+        slots = (ids_t == placeholder_id).nonzero().flatten().tolist()
+        if len(slots) != len(chunks):
+            raise ValueError(f"prompt has {len(slots)} image placeholders but {len(chunks)} visual inputs were given")
+        pieces, piece_ids, start = [], [], 0
+        for slot, chunk in zip(slots + [len(ids_t)], list(chunks) + [None]):
+            text = ids_t[start:slot].to(device)
+            pieces.append(embed_tokens(text))
+            piece_ids.append(text)
+            if chunk is not None:
+                pieces.append(chunk.to(device=device, dtype=embed_tokens.weight.dtype))
+                piece_ids.append(torch.full((chunk.shape[0],), -1, dtype=torch.long, device=device))
+            start = slot + 1
+        rows.append(torch.cat(pieces))
+        ids_rows.append(torch.cat(piece_ids))
+    lengths = [r.shape[0] for r in rows]
+    width = max(lengths)
+    embeds = rows[0].new_zeros(len(rows), width, rows[0].shape[-1])
+    token_ids = torch.full((len(rows), width), -1, dtype=torch.long, device=device)
+    mask = torch.zeros(len(rows), width, dtype=torch.long, device=device)
+    for b, (row, row_ids) in enumerate(zip(rows, ids_rows)):
+        embeds[b, : row.shape[0]] = row
+        token_ids[b, : row.shape[0]] = row_ids
+        mask[b, : row.shape[0]] = 1
+    return SplicedBatch(embeds, mask, token_ids, lengths)
+
+
+def hidden_before(hidden: torch.Tensor, token_ids: torch.Tensor, token_id: int) -> list[torch.Tensor]:
+    """Per row, the hidden states (n, H) at the position just before each occurrence of ``token_id``
+    (the state that predicts it), in order of occurrence."""
+    out = []
+    for b in range(hidden.shape[0]):
+        positions = (token_ids[b] == token_id).nonzero().flatten()
+        if positions.numel() and positions.min() == 0:
+            raise ValueError("a [SEG] token cannot be the first token of a prompt")
+        out.append(hidden[b, positions - 1])
+    return out

@@ -1,0 +1,35 @@
+"""Evaluation infrastructure shared by the image (RefCOCO) and video (Ref-DAVIS / Ref-YouTube-VOS / MeViS) harnesses.
+
+* ``records``: ``RecordStore``, resumable JSONL per-item records keyed by a tuple of fields; one file per
+  rank, ``record_path`` / ``run_record_paths`` name them; a torn last line is tolerated on resume;
+  ``check_run_meta`` refuses to resume records made from other inputs.
+* ``stats``: ``append_stats(results_dir, entry)`` appends one run entry to ``stats.json`` atomically.
+* ``distributed``: ``dist_info``, ``init_distributed`` / ``distributed_session``, ``shard`` (no padded duplicates),
+  ``gather_objects``, ``barrier``, ``shutdown_distributed`` for torchrun / deepspeed launches.
+* ``progress``: ``progress_bar``, a tqdm bar with ETA shown on one rank.
+* ``table``: ``format_table`` / ``print_table`` for end-of-run summaries.
+
+Typical harness loop: ``with distributed_session() as info:``; order the items deterministically; ``mine = shard(items,
+info.rank, info.world_size)``; open ``RecordStore(record_path(dir, run_id, info.rank), key_fields,
+resume=..., other_paths=run_record_paths(dir, run_id))``; skip ``store.has(key)``; ``store.add(record)``
+per item; ``gather_objects`` the records of ``mine``; rank 0 merges in canonical order, scores, calls
+``append_stats`` and prints the table.
+"""
+
+from .distributed import (DistInfo, barrier, dist_info, distributed_session, gather_objects, init_distributed, shard,
+                          shutdown_distributed)
+from .progress import progress_bar
+from .records import (RecordsExistError, RecordStore, check_run_meta, read_jsonl, record_key, record_path,
+                      run_record_paths)
+from .stats import append_stats, load_stats
+from .table import format_table, print_table
+
+__all__ = [
+    "DistInfo", "barrier", "dist_info", "distributed_session", "gather_objects", "init_distributed", "shard",
+    "shutdown_distributed",
+    "progress_bar",
+    "RecordsExistError", "RecordStore", "check_run_meta", "read_jsonl", "record_key", "record_path",
+    "run_record_paths",
+    "append_stats", "load_stats",
+    "format_table", "print_table",
+]

@@ -1,0 +1,205 @@
+"""Resumable per-item result records in JSON Lines files, keyed by a tuple of fields.
+
+A run writes one record (a JSON object) per finished item, one line each, flushed at once, so a crash
+loses at most the line being written. Reopening with ``resume=True`` reloads every record, drops a torn
+(unterminated or unparsable) LAST line, and lets the caller skip the keys already done.
+
+Layout used by the harnesses: ``<results_dir>/records/<run_id>.rank<R>.jsonl``: each process of a
+distributed run appends to its own file; all files of a run are read on resume and when merging, so a run
+may be resumed with a different number of processes (the files must be visible to every process).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+__all__ = [
+    "RecordsExistError",
+    "RecordStore",
+    "read_jsonl",
+    "record_path",
+    "run_record_paths",
+    "record_key",
+    "check_run_meta",
+]
+
+Key = tuple
+
+
+class RecordsExistError(FileExistsError):
+    """Records of the same run already exist and resuming was not requested."""
+
+
+def record_path(results_dir: str | os.PathLike, run_id: str, rank: int) -> Path:
+    """Records file of process ``rank`` of run ``run_id``."""
+    _check_run_id(run_id)
+    return Path(results_dir) / "records" / f"{run_id}.rank{int(rank)}.jsonl"
+
+
+def run_record_paths(results_dir: str | os.PathLike, run_id: str) -> list[Path]:
+    """All existing records files of run ``run_id`` (every rank), sorted by rank."""
+    _check_run_id(run_id)
+    folder = Path(results_dir) / "records"
+    if not folder.is_dir():
+        return []
+    pattern = re.compile(re.escape(run_id) + r"\.rank(\d+)\.jsonl")
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := pattern.fullmatch(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def _check_run_id(run_id: str) -> None:
+    if not run_id or "/" in run_id or os.sep in run_id:
+        raise ValueError(f"run_id must be a non-empty file-name stem without path separators, got {run_id!r}")
+
+
+def record_key(record: dict, key_fields: Sequence[str]) -> Key:
+    """The tuple of ``key_fields`` values of one record; a missing field is an error."""
+    missing = [f for f in key_fields if f not in record]
+    if missing:
+        raise KeyError(f"record lacks key field(s) {missing}: {record!r:.200}")
+    return tuple(record[f] for f in key_fields)
+
+
+def read_jsonl(path: str | os.PathLike) -> tuple[list[dict], int]:
+    """Records of a JSONL file and the byte length of its valid prefix.
+
+    A torn last line (no trailing newline, or not a JSON object) is left out and the returned length stops
+    before it. A bad line anywhere else is an error naming the file and line.
+    """
+    lines = Path(path).read_bytes().split(b"\n")
+    last_filled = max((i for i, line in enumerate(lines) if line.strip()), default=-1)
+    records, valid_len = [], 0
+    for index, line in enumerate(lines):
+        terminated = index < len(lines) - 1
+        if line.strip():
+            parsed = _parse_line(line) if terminated else None
+            if parsed is None:
+                if index == last_filled:
+                    break  # torn tail of an interrupted write
+                raise ValueError(f"{path}: line {index + 1} is not a JSON object; the records file is corrupt "
+                                 f"(only a torn last line is tolerated)")
+            records.append(parsed)
+        valid_len += len(line) + int(terminated)
+    return records, valid_len
+
+
+def _parse_line(line: bytes) -> dict | None:
+    try:
+        value = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+class RecordStore:
+    """Append-only JSONL records of one process, plus read-only records of the run's other files.
+
+    ``key_fields`` name the record fields that identify an item, e.g. ``("ref_id", "sent_id")`` or
+    ``("video", "exp_id")``. Without ``resume`` any existing file of the run is an error; with it, every
+    record found is loaded (the own file's torn tail is truncated away) and ``has(key)`` tells what is done.
+    """
+
+    def __init__(self, path: str | os.PathLike, key_fields: Sequence[str], *, resume: bool = False,
+                 other_paths: Iterable[str | os.PathLike] = ()):
+        self.path = Path(path)
+        self.key_fields = tuple(key_fields)
+        if not self.key_fields:
+            raise ValueError("key_fields must name at least one record field")
+        others = [Path(p) for p in other_paths if Path(p) != self.path]
+        existing = [p for p in [self.path, *others] if p.exists()]
+        if existing and not resume:
+            raise RecordsExistError(
+                f"records of this run already exist ({', '.join(str(p) for p in existing)}): pass --resume to "
+                f"continue it, or choose another results path")
+        self._records: dict[Key, dict] = {}
+        for other in others:
+            if other.exists():
+                self._load(other, truncate=False)
+        if self.path.exists():
+            self._load(self.path, truncate=True)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(self.path, "a", encoding="utf-8")
+
+    def _load(self, path: Path, truncate: bool) -> None:
+        records, valid_len = read_jsonl(path)
+        if truncate and valid_len < path.stat().st_size:
+            with open(path, "r+b") as handle:
+                handle.truncate(valid_len)
+        for record in records:
+            key = record_key(record, self.key_fields)
+            if key in self._records:
+                raise ValueError(f"{path}: record {dict(zip(self.key_fields, key))} appears twice in this run's "
+                                 f"records; were two runs writing the same results path?")
+            self._records[key] = record
+
+    def key(self, record: dict) -> Key:
+        """The key of ``record``."""
+        return record_key(record, self.key_fields)
+
+    def has(self, key: Key) -> bool:
+        """Whether an item with this key is already recorded."""
+        return tuple(key) in self._records
+
+    def get(self, key: Key) -> dict:
+        """The record of ``key`` (KeyError if not recorded)."""
+        return self._records[tuple(key)]
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def records(self) -> dict[Key, dict]:
+        """All known records by key (loaded and added)."""
+        return dict(self._records)
+
+    def add(self, record: dict[str, Any]) -> None:
+        """Append one record (one flushed line); a key already recorded is an error."""
+        key = self.key(record)
+        if key in self._records:
+            raise ValueError(f"record {dict(zip(self.key_fields, key))} is already in {self.path}")
+        line = json.dumps(record, separators=(",", ":"), ensure_ascii=False)
+        self._file.write(line + "\n")
+        self._file.flush()
+        self._records[key] = record
+
+    def close(self) -> None:
+        """Flush to disk and close the file."""
+        if not self._file.closed:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+
+    def __enter__(self) -> "RecordStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def check_run_meta(results_dir: str | os.PathLike, run_id: str, meta: dict[str, Any], *, fresh: bool,
+                   write: bool = True) -> Path:
+    """Pin the inputs of run ``run_id`` in ``records/<run_id>.meta.json``.
+
+    ``fresh`` (no records exist yet): the file is (re)written. Otherwise a stored meta must equal ``meta``,
+    which guards against resuming records produced from another checkpoint or data. ``write=False`` only
+    checks (for the non-zero ranks of a distributed run; rank 0 writes).
+    """
+    path = Path(results_dir) / "records" / f"{run_id}.meta.json"
+    meta = json.loads(json.dumps(meta))
+    if not fresh and path.exists():
+        stored = json.loads(path.read_text(encoding="utf-8"))
+        changed = sorted(k for k in set(stored) | set(meta) if stored.get(k) != meta.get(k))
+        if changed:
+            details = "; ".join(f"{k}: recorded {stored.get(k)!r}, now {meta.get(k)!r}" for k in changed)
+            raise ValueError(f"the existing records of run {run_id} were made with other inputs ({details}); "
+                             f"choose another results path")
+        return path
+    if write:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    return path

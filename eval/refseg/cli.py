@@ -1,0 +1,97 @@
+"""``python -m eval.refseg``: RefCOCO / RefCOCO+ / RefCOCOg cIoU / gIoU evaluation.
+
+Accepts the released LiteLVLM/GLaMM script's arguments (--version, --vision-tower, --dataset_dir,
+--refer_seg_data, --results_path, --num_retain_tokens; --pretrained and --local_rank are accepted and
+ignored) plus this harness's own. Launch several processes with torchrun or the deepspeed launcher.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from eval.common.stats import load_stats
+from eval.common.table import print_table
+
+from .config import DEFAULT_VISION_TOWER, DTYPES, RefSegConfig
+from .protocols import PROTOCOLS
+from .runner import SegmenterFactory, run_refseg
+
+__all__ = ["build_parser", "config_from_args", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    p = argparse.ArgumentParser(prog="python -m eval.refseg",
+                                description="RefCOCO / RefCOCO+ / RefCOCOg referring segmentation (cIoU, gIoU) "
+                                            "of GLaMM with visual-token pruning.")
+    p.add_argument("--version", help="GLaMM checkpoint folder (e.g. checkpoints/GLaMM-RefSeg)")
+    p.add_argument("--vision-tower", "--vision_tower", dest="vision_tower", default=DEFAULT_VISION_TOWER,
+                   help="local folder of the CLIP ViT-L/14-336 checkpoint (default: %(default)s, a local path)")
+    p.add_argument("--dataset_dir", "--dataset-dir", dest="dataset_dir", default="./data",
+                   help="folder holding Refer_Segm/ (default: %(default)s)")
+    p.add_argument("--refer_seg_data", "--refer-seg-data", dest="refer_seg_data", default="refcocog|val",
+                   help="'dataset|split', e.g. 'refcoco|testA' (default: %(default)s)")
+    p.add_argument("--results_path", "--results-path", dest="results_path", default="runs/refseg",
+                   help="results folder: stats.json and records/ (default: %(default)s)")
+    p.add_argument("--num_retain_tokens", "--num-retain-tokens", dest="budget", type=int, default=576, metavar="N",
+                   help="visual tokens kept per image (default: %(default)s = all)")
+    p.add_argument("--method", default="litelvlm", help="token-pruning method (default: %(default)s)")
+    p.add_argument("--protocol", choices=sorted(PROTOCOLS), default="all",
+                   help="all: every sentence, fixed template; glamm: released sampling, seeded (default: all)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the glamm protocol's draws (default: 0)")
+    p.add_argument("--limit", type=int, help="evaluate only the first N images (sorted by id)")
+    p.add_argument("--resume", action="store_true", help="continue a run from its records files")
+    p.add_argument("--device", default="auto", help="'auto' (cuda:LOCAL_RANK if available, else cpu) or a device")
+    p.add_argument("--dtype", choices=DTYPES, default="auto", help="model dtype (auto: the model's default)")
+    p.add_argument("--predictions", help="score saved predictions (JSONL of ref_id, sent_id, rle) instead of a model")
+    p.add_argument("--allow-missing", "--allow_missing", dest="allow_missing", action="store_true",
+                   help="with --predictions: score expressions without a prediction as empty masks")
+    p.add_argument("--save-masks", "--save_masks", dest="save_masks", action="store_true",
+                   help="store each predicted mask (COCO RLE) in the records")
+    p.add_argument("--segmenter-factory", dest="segmenter_factory",
+                   help="'module:callable' called with the run config to build the segmenter (default: GLaMM)")
+    p.add_argument("--dist-backend", dest="dist_backend", choices=["nccl", "gloo"],
+                   help="torch.distributed backend when launched with WORLD_SIZE > 1 (default: nccl if CUDA)")
+    p.add_argument("--show-stats", action="store_true", help="print the results folder's stats.json as a table")
+    p.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--pretrained", action="store_true", help=argparse.SUPPRESS)
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> RefSegConfig:
+    """A validated ``RefSegConfig`` from parsed arguments."""
+    return RefSegConfig(
+        refer_seg_data=args.refer_seg_data, dataset_dir=args.dataset_dir, results_path=args.results_path,
+        checkpoint=args.version, vision_tower=args.vision_tower, budget=args.budget, method=args.method,
+        protocol=args.protocol, seed=args.seed, limit=args.limit, resume=args.resume, device=args.device,
+        dtype=args.dtype, predictions=args.predictions, allow_missing=args.allow_missing,
+        save_masks=args.save_masks, segmenter_factory=args.segmenter_factory, dist_backend=args.dist_backend)
+
+
+def show_stats(results_path: str) -> None:
+    """Print every entry of ``<results_path>/stats.json`` as one table row."""
+    entries = load_stats(results_path)
+    if not entries:
+        raise FileNotFoundError(f"no stats.json entries in {results_path}")
+    rows = [{"dataset": e.get("dataset"), "split": e.get("split"), "protocol": e.get("protocol"),
+             "method": e.get("method"), "budget": e.get("budget"), "expressions": e.get("n_expressions"),
+             "gIoU %": 100 * float(e["giou"]), "cIoU %": 100 * float(e["ciou"]), "timestamp": e.get("timestamp")}
+            for e in entries]
+    print_table(rows, float_digits=2, title=f"{results_path}/stats.json")
+
+
+def main(argv: Sequence[str] | None = None, segmenter_factory: SegmenterFactory | None = None) -> int:
+    """Run the CLI; returns the exit status (2 with a one-line message on bad input)."""
+    args = build_parser().parse_args(argv)
+    try:
+        if args.show_stats:
+            show_stats(args.results_path)
+            return 0
+        run_refseg(config_from_args(args), segmenter_factory=segmenter_factory)
+    except (ValueError, FileNotFoundError, FileExistsError, KeyError) as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+    return 0

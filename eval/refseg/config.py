@@ -1,0 +1,86 @@
+"""The settings of one RefCOCO-family evaluation run (built from the command line or directly)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .dataset import parse_refer_seg_data
+from .protocols import PROTOCOLS
+
+__all__ = ["DEFAULT_VISION_TOWER", "DTYPES", "RefSegConfig"]
+
+DEFAULT_VISION_TOWER = "openai/clip-vit-large-patch14-336"
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+@dataclass(frozen=True)
+class RefSegConfig:
+    """One evaluation run: data, model, protocol, output. Validated on construction."""
+
+    refer_seg_data: str = "refcocog|val"
+    dataset_dir: str = "./data"
+    results_path: str = "runs/refseg"
+    checkpoint: str | None = None
+    vision_tower: str = DEFAULT_VISION_TOWER
+    budget: int = 576
+    method: str = "litelvlm"
+    protocol: str = "all"
+    seed: int = 0
+    limit: int | None = None
+    resume: bool = False
+    device: str = "auto"
+    dtype: str = "auto"
+    predictions: str | None = None
+    allow_missing: bool = False
+    save_masks: bool = False
+    segmenter_factory: str | None = None
+    dist_backend: str | None = None
+
+    def __post_init__(self) -> None:
+        parse_refer_seg_data(self.refer_seg_data)
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"--protocol must be one of {sorted(PROTOCOLS)}, got {self.protocol!r}")
+        if self.budget < 1:
+            raise ValueError(f"--num_retain_tokens must be a positive number of visual tokens, got {self.budget}")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"--limit must be a positive number of images, got {self.limit}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"--dtype must be one of {DTYPES}, got {self.dtype!r}")
+        if not self.method or not re.fullmatch(r"[A-Za-z0-9_.+-]+", self.method):
+            raise ValueError(f"--method must be a method name (letters, digits, _ . + -), got {self.method!r}")
+        if self.allow_missing and not self.predictions:
+            raise ValueError("--allow-missing only applies when scoring saved --predictions")
+        if self.predictions is None and self.checkpoint is None:
+            raise ValueError("--version (the GLaMM checkpoint folder) is required unless --predictions is given")
+
+    @property
+    def dataset(self) -> str:
+        """Dataset name, e.g. 'refcoco+'."""
+        return parse_refer_seg_data(self.refer_seg_data)[0]
+
+    @property
+    def split(self) -> str:
+        """Split name, e.g. 'testA'."""
+        return parse_refer_seg_data(self.refer_seg_data)[1]
+
+    @property
+    def run_id(self) -> str:
+        """File-name stem of this run's records: what it scores and how, not how far it got (no --limit)."""
+        parts = [self.dataset, self.split, self.method, f"b{self.budget}", self.protocol]
+        if self.protocol == "glamm":
+            parts.append(f"seed{self.seed}")
+        if self.predictions:
+            parts.append("pred")
+        return "_".join(parts)
+
+    def run_meta(self) -> dict:
+        """Inputs that must not change when a run is resumed."""
+        def absolute(p: str | None) -> str | None:
+            return None if p is None else str(Path(p).resolve())
+
+        return {"checkpoint": absolute(self.checkpoint), "vision_tower": self.vision_tower,
+                "dataset_dir": absolute(self.dataset_dir), "predictions": absolute(self.predictions),
+                "allow_missing": self.allow_missing, "dtype": self.dtype,
+                "segmenter_factory": self.segmenter_factory}

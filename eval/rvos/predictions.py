@@ -1,0 +1,133 @@
+"""Prediction folders ``PRED_DIR/<video>/<exp_id>/<frame>.png`` (nonzero = object): write, read, check."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .datasets import RVOSSample
+
+__all__ = [
+    "MissingPredictions",
+    "MissingPredictionsError",
+    "prediction_path",
+    "write_prediction_masks",
+    "write_mask_sequence",
+    "read_prediction_mask",
+    "find_missing_predictions",
+    "check_predictions",
+    "load_prediction_masks",
+]
+
+
+def prediction_path(pred_dir: str | Path, video_id: str, exp_id: str, frame: str) -> Path:
+    return Path(pred_dir) / video_id / str(exp_id) / f"{frame}.png"
+
+
+def write_mask_sequence(pred_dir: str | Path, video_id: str, exp_id: str, frames, masks) -> list[Path]:
+    """Write ``masks`` (T, H, W), nonzero = object, as 0/255 greyscale PNGs, one per frame name."""
+    arr, frames = np.asarray(masks), list(frames)
+    if arr.ndim != 3 or len(arr) != len(frames):
+        raise ValueError(f"masks for {video_id}/{exp_id} must be (T={len(frames)}, H, W), got shape {arr.shape}")
+    paths = []
+    for frame, mask in zip(frames, arr):
+        path = prediction_path(pred_dir, video_id, exp_id, frame)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.where(mask != 0, 255, 0).astype(np.uint8), mode="L").save(path)
+        paths.append(path)
+    return paths
+
+
+def write_prediction_masks(pred_dir: str | Path, sample: RVOSSample, masks) -> list[Path]:
+    """Write the predicted masks (T, H, W) of ``sample`` under ``pred_dir`` as 0/255 PNGs."""
+    return write_mask_sequence(pred_dir, sample.video_id, sample.exp_id, sample.frames, masks)
+
+
+def read_prediction_mask(path: str | Path) -> np.ndarray:
+    """A predicted mask PNG as (H, W) bool, nonzero = object (palette PNGs: nonzero index)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"prediction mask not found: {path}")
+    with Image.open(path) as img:
+        if img.mode not in ("1", "L", "P", "I", "I;16"):
+            raise ValueError(f"{path}: expected a single-channel PNG (modes 1/L/P/I), got {img.mode}")
+        return np.asarray(img) != 0
+
+
+@dataclass
+class MissingPredictions:
+    """What a prediction folder lacks: whole videos, expression folders of present videos, frame files."""
+
+    pred_dir: Path
+    videos: list[str] = field(default_factory=list)
+    expressions: list[str] = field(default_factory=list)
+    frames: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.videos or self.expressions or self.frames)
+
+    def as_dict(self) -> dict[str, int]:
+        return {"videos": len(self.videos), "expressions": len(self.expressions), "frames": len(self.frames)}
+
+    def summary(self, limit: int = 5) -> str:
+        parts = []
+        for kind, names in (("videos", self.videos), ("expressions", self.expressions), ("frames", self.frames)):
+            if names:
+                more = ", ..." if len(names) > limit else ""
+                parts.append(f"{len(names)} missing {kind} (e.g. {', '.join(names[:limit])}{more})")
+        return f"predictions under {self.pred_dir}: " + ("; ".join(parts) if parts else "complete")
+
+
+class MissingPredictionsError(FileNotFoundError):
+    """Raised when predictions are missing and missing ones were not allowed."""
+
+
+def find_missing_predictions(pred_dir: str | Path, samples: list[RVOSSample]) -> MissingPredictions:
+    """List the videos, expression folders and frame PNGs that ``samples`` need but ``pred_dir`` lacks."""
+    pred_dir = Path(pred_dir)
+    if not pred_dir.is_dir():
+        raise FileNotFoundError(f"predictions folder not found: {pred_dir}")
+    missing = MissingPredictions(pred_dir)
+    for sample in samples:
+        video_dir = pred_dir / sample.video_id
+        if not video_dir.is_dir():
+            if sample.video_id not in missing.videos:
+                missing.videos.append(sample.video_id)
+            continue
+        if not (video_dir / sample.exp_id).is_dir():
+            missing.expressions.append(sample.key)
+            continue
+        for frame in sample.frames:
+            if not prediction_path(pred_dir, sample.video_id, sample.exp_id, frame).is_file():
+                missing.frames.append(f"{sample.key}/{frame}.png")
+    return missing
+
+
+def check_predictions(pred_dir: str | Path, samples: list[RVOSSample], allow_missing: bool) -> MissingPredictions:
+    """Find missing predictions; raise MissingPredictionsError listing them unless ``allow_missing``."""
+    missing = find_missing_predictions(pred_dir, samples)
+    if missing and not allow_missing:
+        raise MissingPredictionsError(missing.summary() + ". Pass allow_missing=True to score them as empty masks.")
+    return missing
+
+
+def load_prediction_masks(pred_dir: str | Path, sample: RVOSSample, shape: tuple[int, int],
+                          allow_missing: bool = False) -> tuple[np.ndarray, int]:
+    """(T, H, W) bool predictions of ``sample`` and how many frames were missing (read as empty masks)."""
+    out = np.zeros((len(sample.frames), *shape), dtype=bool)
+    n_missing = 0
+    for i, frame in enumerate(sample.frames):
+        path = prediction_path(pred_dir, sample.video_id, sample.exp_id, frame)
+        if not path.is_file():
+            if not allow_missing:
+                raise MissingPredictionsError(f"prediction mask not found: {path}")
+            n_missing += 1
+            continue
+        mask = read_prediction_mask(path)
+        if mask.shape != tuple(shape):
+            raise ValueError(f"{path}: prediction size {mask.shape} differs from the GT size {tuple(shape)}")
+        out[i] = mask
+    return out, n_missing

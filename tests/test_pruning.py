@@ -217,3 +217,37 @@ def test_random_is_seeded_and_grid_is_uniform(tiny_clip):
     assert get_method("none").select(frames, 576).indices[1].tolist() == list(range(576))
     with pytest.raises(ValueError, match="keeps all"):
         get_method("none").select(frames, 100)
+
+
+# ---------------------------------------------------------------- cell granularity option
+def test_cell_selection_fills_the_fewest_cells_with_exactly_budget_tokens():
+    from litelvlm.pruning import litelvlm_select_cells
+
+    gen = torch.Generator().manual_seed(11)
+    sim, ctx = torch.randn(2, 576, generator=gen), torch.rand(576, generator=gen)
+    for budget in (196, 81, 8, 575):
+        kept = litelvlm_select_cells(sim, ctx, budget, (24, 24), 2)
+        assert kept.numel() == budget and len(set(kept.tolist())) == budget
+        cells = {(int(i) // 24 // 2, int(i) % 24 // 2) for i in kept}
+        assert len(cells) == -(-budget // 4)
+    # restatement: the released rule on 2x2-averaged scores decides which cells, in which order
+    kept = litelvlm_select_cells(sim, ctx, 81, (24, 24), 2)
+    pooled = lambda x: torch.nn.functional.avg_pool2d(x.view(-1, 1, 24, 24), 2).flatten(1)  # noqa: E731
+    expected_cells = released_rule(pooled(sim).numpy(), pooled(ctx[None])[0].numpy(), 21)
+    seen = []
+    for i in kept.tolist():
+        c = (i // 24 // 2) * 12 + (i % 24) // 2
+        if c not in seen:
+            seen.append(c)
+    assert seen == expected_cells
+
+
+def test_litelvlm_cell_option_through_the_registry(tiny_clip):
+    pixels = _frames(tiny_clip, 2, seed=4)
+    pruner = tiny_clip.pruner()
+    embeds = pruner.text_embeds(["the dog"])
+    frames = pruner.encode(pixels)
+    kept = get_method("litelvlm", cell=2).select(frames, 81, embeds).indices
+    assert kept.shape == (2, 81)
+    with pytest.raises(ValueError, match="cell must be"):
+        get_method("litelvlm", cell=0)

@@ -14,10 +14,13 @@ from .methods import (
     register_method,
 )
 from .pruner import ClipTokenPruner, PruneResult
-from .select import check_budget, litelvlm_select
+from . import baselines  # noqa: F401  registers visionzip, vispruner, prumerge, prumerge+, trim
+from .select import cell_tokens, check_budget, litelvlm_select, litelvlm_select_cells
 
 __all__ = [
     "litelvlm_select",
+    "litelvlm_select_cells",
+    "cell_tokens",
     "check_budget",
     "ClipTokenPruner",
     "PruneResult",

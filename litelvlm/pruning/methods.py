@@ -15,7 +15,7 @@ from typing import Callable, ClassVar
 import torch
 
 from .features import ClipFrameFeatures, context_scores, text_similarity
-from .select import check_budget, litelvlm_select
+from .select import check_budget, litelvlm_select, litelvlm_select_cells
 
 __all__ = [
     "Selection",
@@ -107,26 +107,33 @@ class LiteLVLMSelector(TokenSelector):
     """LiteLVLM: lowest CLIP text similarity (the referent) + CLS-attention context refill (FACTS §1).
 
     ``context_share`` reserves a share of the budget for context tokens; ``raster_order`` keeps the
-    tokens in image order. Both default to the released behaviour.
+    tokens in image order; ``cell`` > 1 applies the rule to ``cell`` x ``cell`` blocks of tokens
+    (``litelvlm_select_cells``), for models that pool blocks into one LLM token. All default to the
+    released behaviour.
     """
 
     uses_text = True
 
-    def __init__(self, context_share: float = 0.0, raster_order: bool = False):
+    def __init__(self, context_share: float = 0.0, raster_order: bool = False, cell: int = 1):
         if not 0.0 <= context_share < 1.0:
             raise ValueError(f"context_share must be in [0, 1), got {context_share}")
+        if int(cell) < 1:
+            raise ValueError(f"cell must be >= 1, got {cell}")
         self.context_share = float(context_share)
         self.raster_order = bool(raster_order)
+        self.cell = int(cell)
 
     def select(self, features, budget, text_embeds=None):
         self.check(features, budget, text_embeds)
         similarity = text_similarity(features.projected(), text_embeds)
         context = context_scores(features.query, features.key, features.value)
-        kept = [
-            litelvlm_select(similarity[f], context[f], budget, context_share=self.context_share, raster_order=self.raster_order)
-            for f in range(features.num_frames)
-        ]
-        return Selection(torch.stack(kept))
+        options = {"context_share": self.context_share, "raster_order": self.raster_order}
+        if self.cell > 1:
+            rows = [litelvlm_select_cells(similarity[f], context[f], budget, features.grid, self.cell, **options)
+                    for f in range(features.num_frames)]
+        else:
+            rows = [litelvlm_select(similarity[f], context[f], budget, **options) for f in range(features.num_frames)]
+        return Selection(torch.stack(rows))
 
 
 @register_method("none")

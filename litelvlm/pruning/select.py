@@ -10,7 +10,7 @@ import math
 
 import torch
 
-__all__ = ["litelvlm_select", "check_budget"]
+__all__ = ["litelvlm_select", "litelvlm_select_cells", "cell_tokens", "check_budget"]
 
 
 def check_budget(budget: int, num_tokens: int, num_texts: int | None = None) -> None:
@@ -71,3 +71,48 @@ def litelvlm_select(
     if raster_order:
         kept = torch.sort(kept).values
     return kept
+
+
+def cell_tokens(grid: tuple[int, int], cell: int) -> torch.Tensor:
+    """(cells, cell*cell) raster indices of the tokens in each ``cell`` x ``cell`` block of ``grid``."""
+    h, w = grid
+    if h % cell or w % cell:
+        raise ValueError(f"a {h}x{w} token grid cannot be split into {cell}x{cell} cells")
+    idx = torch.arange(h * w).view(h // cell, cell, w // cell, cell)
+    return idx.permute(0, 2, 1, 3).reshape(-1, cell * cell)
+
+
+def litelvlm_select_cells(
+    similarity: torch.Tensor,
+    context: torch.Tensor,
+    budget: int,
+    grid: tuple[int, int],
+    cell: int = 2,
+    *,
+    context_share: float = 0.0,
+    raster_order: bool = False,
+) -> torch.Tensor:
+    """The LiteLVLM rule at the granularity of ``cell`` x ``cell`` blocks, still returning exactly
+    ``budget`` token indices.
+
+    Token scores are averaged per block; the rule picks ``ceil(budget / cell**2)`` blocks (in its
+    order); each block contributes its tokens, lowest similarity first, until ``budget`` tokens are
+    taken (only the last block can be partial). When the LLM sees one pooled token per block (as
+    VideoGLaMM's 2x2 pooling gives it), this puts the budget into the fewest blocks.
+    """
+    num_texts, num_tokens = similarity.shape
+    check_budget(budget, num_tokens, num_texts)
+    members = cell_tokens(grid, cell).to(similarity.device)
+    if members.numel() != num_tokens:
+        raise ValueError(f"grid {grid} has {members.numel()} tokens but similarity has {num_tokens}")
+    num_cells = math.ceil(budget / cell**2)
+    if num_cells < num_texts:
+        raise ValueError(f"budget={budget} fills {num_cells} {cell}x{cell} cells, fewer than the {num_texts} texts: raise the budget")
+    cells = litelvlm_select(
+        similarity[:, members].mean(-1), context[members].mean(-1), num_cells,
+        context_share=context_share,
+    )
+    chosen = members[cells]  # (n_cells, cell*cell)
+    order = torch.argsort(similarity.min(0).values[chosen], dim=-1, stable=True)
+    kept = torch.gather(chosen, 1, order).reshape(-1)[:budget].to(torch.long)
+    return torch.sort(kept).values if raster_order else kept

@@ -2,10 +2,13 @@
 
 * ``records``: ``RecordStore``, resumable JSONL per-item records keyed by a tuple of fields; one file per
   rank, ``record_path`` / ``run_record_paths`` name them; a torn last line is tolerated on resume;
-  ``check_run_meta`` refuses to resume records made from other inputs.
+  ``check_run_meta`` refuses to resume records made from other inputs; ``open_run_store`` does both for a rank;
+  ``supersede_field`` lets a retried item's record replace its earlier one.
 * ``stats``: ``append_stats(results_dir, entry)`` appends one run entry to ``stats.json`` atomically.
 * ``distributed``: ``dist_info``, ``init_distributed`` / ``distributed_session``, ``shard`` (no padded duplicates),
   ``gather_objects``, ``barrier``, ``shutdown_distributed`` for torchrun / deepspeed launches.
+* ``model``: ``import_callable`` (the ``--segmenter-factory`` hook), ``resolve_device``, ``resolve_dtype``,
+  ``seed_everything``, ``derive_seed``.
 * ``progress``: ``progress_bar``, a tqdm bar with ETA shown on one rank.
 * ``table``: ``format_table`` / ``print_table`` for end-of-run summaries.
 
@@ -18,18 +21,20 @@ per item; ``gather_objects`` the records of ``mine``; rank 0 merges in canonical
 
 from .distributed import (DistInfo, barrier, dist_info, distributed_session, gather_objects, init_distributed, shard,
                           shutdown_distributed)
+from .model import derive_seed, import_callable, resolve_device, resolve_dtype, seed_everything
 from .progress import progress_bar
-from .records import (RecordsExistError, RecordStore, check_run_meta, read_jsonl, record_key, record_path,
-                      run_record_paths)
+from .records import (RecordsExistError, RecordStore, check_run_meta, open_run_store, read_jsonl, record_key,
+                      record_path, run_record_paths)
 from .stats import append_stats, load_stats
 from .table import format_table, print_table
 
 __all__ = [
     "DistInfo", "barrier", "dist_info", "distributed_session", "gather_objects", "init_distributed", "shard",
     "shutdown_distributed",
+    "derive_seed", "import_callable", "resolve_device", "resolve_dtype", "seed_everything",
     "progress_bar",
-    "RecordsExistError", "RecordStore", "check_run_meta", "read_jsonl", "record_key", "record_path",
-    "run_record_paths",
+    "RecordsExistError", "RecordStore", "check_run_meta", "open_run_store", "read_jsonl", "record_key",
+    "record_path", "run_record_paths",
     "append_stats", "load_stats",
     "format_table", "print_table",
 ]

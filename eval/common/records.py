@@ -25,6 +25,7 @@ __all__ = [
     "run_record_paths",
     "record_key",
     "check_run_meta",
+    "open_run_store",
 ]
 
 Key = tuple
@@ -101,12 +102,16 @@ class RecordStore:
     ``key_fields`` name the record fields that identify an item, e.g. ``("ref_id", "sent_id")`` or
     ``("video", "exp_id")``. Without ``resume`` any existing file of the run is an error; with it, every
     record found is loaded (the own file's torn tail is truncated away) and ``has(key)`` tells what is done.
+
+    A key is recorded once, unless ``supersede_field`` names a numeric field (e.g. ``"attempt"``): then a
+    record with a larger value of that field replaces the earlier one (a retried item), in any file.
     """
 
     def __init__(self, path: str | os.PathLike, key_fields: Sequence[str], *, resume: bool = False,
-                 other_paths: Iterable[str | os.PathLike] = ()):
+                 other_paths: Iterable[str | os.PathLike] = (), supersede_field: str | None = None):
         self.path = Path(path)
         self.key_fields = tuple(key_fields)
+        self.supersede_field = supersede_field
         if not self.key_fields:
             raise ValueError("key_fields must name at least one record field")
         others = [Path(p) for p in other_paths if Path(p) != self.path]
@@ -131,10 +136,21 @@ class RecordStore:
                 handle.truncate(valid_len)
         for record in records:
             key = record_key(record, self.key_fields)
-            if key in self._records:
+            if key in self._records and not self._supersedes(record, self._records[key]):
+                if self._supersedes(self._records[key], record):
+                    continue  # an older attempt, already replaced
                 raise ValueError(f"{path}: record {dict(zip(self.key_fields, key))} appears twice in this run's "
                                  f"records; were two runs writing the same results path?")
             self._records[key] = record
+
+    def _supersedes(self, new: dict, old: dict) -> bool:
+        """Whether ``new`` replaces ``old`` (same key): only with a larger ``supersede_field`` value."""
+        field = self.supersede_field
+        if field is None:
+            return False
+        if field not in new or field not in old:
+            raise KeyError(f"record lacks the supersede field {field!r}: {new!r:.200}")
+        return new[field] > old[field]
 
     def key(self, record: dict) -> Key:
         """The key of ``record``."""
@@ -156,9 +172,9 @@ class RecordStore:
         return dict(self._records)
 
     def add(self, record: dict[str, Any]) -> None:
-        """Append one record (one flushed line); a key already recorded is an error."""
+        """Append one record (one flushed line); a key already recorded is an error unless it supersedes."""
         key = self.key(record)
-        if key in self._records:
+        if key in self._records and not self._supersedes(record, self._records[key]):
             raise ValueError(f"record {dict(zip(self.key_fields, key))} is already in {self.path}")
         line = json.dumps(record, separators=(",", ":"), ensure_ascii=False)
         self._file.write(line + "\n")
@@ -203,3 +219,22 @@ def check_run_meta(results_dir: str | os.PathLike, run_id: str, meta: dict[str, 
         tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         os.replace(tmp, path)
     return path
+
+
+def open_run_store(results_dir: str | os.PathLike, run_id: str, key_fields: Sequence[str], meta: dict[str, Any], *,
+                   resume: bool, info: Any, supersede_field: str | None = None) -> RecordStore:
+    """This rank's ``RecordStore`` of run ``run_id``, after pinning ``meta`` (see ``check_run_meta``).
+
+    Existing records without ``resume`` are an error. ``info`` is the ``DistInfo``: rank 0 writes the meta, and
+    every rank lists the earlier sessions' files before any rank creates its own (a barrier).
+    """
+    from .distributed import barrier
+
+    existing = run_record_paths(results_dir, run_id)
+    if existing and not resume:
+        raise RecordsExistError(f"records of this run already exist ({', '.join(map(str, existing))}): pass "
+                                f"--resume to continue it, or choose another results path")
+    check_run_meta(results_dir, run_id, meta, fresh=not existing, write=info.is_main)
+    barrier(info)
+    return RecordStore(record_path(results_dir, run_id, info.rank), key_fields, resume=resume,
+                       other_paths=existing, supersede_field=supersede_field)

@@ -2,47 +2,14 @@
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from eval.common.distributed import dist_info
+from eval.common.model import import_callable, resolve_device, resolve_dtype
 
 from .config import RefSegConfig
 
 __all__ = ["build_segmenter", "import_callable", "resolve_device", "resolve_dtype"]
-
-
-def import_callable(spec: str) -> Callable[..., Any]:
-    """``'package.module:name'`` -> the named callable."""
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr:
-        raise ValueError(f"--segmenter-factory must look like 'package.module:callable', got {spec!r}")
-    try:
-        target = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as err:
-        raise ValueError(f"cannot import segmenter factory {spec!r}: {err}") from None
-    if not callable(target):
-        raise ValueError(f"segmenter factory {spec!r} is not callable")
-    return target
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda:<LOCAL_RANK>`` when CUDA is available, else ``cpu``; anything else unchanged."""
-    if device != "auto":
-        return device
-    import torch
-
-    return f"cuda:{dist_info().local_rank}" if torch.cuda.is_available() else "cpu"
-
-
-def resolve_dtype(name: str):
-    """``auto`` -> None (the model's default); otherwise the torch dtype of that name."""
-    if name == "auto":
-        return None
-    import torch
-
-    return getattr(torch, name)
 
 
 def _require_dir(path: str, what: str, hint: str) -> None:

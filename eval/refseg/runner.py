@@ -17,7 +17,7 @@ import numpy as np
 
 from eval.common.distributed import DistInfo, barrier, distributed_session, gather_objects, shard
 from eval.common.progress import progress_bar
-from eval.common.records import RecordsExistError, RecordStore, check_run_meta, record_path, run_record_paths
+from eval.common.records import RecordStore, open_run_store
 from eval.common.stats import append_stats
 from eval.common.table import print_table
 from eval.metrics.iou import intersection_union, summarize_iou
@@ -98,14 +98,8 @@ def evaluate_shard(tasks: list[ImageTask], split: ReferSplit, store: RecordStore
 
 
 def _open_store(config: RefSegConfig, info: DistInfo) -> RecordStore:
-    existing = run_record_paths(config.results_path, config.run_id)
-    if existing and not config.resume:
-        raise RecordsExistError(f"records of this run already exist ({', '.join(map(str, existing))}): pass "
-                                f"--resume to continue it, or choose another results path")
-    check_run_meta(config.results_path, config.run_id, config.run_meta(), fresh=not existing, write=info.is_main)
-    barrier(info)  # every rank has listed the files of earlier sessions before any rank creates its own
-    return RecordStore(record_path(config.results_path, config.run_id, info.rank), KEY_FIELDS,
-                       resume=config.resume, other_paths=existing)
+    return open_run_store(config.results_path, config.run_id, KEY_FIELDS, config.run_meta(), resume=config.resume,
+                          info=info)
 
 
 def _local_values(store: RecordStore, tasks: list[ImageTask]) -> dict[tuple, tuple]:

@@ -5,6 +5,9 @@
 - ``scoring``: MeViS per-expression J&F and the Ref-DAVIS17 4-setting DAVIS unsupervised protocol.
 - ``submission``: upload zips for Ref-YouTube-VOS valid and MeViS valid.
 - ``synthetic``: tiny datasets in the three real layouts.
+- harness (``python -m eval.rvos``): ``config`` (``RVOSConfig``), ``model`` (``build_video_segmenter``), ``runner``
+  (``run_rvos``: sharded, resumable, per-video loop), ``report`` (merge, failures, scores / zip, stats.json),
+  ``cli``, ``synthetic_segmenter`` (a fake ``VideoSegmenter`` for tests and demos).
 """
 
 from .datasets import (
@@ -29,6 +32,8 @@ from .predictions import (
 )
 from .scoring import score_expressions, score_ref_davis17, score_rvos
 from .submission import write_submission_zip
+from .config import RVOSConfig  # noqa: E402  (the harness builds on the modules above)
+from .runner import run_rvos  # noqa: E402
 
 __all__ = [
     "DATASET_NAMES",
@@ -51,4 +56,6 @@ __all__ = [
     "score_ref_davis17",
     "score_rvos",
     "write_submission_zip",
+    "RVOSConfig",
+    "run_rvos",
 ]

@@ -19,6 +19,7 @@ bool array over the sample's frames. Layouts (``root`` is the dataset folder):
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import warnings
@@ -137,6 +138,20 @@ class RVOSDataset:
 
     def video_ids(self) -> list[str]:
         return list(self._videos)
+
+    def subset(self, video_ids: list[str]) -> "RVOSDataset":
+        """A view of this split holding only ``video_ids`` (e.g. the first N videos); unknown ids are an error."""
+        known = set(self.video_ids())
+        unknown = [v for v in video_ids if v not in known]
+        if unknown:
+            raise KeyError(f"video(s) {unknown[:5]} are not in {self.meta_path}")
+        view = copy.copy(self)
+        view._videos = {v: self._videos[v] for v in video_ids}
+        return view
+
+    def frame_paths(self, video_id: str) -> list[Path]:
+        """JPEG paths of the video's frames, in the order the meta file lists them."""
+        return [self.image_root / video_id / f"{frame}.jpg" for frame in self.frames(video_id)]
 
     def frames(self, video_id: str) -> tuple[str, ...]:
         return tuple(self._video(video_id)["frames"])

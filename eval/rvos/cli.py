@@ -1,0 +1,109 @@
+"""``python -m eval.rvos``: Ref-DAVIS17 / Ref-YouTube-VOS / MeViS evaluation of VideoGLaMM with token pruning.
+
+Runs the video model (``--version``, ``--vision-tower``, ``--video-tower``) or scores a saved predictions folder
+(``--predictions PRED_DIR/<video>/<exp_id>/<frame>.png``). Splits without public GT (Ref-YouTube-VOS valid, MeViS
+valid) get the upload zip. Launch several processes with torchrun or the deepspeed launcher. Exit status: 0 done,
+1 some expressions failed (reported, recorded with tracebacks; --resume retries them), 2 bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from eval.common.stats import load_stats
+from eval.common.table import print_table
+
+from .config import BENCHMARKS, DEFAULT_SPLITS, DEFAULT_VISION_TOWER, DTYPES, FULL_TOKENS, RVOSConfig
+from .report import SampleFailuresError
+from .runner import SegmenterFactory, run_rvos
+
+__all__ = ["build_parser", "config_from_args", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    p = argparse.ArgumentParser(prog="python -m eval.rvos",
+                                description="Referring video object segmentation (J, F, J&F) of VideoGLaMM with "
+                                            "visual-token pruning, or scoring of saved predictions.")
+    p.add_argument("--benchmark", choices=sorted(BENCHMARKS), help="davis (Ref-DAVIS17), ytvos (Ref-YouTube-VOS) "
+                   "or mevis")
+    p.add_argument("--dataset_dir", "--dataset-dir", dest="dataset_dir", default="./data",
+                   help="the benchmark's root folder (layouts in eval/rvos/datasets.py; default: %(default)s)")
+    p.add_argument("--split", help=f"split folder (default: {DEFAULT_SPLITS})")
+    p.add_argument("--results_path", "--results-path", dest="results_path", default="runs/rvos",
+                   help="results folder: stats.json, records/, predictions/, submissions/ (default: %(default)s)")
+    p.add_argument("--version", help="VideoGLaMM checkpoint folder")
+    p.add_argument("--vision-tower", "--vision_tower", dest="vision_tower", default=DEFAULT_VISION_TOWER,
+                   help="local folder of the CLIP ViT-L/14-336 checkpoint (default: %(default)s, a local path)")
+    p.add_argument("--video-tower", "--video_tower", dest="video_tower",
+                   help="InternVideo2-Stage2 1B .pt file (default: the copy inside the VideoGLaMM checkpoint)")
+    p.add_argument("--num_retain_tokens", "--num-retain-tokens", dest="budget", type=int, default=FULL_TOKENS,
+                   metavar="N", help="CLIP tokens kept per frame (default: %(default)s = all, no pruning)")
+    p.add_argument("--method", default="litelvlm", help="token-pruning method (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random generators, per video (default: 0)")
+    p.add_argument("--limit", type=int, help="evaluate only the first N videos (dataset order)")
+    p.add_argument("--resume", action="store_true", help="continue a run from its records; retries failed ones")
+    p.add_argument("--device", default="auto", help="'auto' (cuda:LOCAL_RANK if available, else cpu) or a device")
+    p.add_argument("--dtype", choices=DTYPES, default="auto", help="model dtype (auto: the model's default)")
+    p.add_argument("--predictions", metavar="PRED_DIR",
+                   help="score PRED_DIR/<video>/<exp_id>/<frame>.png (nonzero = object) instead of running a model")
+    p.add_argument("--allow-missing", "--allow_missing", dest="allow_missing", action="store_true",
+                   help="score missing videos / expressions / frames (and failed ones) as empty masks")
+    p.add_argument("--davis-annotations", "--davis_annotations", dest="davis_annotations",
+                   help="DAVIS-2017 Annotations_unsupervised folder (default: DATASET_DIR/valid/Annotations)")
+    p.add_argument("--segmenter-factory", dest="segmenter_factory",
+                   help="'module:callable' called with the run config to build the segmenter (default: VideoGLaMM)")
+    p.add_argument("--dist-backend", dest="dist_backend", choices=["nccl", "gloo"],
+                   help="torch.distributed backend when launched with WORLD_SIZE > 1 (default: nccl if CUDA)")
+    p.add_argument("--show-stats", action="store_true", help="print the results folder's stats.json as a table")
+    p.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> RVOSConfig:
+    """A validated ``RVOSConfig`` from parsed arguments."""
+    if args.benchmark is None:
+        raise ValueError(f"--benchmark is required: one of {sorted(BENCHMARKS)}")
+    return RVOSConfig(
+        benchmark=args.benchmark, dataset_dir=args.dataset_dir, split=args.split, results_path=args.results_path,
+        checkpoint=args.version, vision_tower=args.vision_tower, video_tower=args.video_tower, budget=args.budget,
+        method=args.method, seed=args.seed, limit=args.limit, resume=args.resume, device=args.device,
+        dtype=args.dtype, predictions=args.predictions, allow_missing=args.allow_missing,
+        davis_annotations=args.davis_annotations, segmenter_factory=args.segmenter_factory,
+        dist_backend=args.dist_backend)
+
+
+def _percent(value) -> float | None:
+    return None if value is None else 100 * float(value)
+
+
+def show_stats(results_path: str) -> None:
+    """Print every entry of ``<results_path>/stats.json`` as one table row."""
+    entries = load_stats(results_path)
+    if not entries:
+        raise FileNotFoundError(f"no stats.json entries in {results_path}")
+    rows = [{"benchmark": e.get("benchmark"), "split": e.get("split"), "method": e.get("method"),
+             "budget": e.get("budget"), "expressions": e.get("n_expressions"), "J %": _percent(e.get("J")),
+             "F %": _percent(e.get("F")), "J&F %": _percent(e.get("J&F")), "failed": e.get("n_failed"),
+             "timestamp": e.get("timestamp")} for e in entries]
+    print_table(rows, float_digits=2, title=f"{results_path}/stats.json")
+
+
+def main(argv: Sequence[str] | None = None, segmenter_factory: SegmenterFactory | None = None) -> int:
+    """Run the CLI; returns the exit status (1 when expressions failed, 2 with a one-line message on bad input)."""
+    args = build_parser().parse_args(argv)
+    try:
+        if args.show_stats:
+            show_stats(args.results_path)
+            return 0
+        run_rvos(config_from_args(args), segmenter_factory=segmenter_factory)
+    except SampleFailuresError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except (ValueError, FileNotFoundError, FileExistsError, KeyError) as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,108 @@
+"""The settings of one referring-video-segmentation evaluation run (built from the command line or directly)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["BENCHMARKS", "DEFAULT_SPLITS", "DEFAULT_VISION_TOWER", "DTYPES", "FULL_TOKENS", "RVOSConfig"]
+
+BENCHMARKS = {"davis": "ref_davis17", "ytvos": "ref_ytvos", "mevis": "mevis"}  # --benchmark -> dataset reader
+DEFAULT_SPLITS = {"davis": "valid", "ytvos": "valid", "mevis": "valid_u"}
+DEFAULT_VISION_TOWER = "openai/clip-vit-large-patch14-336"
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+FULL_TOKENS = 576  # CLIP ViT-L/14-336 patch tokens per frame: --num_retain_tokens 576 keeps all (no pruning)
+
+
+@dataclass(frozen=True)
+class RVOSConfig:
+    """One evaluation run: benchmark data, model (or saved predictions), budget, output. Validated on construction."""
+
+    benchmark: str = "davis"
+    dataset_dir: str = "./data"
+    split: str | None = None
+    results_path: str = "runs/rvos"
+    checkpoint: str | None = None
+    vision_tower: str = DEFAULT_VISION_TOWER
+    video_tower: str | None = None
+    budget: int = FULL_TOKENS
+    method: str = "litelvlm"
+    seed: int = 0
+    limit: int | None = None
+    resume: bool = False
+    device: str = "auto"
+    dtype: str = "auto"
+    predictions: str | None = None
+    allow_missing: bool = False
+    davis_annotations: str | None = None
+    segmenter_factory: str | None = None
+    dist_backend: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.benchmark not in BENCHMARKS:
+            raise ValueError(f"--benchmark must be one of {sorted(BENCHMARKS)}, got {self.benchmark!r}")
+        if self.split is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+", self.split):
+            raise ValueError(f"--split must be a split folder name such as 'valid', got {self.split!r}")
+        if not 1 <= self.budget <= FULL_TOKENS:
+            raise ValueError(f"--num_retain_tokens must be a number of CLIP tokens per frame in 1..{FULL_TOKENS} "
+                             f"({FULL_TOKENS} keeps all), got {self.budget}")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"--limit must be a positive number of videos, got {self.limit}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"--dtype must be one of {DTYPES}, got {self.dtype!r}")
+        if not self.method or not re.fullmatch(r"[A-Za-z0-9_.+-]+", self.method):
+            raise ValueError(f"--method must be a method name (letters, digits, _ . + -), got {self.method!r}")
+        if self.davis_annotations and self.benchmark != "davis":
+            raise ValueError("--davis-annotations only applies to --benchmark davis")
+        if self.predictions is None:
+            self._check_model_arguments()
+        elif self.resume:
+            raise ValueError("--resume continues a model run; scoring --predictions keeps no records to resume")
+
+    def _check_model_arguments(self) -> None:
+        if self.checkpoint is None:
+            raise ValueError("--version (the VideoGLaMM checkpoint folder) is required unless --predictions is given")
+
+    @property
+    def dataset_name(self) -> str:
+        """Reader name in eval.rvos.datasets, e.g. 'ref_davis17'."""
+        return BENCHMARKS[self.benchmark]
+
+    @property
+    def split_name(self) -> str:
+        """The split evaluated: --split, or the benchmark's default (valid, or valid_u for MeViS)."""
+        return self.split or DEFAULT_SPLITS[self.benchmark]
+
+    @property
+    def model_budget(self) -> int | None:
+        """The ``budget`` passed to ``VideoSegmenter.segment``: None (keep all) for FULL_TOKENS."""
+        return None if self.budget >= FULL_TOKENS else self.budget
+
+    @property
+    def run_id(self) -> str:
+        """Name of this run's records and predictions folder: what it evaluates and how (not --limit)."""
+        run_id = f"{self.benchmark}_{self.split_name}_{self.method}_b{self.budget}"
+        return run_id + "_pred" if self.predictions else run_id
+
+    @property
+    def predictions_dir(self) -> Path:
+        """Where masks are read from: --predictions, or the run's ``OUT/predictions/<run_id>`` folder."""
+        if self.predictions:
+            return Path(self.predictions)
+        return Path(self.results_path) / "predictions" / self.run_id
+
+    @property
+    def submission_path(self) -> Path:
+        """Upload zip of a split without public ground truth: ``OUT/submissions/<run_id>.zip``."""
+        return Path(self.results_path) / "submissions" / f"{self.run_id}.zip"
+
+    def run_meta(self) -> dict:
+        """Inputs that must not change when a run is resumed."""
+        def absolute(p: str | None) -> str | None:
+            return None if p is None else str(Path(p).resolve())
+
+        return {"checkpoint": absolute(self.checkpoint), "vision_tower": self.vision_tower,
+                "video_tower": absolute(self.video_tower), "dataset_dir": absolute(self.dataset_dir),
+                "davis_annotations": absolute(self.davis_annotations), "dtype": self.dtype, "seed": self.seed,
+                "segmenter_factory": self.segmenter_factory}

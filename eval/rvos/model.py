@@ -1,0 +1,79 @@
+"""Building the video segmentation model the harness evaluates (the one place that constructs it), and checking
+what its ``segment`` call returns.
+
+The model is ``video.segmenter.VideoSegmenter`` (VideoGLaMM with visual-token pruning):
+``VideoSegmenter.from_pretrained(checkpoint=, vision_tower=, video_tower=, device=, dtype=)`` and
+``seg.segment(frames (T, H, W, 3) uint8, expressions, budget=, method=)`` returning masks (E, T, H, W),
+kept indices, visual tokens per frame, has_seg flags and stage timings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from eval.common.model import import_callable, resolve_device, resolve_dtype
+
+from .config import RVOSConfig
+
+__all__ = ["VideoPrediction", "build_video_segmenter", "check_model_inputs", "check_segment_result"]
+
+
+def _require(path: str, what: str, hint: str, is_file: bool = False) -> None:
+    ok = Path(path).is_file() if is_file else Path(path).is_dir()
+    if not ok:
+        raise FileNotFoundError(f"{what} {'file' if is_file else 'directory'} not found: {path} ({hint})")
+
+
+def check_model_inputs(config: RVOSConfig) -> None:
+    """Fail early (before any record is written) on a bad ``--segmenter-factory`` or missing checkpoint paths."""
+    if config.segmenter_factory:
+        import_callable(config.segmenter_factory)
+        return
+    _require(config.checkpoint, "VideoGLaMM checkpoint", "pass the VideoGLaMM checkpoint folder with --version")
+    _require(config.vision_tower, "CLIP vision tower",
+             "pass the local openai/clip-vit-large-patch14-336 folder with --vision-tower or VISION_TOWER")
+    if config.video_tower is not None:
+        _require(config.video_tower, "InternVideo2 video tower",
+                 "pass the InternVideo2-Stage2 1B .pt file with --video-tower or VIDEO_TOWER", is_file=True)
+
+
+def build_video_segmenter(config: RVOSConfig) -> Any:
+    """The segmenter of this run: ``--segmenter-factory`` if given (called with the config), else VideoGLaMM."""
+    if config.segmenter_factory:
+        return import_callable(config.segmenter_factory)(config)
+    check_model_inputs(config)
+    from video.segmenter import VideoSegmenter
+
+    return VideoSegmenter.from_pretrained(checkpoint=config.checkpoint, vision_tower=config.vision_tower,
+                                          video_tower=config.video_tower, device=resolve_device(config.device),
+                                          dtype=resolve_dtype(config.dtype))
+
+
+@dataclass
+class VideoPrediction:
+    """What one ``segment`` call produced for a video's expressions, checked and converted to plain types."""
+
+    masks: np.ndarray  # (E, T, H, W) bool
+    has_seg: list[bool]
+    visual_tokens_per_frame: float
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def check_segment_result(result: Any, n_expressions: int, frames_shape: tuple[int, ...], video: str) -> VideoPrediction:
+    """Validate a ``segment`` result against the call (E expressions, frames (T, H, W, 3)); raise naming the video."""
+    masks = np.asarray(result.masks)
+    expected = (n_expressions, *frames_shape[:3])
+    if masks.shape != expected:
+        raise ValueError(f"segmenter returned masks of shape {masks.shape} for video {video}; "
+                         f"expected (expressions, frames, H, W) = {expected}")
+    has_seg = [bool(flag) for flag in result.has_seg]
+    if len(has_seg) != n_expressions:
+        raise ValueError(f"segmenter returned {len(has_seg)} has_seg flags for {n_expressions} expressions of "
+                         f"video {video}")
+    timings = {str(k): float(v) for k, v in (getattr(result, "timings", None) or {}).items()}
+    return VideoPrediction(masks=masks != 0, has_seg=has_seg,
+                           visual_tokens_per_frame=float(result.visual_tokens_per_frame), timings=timings)

@@ -1,0 +1,184 @@
+"""The end of an RVOS run on rank 0: merge records, report failures, check completeness, score or zip, write stats.
+
+``stats.json`` gets one entry per run with benchmark, split, method, budget, J, F, J&F (fractions; None for splits
+without public GT, whose upload zip path is under ``submission``), n_expressions, visual tokens per frame, counts of
+ok / no_seg / failed expressions, seconds, timestamp and the checkpoint paths. Per-expression (and, for Ref-DAVIS17,
+per-setting) scores go to ``OUT/scores/<run_id>.json``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from eval.common.stats import append_stats
+from eval.common.table import format_table, print_table
+
+from .config import RVOSConfig
+from .datasets import RVOSDataset
+from .predictions import MissingPredictions, MissingPredictionsError, find_missing_predictions
+from .scoring import score_rvos
+from .submission import write_submission_zip
+
+__all__ = ["RunOutcome", "SampleFailuresError", "check_complete", "score_or_zip", "finish_model_run",
+           "finish_predictions_run"]
+
+
+class SampleFailuresError(RuntimeError):
+    """Some expressions failed to segment; ``entry`` is the stats entry when they were scored as empty masks."""
+
+    def __init__(self, message: str, entry: dict | None = None):
+        super().__init__(message)
+        self.entry = entry
+
+
+@dataclass
+class RunOutcome:
+    """Rank 0's result or error, sent to every rank so that all processes end the same way."""
+
+    entry: dict | None = None
+    error: BaseException | None = None
+
+    @classmethod
+    def capture(cls, fn: Callable[..., dict], *args: Any) -> "RunOutcome":
+        """Run ``fn(*args)`` and keep its result or its exception."""
+        try:
+            return cls(entry=fn(*args))
+        except Exception as err:  # re-raised by result() on every rank
+            return cls(error=err)
+
+    def result(self, info: Any) -> dict | None:
+        """Raise the captured error, else return the entry on rank 0 (None elsewhere)."""
+        if self.error is not None:
+            raise self.error
+        return self.entry if info.is_main else None
+
+
+def check_complete(dataset: RVOSDataset, pred_dir: Path, allow_missing: bool) -> MissingPredictions:
+    """Find the videos / expressions / frames ``pred_dir`` lacks; an error unless ``allow_missing`` (then warned)."""
+    missing = find_missing_predictions(pred_dir, list(dataset.samples()))
+    if missing and not allow_missing:
+        raise MissingPredictionsError(missing.summary() + "; pass --allow-missing to score them as empty masks")
+    if missing:
+        print(f"warning: {missing.summary()}; scored as empty masks (--allow-missing)", file=sys.stderr, flush=True)
+    return missing
+
+
+def score_or_zip(config: RVOSConfig, dataset: RVOSDataset, pred_dir: Path) -> dict:
+    """Scores with the benchmark's protocol when the split has GT, else the upload zip (J, F, J&F None)."""
+    if dataset.has_gt:
+        result = score_rvos(dataset, pred_dir, allow_missing=config.allow_missing)
+        settings = {name: {k: s[k] for k in ("name", "J", "F", "J&F", "n_objects")}
+                    for name, s in result.get("settings", {}).items()}
+        return {"J": result["J"], "F": result["F"], "J&F": result["J&F"], "n_expressions": result["n_expressions"],
+                "protocol": result["protocol"], "settings": settings or None, "submission": None,
+                "expressions": result["expressions"]}
+    out = write_submission_zip(dataset, pred_dir, config.submission_path, allow_missing=config.allow_missing)
+    return {"J": None, "F": None, "J&F": None, "n_expressions": out["n_expressions"], "protocol": "submission zip",
+            "settings": None, "submission": out["zip"], "expressions": []}
+
+
+def _write_details(config: RVOSConfig, scores: dict) -> Path:
+    path = Path(config.results_path) / "scores" / f"{config.run_id}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    details = {k: scores[k] for k in ("J", "F", "J&F", "protocol", "settings", "expressions")}
+    path.write_text(json.dumps(details, indent=1) + "\n", encoding="utf-8")
+    return path
+
+
+def _entry(config: RVOSConfig, dataset: RVOSDataset, scores: dict, missing: MissingPredictions, world_size: int,
+           started: float) -> dict:
+    return {
+        "benchmark": config.benchmark, "dataset": dataset.name, "split": config.split_name, "method": config.method,
+        "budget": config.budget, "J": scores["J"], "F": scores["F"], "J&F": scores["J&F"],
+        "n_expressions": scores["n_expressions"], "n_videos": len(dataset.video_ids()),
+        "protocol": scores["protocol"], "settings": scores["settings"], "submission": scores["submission"],
+        "missing": missing.as_dict(), "predictions": str(config.predictions_dir),
+        "allow_missing": config.allow_missing, "limit": config.limit, "seed": config.seed, "world_size": world_size,
+        "run_id": config.run_id, "seconds": round(time.perf_counter() - started, 3),
+        "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "checkpoint": config.checkpoint, "vision_tower": config.vision_tower, "video_tower": config.video_tower,
+        "results_path": config.results_path,
+    }
+
+
+def _model_fields(records: list[dict], work: Any) -> dict:
+    tokens = [r["visual_tokens_per_frame"] for r in records if r["status"] != "failed"]
+    count = {s: sum(r["status"] == s for r in records) for s in ("ok", "no_seg", "failed")}
+    return {"visual_tokens_per_frame": math.fsum(tokens) / len(tokens) if tokens else None,
+            "n_ok": count["ok"], "n_no_seg": count["no_seg"], "n_failed": count["failed"],
+            "videos_segmented_this_run": work.videos, "videos_failed_this_run": work.failed_videos,
+            "timings_per_video_s": {k: v / work.videos for k, v in sorted(work.timings.items())} if work.videos else {}}
+
+
+def _report(config: RVOSConfig, entry: dict) -> None:
+    append_stats(config.results_path, entry)
+    percent = {k: None if entry[k] is None else 100 * entry[k] for k in ("J", "F", "J&F")}
+    row = {"benchmark": entry["benchmark"], "split": entry["split"], "method": entry["method"],
+           "budget": entry["budget"], "videos": entry["n_videos"], "expressions": entry["n_expressions"],
+           "J %": percent["J"], "F %": percent["F"], "J&F %": percent["J&F"], "failed": entry.get("n_failed"),
+           "seconds": float(entry["seconds"])}
+    print_table([row], float_digits=2, title=f"results -> {config.results_path}/stats.json")
+    if entry["submission"]:
+        print(f"submission zip -> {entry['submission']}", flush=True)
+
+
+def _ordered_records(records: dict[tuple, dict], dataset: RVOSDataset) -> list[dict]:
+    keys = [(s.video_id, s.exp_id) for s in dataset.samples()]
+    absent = [f"{v}/{e}" for v, e in keys if (v, e) not in records]
+    if absent:
+        raise RuntimeError(f"{len(absent)} expressions have no record after merging the ranks, e.g. {absent[:3]}")
+    return [records[k] for k in keys]
+
+
+def _failure_message(failed: list[dict], total: int, config: RVOSConfig) -> str:
+    videos = sorted({r["video"] for r in failed})
+    names = ", ".join(f"{r['video']}/{r['exp_id']}" for r in failed[:5]) + (", ..." if len(failed) > 5 else "")
+    hint = "" if config.allow_missing else " or add --allow-missing to score them as empty masks"
+    return (f"{len(failed)} of {total} expressions failed in {len(videos)} video(s) ({names}); first error: "
+            f"{failed[0]['error']}; tracebacks are in {Path(config.results_path) / 'records'}; rerun with --resume "
+            f"to retry them{hint}")
+
+
+def _print_failures(failed: list[dict]) -> None:
+    rows = [{"video": r["video"], "exp_id": r["exp_id"], "attempt": r["attempt"], "error": r["error"][:100]}
+            for r in failed]
+    print(format_table(rows, title=f"{len(failed)} failed expressions"), file=sys.stderr, flush=True)
+
+
+def finish_model_run(config: RVOSConfig, dataset: RVOSDataset, videos: list[str], records: dict[tuple, dict],
+                     work: Any, info: Any, started: float) -> dict:
+    """Rank 0 after a model run: failures, completeness, scores or zip, stats entry and table."""
+    subset = dataset.subset(videos)
+    ordered = _ordered_records(records, subset)
+    failed = [r for r in ordered if r["status"] == "failed"]
+    if failed:
+        _print_failures(failed)
+        if not config.allow_missing:
+            raise SampleFailuresError(_failure_message(failed, len(ordered), config))
+    missing = check_complete(subset, config.predictions_dir, config.allow_missing)
+    scores = score_or_zip(config, subset, config.predictions_dir)
+    _write_details(config, scores)
+    entry = {**_entry(config, subset, scores, missing, info.world_size, started), **_model_fields(ordered, work)}
+    _report(config, entry)
+    if failed:
+        raise SampleFailuresError(_failure_message(failed, len(ordered), config), entry)
+    return entry
+
+
+def finish_predictions_run(config: RVOSConfig, dataset: RVOSDataset, videos: list[str], info: Any,
+                           started: float) -> dict:
+    """Score (or zip) a saved predictions folder: completeness check, scores, stats entry and table."""
+    subset = dataset.subset(videos)
+    missing = check_complete(subset, config.predictions_dir, config.allow_missing)
+    scores = score_or_zip(config, subset, config.predictions_dir)
+    _write_details(config, scores)
+    entry = {**_entry(config, subset, scores, missing, info.world_size, started), "visual_tokens_per_frame": None}
+    _report(config, entry)
+    return entry

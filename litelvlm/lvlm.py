@@ -16,6 +16,9 @@ import torch
 from torch import nn
 
 __all__ = [
+    "IMAGE_PLACEHOLDER",
+    "IMAGE_TOKEN_INDEX",
+    "tokenize_with_image",
     "default_dtype",
     "pick_attn_implementation",
     "build_llm",
@@ -25,6 +28,22 @@ __all__ = [
     "splice_and_pad",
     "hidden_before",
 ]
+
+
+IMAGE_PLACEHOLDER = "<image>"
+IMAGE_TOKEN_INDEX = -200  # LLaVA's id for an image placeholder; replaced by visual tokens
+
+
+def tokenize_with_image(prompt: str, tokenizer) -> list[int]:
+    """Token ids with ``IMAGE_TOKEN_INDEX`` at each ``<image>``: the text chunks around it are tokenized
+    separately, the first with BOS, as LLaVA's ``tokenizer_image_token`` does."""
+    chunks = [tokenizer(chunk).input_ids for chunk in prompt.split(IMAGE_PLACEHOLDER)]
+    bos = tokenizer.bos_token_id
+    ids: list[int] = list(chunks[0])
+    for chunk in chunks[1:]:
+        ids.append(IMAGE_TOKEN_INDEX)
+        ids.extend(chunk[1:] if chunk and chunk[0] == bos else chunk)
+    return ids
 
 
 def default_dtype(device: str | torch.device) -> torch.dtype:

@@ -37,3 +37,18 @@ def tiny_segmenter(tiny_glamm_dirs):
     from litelvlm.glamm import GLaMMSegmenter
 
     return GLaMMSegmenter.from_pretrained(tiny_glamm_dirs["glamm"], vision_tower=tiny_glamm_dirs["clip"])
+
+
+@pytest.fixture(scope="session")
+def tiny_videoglamm_kwargs(tmp_path_factory):
+    """Keyword arguments of ``VideoSegmenter.from_pretrained`` for a tiny random VideoGLaMM."""
+    from litelvlm.testing import make_tiny_videoglamm
+
+    return make_tiny_videoglamm(tmp_path_factory.mktemp("videoglamm"))
+
+
+@pytest.fixture(scope="session")
+def tiny_video_segmenter(tiny_videoglamm_kwargs):
+    from video.segmenter import VideoSegmenter
+
+    return VideoSegmenter.from_pretrained(**tiny_videoglamm_kwargs)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from ..lvlm import IMAGE_TOKEN_INDEX, tokenize_with_image
+
 __all__ = [
     "SYSTEM_PROMPT",
     "IMAGE_PLACEHOLDER",
@@ -23,7 +25,6 @@ SYSTEM_PROMPT = (
     "The assistant gives helpful, detailed, and polite answers to the user's questions."
 )
 IMAGE_PLACEHOLDER = "<image>"
-IMAGE_TOKEN_INDEX = -200
 SEG_TOKEN = "[SEG]"
 IM_START, IM_END = "<im_start>", "<im_end>"
 DEFAULT_QUESTION = "Can you segment the {expression} in this image?"
@@ -48,15 +49,3 @@ def build_conversation(questions: Sequence[str], answers: Sequence[str], use_im_
     image = f"{IM_START}{IMAGE_PLACEHOLDER}{IM_END}" if use_im_start_end else IMAGE_PLACEHOLDER
     turns = [(IMAGE_INTRO.format(image=image) + questions[0], answers[0])] + list(zip(questions[1:], answers[1:]))
     return SYSTEM_PROMPT + " " + "".join(f"USER: {q} ASSISTANT: {a}</s>" for q, a in turns)
-
-
-def tokenize_with_image(prompt: str, tokenizer) -> list[int]:
-    """Token ids with ``IMAGE_TOKEN_INDEX`` at each ``<image>``: the text chunks around it are tokenized
-    separately, the first with BOS, as LLaVA's ``tokenizer_image_token`` does."""
-    chunks = [tokenizer(chunk).input_ids for chunk in prompt.split(IMAGE_PLACEHOLDER)]
-    bos = tokenizer.bos_token_id
-    ids: list[int] = list(chunks[0])
-    for chunk in chunks[1:]:
-        ids.append(IMAGE_TOKEN_INDEX)
-        ids.extend(chunk[1:] if chunk and chunk[0] == bos else chunk)
-    return ids

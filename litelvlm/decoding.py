@@ -1,0 +1,74 @@
+"""Greedy decoding of a transformers causal LM from prompt embeddings, reading ``[SEG]`` states.
+
+The hidden state used for a ``[SEG]`` mask is the last-layer state of the position that predicts
+it (the position just before ``[SEG]``), the same state a teacher-forced forward gives. With the KV
+cache the prompt is prefilled once and each step feeds one token; ``use_cache=False`` reproduces the
+released loop, which re-embeds the prompt (``prompt_fn`` may re-run the encoders) and re-runs the
+whole sequence for every generated token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+__all__ = ["Generation", "greedy_generate"]
+
+
+@dataclass
+class Generation:
+    """Generated ids (prompt excluded), the state predicting each ``[SEG]`` (n, H), forward passes run."""
+
+    token_ids: list[int]
+    seg_hidden: torch.Tensor
+    forward_passes: int
+    stopped_by: str = field(default="max_new_tokens")
+
+
+def _step_logits(llm, hidden_last: torch.Tensor) -> torch.Tensor:
+    return llm.lm_head(hidden_last)
+
+
+@torch.no_grad()
+def greedy_generate(
+    llm,
+    prompt_fn: Callable[[], torch.Tensor],
+    *,
+    max_new_tokens: int,
+    eos_token_ids: set[int],
+    seg_token_id: int,
+    use_cache: bool = True,
+) -> Generation:
+    """Greedy decoding of one sequence. ``prompt_fn()`` returns the prompt embeddings (1, L, H)."""
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    embed = llm.get_input_embeddings()
+    prompt = prompt_fn()
+    generated: list[int] = []
+    seg_states: list[torch.Tensor] = []
+    cache, passes, stopped = None, 0, "max_new_tokens"
+    next_input = prompt
+    for _ in range(max_new_tokens):
+        if use_cache:
+            out = llm.model(inputs_embeds=next_input, past_key_values=cache, use_cache=True)
+            cache = out.past_key_values
+        else:
+            if passes:  # the released loop: prompt rebuilt (encoders re-run), whole sequence again
+                prompt = prompt_fn()
+            ids = torch.tensor([generated], dtype=torch.long, device=prompt.device)
+            sequence = torch.cat([prompt, embed(ids)], dim=1) if generated else prompt
+            out = llm.model(inputs_embeds=sequence, use_cache=False)
+        passes += 1
+        last = out.last_hidden_state[:, -1]
+        token = int(_step_logits(llm, last).argmax(-1))
+        if token == seg_token_id:
+            seg_states.append(last[0])
+        generated.append(token)
+        if token in eos_token_ids:
+            stopped = "eos"
+            break
+        next_input = embed(torch.tensor([[token]], device=prompt.device))
+    hidden = torch.stack(seg_states) if seg_states else prompt.new_zeros(0, prompt.shape[-1])
+    return Generation(generated, hidden, passes, stopped)

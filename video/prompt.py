@@ -1,0 +1,40 @@
+"""VideoGLaMM's referring-segmentation prompt (Phi-3 chat, 16 frame placeholders; docs/videoglamm_layout.md §5)."""
+
+from __future__ import annotations
+
+from litelvlm.lvlm import IMAGE_PLACEHOLDER, IMAGE_TOKEN_INDEX, tokenize_with_image
+
+__all__ = ["SYSTEM", "QUESTION", "DEFAULT_ANSWER", "SEG_TOKEN", "video_question", "build_chat", "prompt_ids"]
+
+SYSTEM = "You are a helpful AI assistant."
+QUESTION = "What is {expression} in this video? Please respond with segmentation masks."
+DEFAULT_ANSWER = "Sure, [SEG]."
+SEG_TOKEN = "[SEG]"
+
+
+def video_question(expression: str, template: str = QUESTION) -> str:
+    """The question about ``expression`` (lower-cased, as the released evaluations do)."""
+    if not expression or not expression.strip():
+        raise ValueError("empty referring expression")
+    return template.format(expression=expression.strip().lower())
+
+
+def build_chat(question: str, num_frames: int = 16, answer: str | None = None) -> str:
+    """The phi3_instruct conversation; the assistant turn is empty for generation, or holds ``answer``."""
+    user = IMAGE_PLACEHOLDER * num_frames + "\n" + question
+    text = f"<|system|>\n{SYSTEM}<|end|>\n<|user|>\n{user}<|end|>\n<|assistant|>\n"
+    return text if answer is None else text + answer + "<|end|>"
+
+
+def prompt_ids(text: str, tokenizer) -> list[int]:
+    """Token ids with the run of frame placeholders collapsed into ONE ``IMAGE_TOKEN_INDEX`` slot, where
+    the whole clip's visual tokens go (the released code treats consecutive placeholders as one video)."""
+    ids = tokenize_with_image(text, tokenizer)
+    collapsed: list[int] = []
+    for token in ids:
+        if token == IMAGE_TOKEN_INDEX and collapsed and collapsed[-1] == IMAGE_TOKEN_INDEX:
+            continue
+        collapsed.append(token)
+    if collapsed.count(IMAGE_TOKEN_INDEX) != 1:
+        raise ValueError("a video prompt needs one run of consecutive frame placeholders")
+    return collapsed

@@ -1,0 +1,273 @@
+"""``VideoSegmenter``: referring video segmentation with VideoGLaMM and per-frame CLIP token pruning.
+
+Per clip (at most ``clip_length`` frames): 16 frames sampled evenly feed both encoders once (one
+batched CLIP forward, one InternVideo2 forward); every expression's CLIP text embedding is computed
+once per video and reused for every frame, clip and decoding step; each sampled frame keeps exactly
+``budget`` CLIP tokens (the shared pruning core), which reach the LLM through ``layout``
+(video/layout.py); each ``[SEG]`` prompts SAM2 on the clip's first frame and is propagated through
+all its frames (or decoded frame by frame).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from litelvlm.clip import ClipTowers, load_clip_towers
+from litelvlm.decoding import greedy_generate
+from litelvlm.lvlm import IMAGE_TOKEN_INDEX, default_dtype, hidden_before, pick_attn_implementation, splice_and_pad
+from litelvlm.pruning import ClipTokenPruner, get_method
+from litelvlm.timing import StageTimer
+
+from .io import sample_frame_indices, split_clips
+from .layout import LAYOUTS, layout_frame_tokens
+from .prompt import DEFAULT_ANSWER, build_chat, prompt_ids, video_question
+
+__all__ = ["VideoSegmenterConfig", "VideoSegmentationResult", "VideoSegmenter"]
+
+
+@dataclass
+class VideoSegmenterConfig:
+    """Choices that are not the model's: how pruned tokens reach the LLM, decoding, clips, masks."""
+
+    layout: str = "cells"  # cells | regrid | unpooled (video/layout.py)
+    litelvlm_cell: int = 2  # with layout "cells", LiteLVLM selects at 2x2-cell granularity (0/1: per token)
+    num_frames: int = 16
+    clip_length: int = 64
+    answer: str | None = None  # None: greedy generation; a string (e.g. "Sure, [SEG].") is teacher forced
+    max_new_tokens: int = 32
+    use_cache: bool = True  # False reproduces the released loop (encoders + full prefill per token)
+    mask_mode: str = "propagate"  # propagate | framewise | none (no pixel decoding: LLM-side timing only)
+    prune_text: str = "question"  # question | expression: what the CLIP text tower scores
+
+    def __post_init__(self):
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS}, got {self.layout!r}")
+        if self.mask_mode not in ("propagate", "framewise", "none"):
+            raise ValueError(f"mask_mode must be 'propagate', 'framewise' or 'none', got {self.mask_mode!r}")
+        if self.prune_text not in ("question", "expression"):
+            raise ValueError(f"prune_text must be 'question' or 'expression', got {self.prune_text!r}")
+        if self.num_frames < 1 or self.num_frames % 4:
+            raise ValueError(f"num_frames must be a positive multiple of 4 (InternVideo2 chunks), got {self.num_frames}")
+
+
+@dataclass
+class VideoSegmentationResult:
+    """Masks (E, T, H, W) bool for every frame; ``kept[e]`` (clips * num_frames, budget) CLIP indices per
+    sampled frame; ``visual_tokens_per_frame``: LLM visual tokens per sampled frame (CLIP + video)."""
+
+    masks: np.ndarray
+    kept: list[torch.Tensor]
+    has_seg: list[bool]
+    answers: list[list[str]]
+    visual_tokens_per_frame: float
+    clip_tokens_per_frame: float
+    method: str
+    timings: dict[str, float] = field(default_factory=dict)
+    forward_passes: int = 0
+    text_tower_calls: int = 0
+
+
+@dataclass
+class _ClipEncoding:
+    frames: object  # ClipFrameFeatures of the sampled frames
+    video_tokens: torch.Tensor  # (F, 64, H)
+
+
+class VideoSegmenter:
+    """Segment referring expressions in a video with VideoGLaMM, pruning CLIP tokens per frame."""
+
+    def __init__(self, model, clip: ClipTowers, tokenizer, *, seg_token_id: int, eos_token_ids: set[int],
+                 device="cpu", dtype=torch.float32, config: VideoSegmenterConfig | None = None):
+        self.model = model
+        self.clip = clip
+        self.tokenizer = tokenizer
+        self.seg_token_id = seg_token_id
+        self.eos_token_ids = set(eos_token_ids)
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.config = config or VideoSegmenterConfig()
+        self.pruner = ClipTokenPruner(clip.vision, clip.text, model.config.select_layer, tokenizer=clip.tokenizer)
+
+    @classmethod
+    def from_pretrained(cls, checkpoint: str | Path, vision_tower: str | Path | None = None, video_tower: str | Path | None = None,
+                        device: str = "cpu", dtype: torch.dtype | None = None, attn_implementation: str | None = None,
+                        **config) -> "VideoSegmenter":
+        """Load from a local VideoGLaMM folder, a local CLIP folder and (optionally) the InternVideo2 ``.pt``."""
+        from .model import VideoGLaMM, load_videoglamm_tokenizer
+
+        dtype = dtype or default_dtype(device)
+        model = VideoGLaMM.from_checkpoint(checkpoint, video_tower=video_tower, device=device, dtype=dtype,
+                                           attn_implementation=pick_attn_implementation(device, attn_implementation))
+        clip = load_clip_towers(vision_tower or model.config.vision_tower, device, dtype)
+        tokenizer, ids = load_videoglamm_tokenizer(checkpoint)
+        return cls(model, clip, tokenizer, seg_token_id=ids["seg"], eos_token_ids=set(ids["eos"]), device=device,
+                   dtype=dtype, config=VideoSegmenterConfig(**config))
+
+    # ------------------------------------------------------------------ per clip
+    def _encode_clip(self, sampled: np.ndarray, timer: StageTimer) -> _ClipEncoding:
+        with timer("clip_vision"):
+            pixels = self.clip.image_processor(images=list(sampled), return_tensors="pt").pixel_values
+            frames = self.pruner.encode(pixels.to(self.device, self.dtype))
+        with timer("video_encoder"):
+            video_tokens = self.model.encode_video(sampled)
+        return _ClipEncoding(frames, video_tokens)
+
+    def _selector(self, method: str):
+        if method == "litelvlm" and self.config.layout == "cells" and self.config.litelvlm_cell > 1:
+            return get_method("litelvlm", cell=self.config.litelvlm_cell)
+        selector = get_method(method)
+        if selector.stage != "pre_llm":
+            raise ValueError(f"method {selector.name!r} prunes inside the LLM and is not supported by the video path")
+        return selector
+
+    def _visual_sequence(self, enc: _ClipEncoding, text_embed, budget, selector) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+        """(visual tokens (V, H) for the LLM, kept indices (F, budget), CLIP LLM tokens per frame)."""
+        result = self.pruner.select(enc.frames, budget, text_embed if selector.uses_text else None, selector)
+        projected = self.model.project_image_tokens(result.features)
+        per_frame = layout_frame_tokens(self.config.layout, result.indices, projected, enc.frames.grid,
+                                        self.model.config.image_pool_side)
+        sequence = torch.cat([*per_frame, enc.video_tokens.reshape(-1, enc.video_tokens.shape[-1])])
+        return sequence, result.indices, [t.shape[0] for t in per_frame]
+
+    def _teacher_forced(self, visual: list[torch.Tensor], questions: list[str]) -> list[torch.Tensor]:
+        """One batched forward of prompt + fixed answer; the states before each [SEG], per expression."""
+        prompts = [prompt_ids(build_chat(q, self.config.num_frames, self.config.answer), self.tokenizer) for q in questions]
+        batch = splice_and_pad(prompts, [[v] for v in visual], self.model.embed_tokens, IMAGE_TOKEN_INDEX)
+        out = self.model.llm.model(inputs_embeds=batch.inputs_embeds, attention_mask=batch.attention_mask, use_cache=False)
+        return hidden_before(out.last_hidden_state, batch.token_ids, self.seg_token_id)
+
+    def _generate(self, prompt_fn, question: str):
+        ids = prompt_ids(build_chat(question, self.config.num_frames), self.tokenizer)
+
+        def embeds():
+            return splice_and_pad([ids], [[prompt_fn()]], self.model.embed_tokens, IMAGE_TOKEN_INDEX).inputs_embeds
+
+        return greedy_generate(self.model.llm, embeds, max_new_tokens=self.config.max_new_tokens,
+                               eos_token_ids=self.eos_token_ids, seg_token_id=self.seg_token_id,
+                               use_cache=self.config.use_cache)
+
+    def _visual_source(self, sampled, first, text_embeds, e, budget, selector, timer):
+        """Visual tokens for decoding: the first call gets the clip's; later calls (only the released
+        no-cache loop makes them) re-run the encoders and the selection, as that loop does."""
+        calls = {"n": 0}
+
+        def visual():
+            calls["n"] += 1
+            if calls["n"] == 1:
+                return first
+            enc = self._encode_clip(sampled, timer)
+            return self._visual_sequence(enc, text_embeds[e : e + 1] if text_embeds is not None else None, budget, selector)[0]
+
+        return visual
+
+    def _segment_clip(self, clip_frames, text_embeds, questions, budget, selector, timer, stats) -> tuple[np.ndarray, list, list]:
+        sampled = clip_frames[sample_frame_indices(len(clip_frames), self.config.num_frames)]
+        enc = self._encode_clip(sampled, timer)
+        visual, kept, answers = [], [], []
+        with timer("selection"):
+            for e in range(len(questions)):
+                text = text_embeds[e : e + 1] if text_embeds is not None else None
+                seq, idx, counts = self._visual_sequence(enc, text, budget, selector)
+                visual.append(seq)
+                kept.append(idx.cpu())
+                stats["clip_tokens"].extend(counts)
+                stats["video_tokens"] += enc.video_tokens.shape[0] * enc.video_tokens.shape[1]
+        if self.config.answer is not None:
+            with timer("llm_prefill"):
+                seg_states = self._teacher_forced(visual, questions)
+            answers = [self.config.answer] * len(questions)
+            stats["forward_passes"] += 1
+        else:
+            seg_states = []
+            with timer("llm_generate"):
+                for e, q in enumerate(questions):
+                    source = self._visual_source(sampled, visual[e], text_embeds, e, budget, selector, timer)
+                    gen = self._generate(source, q)
+                    seg_states.append(gen.seg_hidden)
+                    answers.append(self.tokenizer.decode(gen.token_ids))
+                    stats["forward_passes"] += gen.forward_passes
+        for e, states in enumerate(seg_states):
+            stats["seg_counts"][e] += states.shape[0]
+        with timer("mask_decoder"):
+            masks = self._clip_masks(clip_frames, seg_states)
+        return masks, kept, answers
+
+    def _clip_masks(self, clip_frames: np.ndarray, seg_states: list[torch.Tensor]) -> np.ndarray:
+        """(E, T, H, W): union over each expression's [SEG] objects; empty where it has none."""
+        num, (t, h, w) = len(seg_states), clip_frames.shape[:3]
+        masks = np.zeros((num, t, h, w), dtype=bool)
+        counts = [s.shape[0] for s in seg_states]
+        if sum(counts) == 0 or self.config.mask_mode == "none":
+            return masks
+        prompts = self.model.seg_prompts(torch.cat([s for s in seg_states if s.shape[0]]))
+        objects = self.model.pixel_decoder.segment(clip_frames, prompts, (h, w), mode=self.config.mask_mode)
+        objects = objects.cpu().numpy() if isinstance(objects, torch.Tensor) else np.asarray(objects)
+        start = 0
+        for e, n in enumerate(counts):
+            if n:
+                masks[e] = objects[start : start + n].any(axis=0)
+            start += n
+        return masks
+
+    # ------------------------------------------------------------------ public
+    @torch.no_grad()
+    def segment(self, frames: np.ndarray, expressions: Sequence[str], budget: int | None = None, method: str = "litelvlm",
+                **overrides) -> VideoSegmentationResult:
+        """Masks of each expression in ``frames`` (T, H, W, 3) uint8; ``budget`` CLIP tokens per sampled
+        frame (None: all 576). ``overrides`` replace fields of the segmenter's config for this call."""
+        frames, expressions = _check_video_inputs(frames, expressions)
+        saved = self.config
+        self.config = replace(self.config, **overrides) if overrides else self.config
+        try:
+            return self._segment(frames, expressions, budget, method)
+        finally:
+            self.config = saved
+
+    def _segment(self, frames, expressions, budget, method) -> VideoSegmentationResult:
+        if budget is None:
+            method = "none"
+        selector = self._selector(method)
+        timer = StageTimer(self.device)
+        questions = [video_question(e) for e in expressions]
+        calls_before = self.pruner.text_calls
+        with timer("clip_text"):  # once per expression for the whole video
+            texts = questions if self.config.prune_text == "question" else [e.strip().lower() for e in expressions]
+            text_embeds = self.pruner.text_embeds(texts) if selector.uses_text else None
+        stats = {"clip_tokens": [], "video_tokens": 0, "forward_passes": 0, "seg_counts": [0] * len(expressions)}
+        masks, kept, answers = [], [[] for _ in expressions], [[] for _ in expressions]
+        for clip in split_clips(len(frames), self.config.clip_length):
+            clip_masks, clip_kept, clip_answers = self._segment_clip(frames[clip.start : clip.stop], text_embeds, questions,
+                                                                     budget, selector, timer, stats)
+            masks.append(clip_masks)
+            for e in range(len(expressions)):
+                kept[e].append(clip_kept[e])
+                answers[e].append(clip_answers[e])
+        all_masks = np.concatenate(masks, axis=1)
+        n_frame_rows = len(stats["clip_tokens"])
+        clip_per_frame = float(np.mean(stats["clip_tokens"])) if n_frame_rows else 0.0
+        timings = timer.as_dict()
+        timings["total"] = sum(timings.values())
+        return VideoSegmentationResult(
+            masks=all_masks, kept=[torch.cat(k) for k in kept],
+            has_seg=[n > 0 for n in stats["seg_counts"]], answers=answers,
+            visual_tokens_per_frame=clip_per_frame + stats["video_tokens"] / max(n_frame_rows, 1),
+            clip_tokens_per_frame=clip_per_frame, method=selector.name, timings=timings,
+            forward_passes=stats["forward_passes"], text_tower_calls=self.pruner.text_calls - calls_before,
+        )
+
+
+def _check_video_inputs(frames, expressions):
+    if isinstance(expressions, str):
+        expressions = [expressions]
+    expressions = list(expressions)
+    if not expressions:
+        raise ValueError("no expressions given: pass at least one referring expression")
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
+        raise ValueError(f"frames must be a (T, H, W, 3) uint8 array with T >= 1, got shape {frames.shape} dtype {frames.dtype}")
+    return frames, expressions

@@ -15,8 +15,10 @@ import numpy as np
 import torch
 
 from ..clip import ClipTowers, load_clip_towers
+from ..fastv import fastv_prefill
 from ..lvlm import default_dtype, hidden_before, pick_attn_implementation, splice_and_pad
 from ..pruning import ClipTokenPruner, get_method
+from ..pruning.methods import FastVSelector
 from ..sam import preprocess_for_sam
 from ..timing import StageTimer
 from .model import GLaMM
@@ -87,13 +89,20 @@ class GLaMMSegmenter:
     def _select(self, frames, budget, text_embeds, method, prune_scope):
         """Kept features per conversation row: (E, V, D) for per-expression scope, (1, V, D) joint."""
         selector = get_method(method)
-        if selector.stage != "pre_llm":
+        if selector.stage != "pre_llm" and not isinstance(selector, FastVSelector):  # FastV: all tokens enter the LLM
             raise ValueError(f"method {selector.name!r} prunes inside the LLM and is not supported by this segmenter yet")
         if prune_scope == "image" or not selector.uses_text:
             res = self.pruner.select(frames, budget, text_embeds if selector.uses_text else None, selector)
             return res.indices, res.features
         rows = [self.pruner.select(frames, budget, text_embeds[e : e + 1], selector) for e in range(text_embeds.shape[0])]
         return torch.cat([r.indices for r in rows]), torch.cat([r.features for r in rows])
+
+    def _prefill(self, batch, method, budget):
+        """Last-layer hidden states, their token ids and, for FastV, the (B, budget) image tokens it kept."""
+        selector = get_method(method)
+        if isinstance(selector, FastVSelector):
+            return fastv_prefill(self.model.llm, batch, budget=budget, layer=selector.layer, keep_position_ids=selector.keep_position_ids)
+        return self.model.prefill_hidden(batch.inputs_embeds, batch.attention_mask), batch.token_ids, None
 
     def _prompts(self, questions, answers, conversation):
         use_se = self.model.config.use_im_start_end
@@ -147,8 +156,10 @@ class GLaMMSegmenter:
             visual = model.mm_projector(features.to(self.dtype))
             visual_rows = [[visual[0 if visual.shape[0] == 1 else i]] for i in range(len(prompts))]
             batch = splice_and_pad(prompts, visual_rows, model.embed_tokens, IMAGE_TOKEN_INDEX)
-            hidden = model.prefill_hidden(batch.inputs_embeds, batch.attention_mask)
-            seg_hidden = torch.cat(hidden_before(hidden, batch.token_ids, self.seg_token_id))
+            hidden, token_ids, llm_kept = self._prefill(batch, method, budget)
+            if llm_kept is not None:  # ranks among each row's image tokens -> patch indices
+                kept = kept.expand(llm_kept.shape[0], -1).gather(1, llm_kept)
+            seg_hidden = torch.cat(hidden_before(hidden, token_ids, self.seg_token_id))
             seg_embeddings = model.text_hidden_fcs(seg_hidden)
         with timer("sam_image_encoder"):
             sam_pixels, input_size = preprocess_for_sam(image)

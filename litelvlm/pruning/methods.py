@@ -27,6 +27,7 @@ __all__ = [
     "AllTokens",
     "RandomSelector",
     "GridSelector",
+    "FastVSelector",
     "grid_indices",
 ]
 
@@ -184,4 +185,28 @@ class GridSelector(TokenSelector):
     def select(self, features, budget, text_embeds=None):
         self.check(features, budget, text_embeds)
         indices = grid_indices(features.grid, budget).to(features.states.device)
+        return Selection(indices.expand(features.num_frames, -1).clone())
+
+
+@register_method("fastv")
+class FastVSelector(TokenSelector):
+    """FastV (FACTS §6): prunes inside the LLM, so ``select`` keeps ALL tokens in raster order.
+
+    Nothing is pruned before the LLM; ``litelvlm.fastv.fastv_prefill`` keeps ``budget`` image tokens
+    from decoder layer ``layer`` (K >= 1) on, ranked by the head-mean attention the last position
+    pays them in layer K-1. ``keep_position_ids`` keeps the kept tokens' original position ids
+    (released); False re-numbers them contiguously. ``select`` validates ``budget`` all the same.
+    """
+
+    stage = "llm"
+
+    def __init__(self, layer: int = 2, keep_position_ids: bool = True):
+        if isinstance(layer, bool) or not isinstance(layer, int) or layer < 1:
+            raise ValueError(f"layer must be an int >= 1 (FastV ranks image tokens by layer K-1's attention), got {layer!r}")
+        self.layer = layer
+        self.keep_position_ids = bool(keep_position_ids)
+
+    def select(self, features, budget, text_embeds=None):
+        self.check(features, budget, text_embeds)
+        indices = torch.arange(features.num_tokens, device=features.states.device)
         return Selection(indices.expand(features.num_frames, -1).clone())

@@ -74,11 +74,82 @@ def _add_segment(sub) -> None:
     p.set_defaults(func=_segment)
 
 
+def _bench(args) -> int:
+    from .bench import ImageBenchSettings, run_bench
+    from .lvlm import default_dtype
+
+    scale = "quick" if args.quick else args.scale
+    if args.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ValueError("--device cuda requested but no CUDA device is available")
+    settings = ImageBenchSettings(
+        scale=scale, device=args.device, dtype=_dtype(args.dtype) or default_dtype(args.device),
+        budgets=tuple(args.budget or (576, 192, 128, 64)), methods=tuple(args.method or ("litelvlm",)),
+        expressions=args.expressions, repeats=args.repeats, warmup=args.warmup, seed=args.seed, video_masks=args.video_masks,
+    )
+    run_bench(settings, video=not args.no_video, out_dir=args.out, json_path=args.json)
+    return 0
+
+
+def _add_bench(sub) -> None:
+    p = sub.add_parser("bench", help="latency, activation memory and FLOPs per stage and budget (random weights)")
+    p.add_argument("--scale", default="default", choices=["quick", "default", "full"],
+                   help="full = real shapes (GPU); default = every component shrunk by the same factors; quick = smaller")
+    p.add_argument("--quick", action="store_true", help="same as --scale quick (well under a minute on a CPU)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", default=None, help="fp32 | bf16 | fp16 (default: fp32 on CPU, bf16 on GPU)")
+    p.add_argument("--budget", type=int, action="append", help="token budget (repeatable; default 576 192 128 64)")
+    p.add_argument("--method", action="append", help="pruning method (repeatable; default litelvlm)")
+    p.add_argument("--expressions", type=int, default=7, help="expressions per image (RefCOCO-like workload)")
+    p.add_argument("--repeats", type=int, default=3, help="timed runs per setting (median reported)")
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-video", action="store_true", help="skip the video section")
+    p.add_argument("--video-masks", action="store_true",
+                   help="also time SAM2 mask propagation over the 16 frames once (budget-independent; minutes on a CPU)")
+    p.add_argument("--json", default=None, help="write the results as JSON here")
+    p.add_argument("--out", default=None, help="folder for report.md, bench.png and bench.json")
+    p.set_defaults(func=_bench)
+
+
+def _segment_video(args) -> int:
+    from video.cli import segment_video_to_folder
+
+    options = {k: v for k, v in (("layout", args.layout), ("answer", args.answer), ("mask_mode", args.mask_mode)) if v is not None}
+    report = segment_video_to_folder(
+        args.video, args.text, budget=args.budget, checkpoint=args.checkpoint, vision_tower=args.vision_tower,
+        video_tower=args.video_tower, out_dir=args.out, method=args.method, device=args.device, dtype=_dtype(args.dtype), **options,
+    )
+    for row in report["expressions"]:
+        status = "masks" if row["has_seg"] else "no [SEG] emitted: empty masks"
+        print(f"{row['text']!r}: {status} -> {row['masks']}")
+    print(f"{report['visual_tokens_per_frame']:.1f} LLM visual tokens per frame; overlay: {report['overlay']}")
+    return 0
+
+
+def _add_segment_video(sub) -> None:
+    p = sub.add_parser("segment-video", help="segment referring expressions in a video with VideoGLaMM")
+    p.add_argument("--video", required=True, help="an mp4 file or a folder of JPEG frames")
+    p.add_argument("--text", action="append", required=True, help="referring expression (repeatable)")
+    p.add_argument("--budget", type=int, default=None, help="CLIP tokens kept per frame (default: all 576)")
+    _add_model_args(p, checkpoint_flag="--checkpoint", checkpoint_help="local VideoGLaMM checkpoint folder")
+    p.add_argument("--video-tower", default=None, help="InternVideo2-Stage2 .pt (default: the copy inside the checkpoint)")
+    p.add_argument("--layout", default=None, choices=["cells", "regrid", "unpooled"], help="how kept tokens reach the LLM")
+    p.add_argument("--answer", default=None, help="teacher-force this answer instead of generating (e.g. 'Sure, [SEG].')")
+    p.add_argument("--mask-mode", default=None, choices=["propagate", "framewise"])
+    p.add_argument("--out", required=True, help="output folder")
+    p.set_defaults(func=_segment_video)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="litelvlm", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _add_demo(sub)
     _add_segment(sub)
+    _add_segment_video(sub)
+    _add_bench(sub)
     return parser
 
 

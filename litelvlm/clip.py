@@ -10,7 +10,7 @@ import torch
 
 from .pruning import ClipTokenPruner
 
-__all__ = ["ClipTowers", "load_clip_towers", "require_local_dir", "quiet_transformers"]
+__all__ = ["ClipTowers", "load_clip_towers", "random_clip_towers", "require_local_dir", "quiet_transformers"]
 
 
 def require_local_dir(path: str | Path, what: str, must_contain: tuple[str, ...] = ("config.json",)) -> Path:
@@ -79,3 +79,26 @@ def load_clip_towers(path: str | Path, device="cpu", dtype: torch.dtype | None =
         tokenizer = AutoTokenizer.from_pretrained(p)
         processor = CLIPImageProcessorPil.from_pretrained(p)
     return ClipTowers(vision, text, tokenizer, processor, p)
+
+
+def random_clip_towers(arch, device="cpu", dtype=torch.float32) -> "ClipTowers":
+    """CLIP towers with random weights shaped by ``arch``'s ``clip_*``/``text_*`` fields (336 px, patch 14),
+    with the tiny offline tokenizer: for benchmarks (speed does not depend on weight values)."""
+    from transformers import CLIPImageProcessorPil, CLIPTextConfig, CLIPTextModelWithProjection, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    from .testing.clip import tiny_clip_tokenizer
+
+    tokenizer = tiny_clip_tokenizer()
+    vision_cfg = CLIPVisionConfig(hidden_size=arch.clip_width, intermediate_size=arch.clip_mlp, num_hidden_layers=arch.clip_layers,
+                                  num_attention_heads=arch.clip_heads, image_size=336, patch_size=14, projection_dim=arch.clip_projection)
+    text_cfg = CLIPTextConfig(vocab_size=max(49408, len(tokenizer)), hidden_size=arch.text_width, intermediate_size=arch.text_mlp,
+                              num_hidden_layers=arch.text_layers, num_attention_heads=arch.text_heads, max_position_embeddings=77,
+                              projection_dim=arch.clip_projection, eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id)
+    for cfg in (vision_cfg, text_cfg):
+        cfg._attn_implementation = "sdpa"
+    with torch.device(device):
+        vision = CLIPVisionModelWithProjection(vision_cfg).to(dtype).eval().requires_grad_(False)
+        text = CLIPTextModelWithProjection(text_cfg).to(dtype).eval().requires_grad_(False)
+    processor = CLIPImageProcessorPil(size={"shortest_edge": 336}, crop_size={"height": 336, "width": 336},
+                                      image_mean=[0.48145466, 0.4578275, 0.40821073], image_std=[0.26862954, 0.26130258, 0.27577711])
+    return ClipTowers(vision, text, tokenizer, processor, Path("<random>"))

@@ -432,9 +432,10 @@ def _meta_memory_modules(arch: Sam2Architecture):
 
 def _meta_sam2(arch: Sam2Architecture, seed: int):
     """Meta's SAM2Base with VideoGLaMM's sam2_hiera_l.yaml settings at ``arch``'s sizes, random weights."""
-    reason = "Meta's sam2 is the optional peer: pip install --no-deps sam2==1.1.0 hydra-core iopath"
-    pytest.importorskip("sam2.modeling.sam2_base", reason=reason)
-    from sam2.modeling.sam2_base import SAM2Base
+    try:
+        from sam2.modeling.sam2_base import SAM2Base
+    except ImportError as err:  # the peer check must run, never skip: scripts/setup.sh installs it
+        raise ImportError(f"Meta's sam2 peer is missing ({err}): run scripts/setup.sh (it installs sam2==1.1.0 --no-deps)") from None
 
     attention, encoder = _meta_memory_modules(arch)
     model = SAM2Base(

@@ -24,9 +24,12 @@ _CORPUS = (
 )
 
 
-def write_llama_tokenizer(out: Path, vocab_size: int = 400, added=GLAMM_ADDED_TOKENS, model_max_length: int = 1536) -> int:
+def write_llama_tokenizer(out: Path, vocab_size: int = 600, added=GLAMM_ADDED_TOKENS, model_max_length: int = 1536) -> int:
     """Train a tiny sentencepiece BPE ``tokenizer.model`` (LLaMA's format: unk 0, bos 1, eos 2, byte
-    fallback) and write the tokenizer files of a LLaVA checkpoint. Returns the full vocabulary size."""
+    fallback) and write the tokenizer files of a LLaVA checkpoint. Returns the full vocabulary size.
+
+    With the default 600 pieces, GLaMM's prompt tokenizes to about as many tokens as with LLaMA's
+    own tokenizer (whole words), so benchmarks see the real prompt length."""
     import sentencepiece as spm
 
     out.mkdir(parents=True, exist_ok=True)

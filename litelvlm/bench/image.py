@@ -1,0 +1,151 @@
+"""The image section of ``litelvlm bench``: GLaMM at a scale, per budget and method."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..glamm.build import GLaMMArchitecture, build_random_segmenter
+from ..glamm.prompt import DEFAULT_ANSWER, build_conversation, question_for, tokenize_with_image
+from ..pruning import get_method
+from ..viz import load_rgb
+from .flops import flops_shares, glamm_stage_flops
+from .memory import MemoryProbe
+
+__all__ = ["SCALES", "ImageBenchSettings", "architecture_for", "run_image_bench", "image_cases", "image_calls", "REFCOCO_LIKE_EXPRESSIONS"]
+
+# (width factor, depth factor) applied uniformly to every component; token counts never change.
+SCALES = {"full": (1.0, 1.0), "default": (1 / 8, 1 / 4), "quick": (1 / 16, 1 / 8)}
+
+REFCOCO_LIKE_EXPRESSIONS = (
+    "red car on the left", "man in a blue shirt", "the brown dog", "sun in the top right corner",
+    "grass below the car", "person standing on the right", "front wheel of the car", "sky above the man",
+)
+
+STAGES = ("clip_vision", "clip_text", "selection", "llm_prefill", "sam_image_encoder", "mask_decoder")
+
+
+@dataclass
+class ImageBenchSettings:
+    scale: str = "default"
+    device: str = "cpu"
+    dtype: torch.dtype = torch.float32
+    budgets: tuple[int, ...] = (576, 192, 128, 64)
+    methods: tuple[str, ...] = ("litelvlm",)
+    expressions: int = 7
+    video_masks: bool = False  # also time SAM2 propagation (budget-independent; slow on CPU)
+    repeats: int = 3
+    warmup: int = 1
+    seed: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+def architecture_for(scale: str) -> GLaMMArchitecture:
+    """The GLaMM architecture benchmarked at ``scale`` (full, default or quick)."""
+    if scale not in SCALES:
+        raise ValueError(f"unknown scale {scale!r}: choose one of {', '.join(SCALES)}")
+    width, depth = SCALES[scale]
+    full = GLaMMArchitecture.full()
+    return full if scale == "full" else full.scaled(width, depth)
+
+
+def _text_tokens(segmenter, expressions) -> float:
+    lengths = [len(tokenize_with_image(build_conversation([question_for(e)], [DEFAULT_ANSWER]), segmenter.tokenizer)) - 1
+               for e in expressions]
+    return float(np.mean(lengths))
+
+
+def _measure_all(segmenter, image, expressions, settings, cases, progress) -> list[dict]:
+    """Warm every case up, then time the cases round-robin (so drift hits all alike), then measure memory."""
+
+    def run(method, budget, **kwargs):
+        result = segmenter.segment(image, expressions, budget=budget, method=method, **kwargs)
+        if progress is not None:
+            progress.update(1)
+        return result
+
+    for method, budget in cases:
+        for _ in range(settings.warmup):
+            run(method, budget)
+    runs: list[list[dict]] = [[] for _ in cases]
+    for _ in range(settings.repeats):
+        for i, (method, budget) in enumerate(cases):
+            runs[i].append(run(method, budget).timings)
+    measured = []
+    for (method, budget), timings in zip(cases, runs):
+        probe = MemoryProbe(settings.device)
+        run(method, budget, timer=probe)
+        measured.append({
+            "stage_ms": {s: 1000 * statistics.median(r.get(s, 0.0) for r in timings) for s in STAGES},
+            "image_ms": 1000 * statistics.median(r["total"] for r in timings),
+            "activation_bytes": probe.activation_bytes,
+        })
+    return measured
+
+
+def _row(arch, segmenter, measured, budget, method, n_expr, text_tokens) -> dict:
+    visual = 576 if budget is None else budget
+    selector = get_method(method)
+    unpruned = getattr(selector, "layer", 0) if selector.stage == "llm" else 0
+    stage_flops = glamm_stage_flops(arch, visual_tokens=visual, text_tokens=round(text_tokens), num_expressions=n_expr,
+                                    unpruned_llm_layers=unpruned)
+    act = {k: v / 2**20 for k, v in measured["activation_bytes"].items()}
+    return {
+        "budget": visual, "method": method, "expressions": n_expr, "text_tokens": text_tokens,
+        "llm_prefill_ms": measured["stage_ms"]["llm_prefill"],
+        "llm_prefill_ms_per_expression": measured["stage_ms"]["llm_prefill"] / n_expr,
+        "per_expression_ms": measured["image_ms"] / n_expr, "image_ms": measured["image_ms"],
+        "stage_ms": measured["stage_ms"],
+        "activation_mib": act.get("llm_prefill", 0.0), "activation_mib_per_stage": act,
+        "peak_activation_mib": max(act.values()) if act else 0.0,
+        "flops_g": sum(stage_flops.values()) / n_expr / 1e9,
+        "flops_g_per_stage": {k: v / 1e9 for k, v in stage_flops.items()},
+        "llm_flops_g_per_expression": stage_flops["llm_prefill"] / n_expr / 1e9,
+    }
+
+
+def _add_ratios(rows: list[dict]) -> None:
+    """Speed-ups and reductions of each row against the 576-token row of the same method."""
+    for row in rows:
+        base = next((r for r in rows if r["method"] == row["method"] and r["budget"] == 576), None)
+        if base is None:
+            continue
+        row["ratios_vs_576"] = {
+            "llm_prefill_speedup": base["llm_prefill_ms"] / row["llm_prefill_ms"],
+            "per_expression_speedup": base["per_expression_ms"] / row["per_expression_ms"],
+            "activation_reduction": base["activation_mib"] / max(row["activation_mib"], 1e-9),
+            "flops_reduction": base["flops_g"] / row["flops_g"],
+        }
+
+
+def image_cases(settings: ImageBenchSettings) -> list[tuple[str, int | None]]:
+    """(method, budget) pairs measured; 'none' only at 576 (as budget None)."""
+    return [(m, None if m == "none" else b) for m in settings.methods for b in settings.budgets if m != "none" or b == 576]
+
+
+def image_calls(settings: ImageBenchSettings) -> int:
+    """How many segment calls the image section makes (for the progress bar)."""
+    return len(image_cases(settings)) * (settings.warmup + settings.repeats + 1)
+
+
+def run_image_bench(settings: ImageBenchSettings, progress=None) -> dict:
+    """Measure every (method, budget); returns ``{"architecture", "flops_shares", "rows"}``."""
+    from ..demo import sample_image_path
+
+    arch = architecture_for(settings.scale)
+    segmenter = build_random_segmenter(arch, settings.device, settings.dtype, seed=settings.seed)
+    image = load_rgb(sample_image_path())
+    expressions = [REFCOCO_LIKE_EXPRESSIONS[i % len(REFCOCO_LIKE_EXPRESSIONS)] for i in range(settings.expressions)]
+    text_tokens = _text_tokens(segmenter, expressions)
+    cases = image_cases(settings)
+    measured = _measure_all(segmenter, image, expressions, settings, cases, progress)
+    rows = [_row(arch, segmenter, m, budget, method, len(expressions), text_tokens) for (method, budget), m in zip(cases, measured)]
+    _add_ratios(rows)
+    shares = {name: flops_shares(glamm_stage_flops(a, visual_tokens=576, text_tokens=round(text_tokens)))
+              for name, a in (("full", GLaMMArchitecture.full()), (settings.scale, arch))}
+    weights_mib = sum(p.numel() * p.element_size() for m in (segmenter.model, segmenter.clip.vision, segmenter.clip.text)
+                      for p in m.parameters()) / 2**20
+    return {"architecture": arch.describe(), "flops_shares_at_576": shares, "weights_mib": weights_mib, "rows": rows}

@@ -1,0 +1,118 @@
+"""Tables, goals, Markdown and a PNG chart for ``litelvlm bench`` results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["IMAGE_GOALS", "VIDEO_GOALS", "check_goals", "image_table", "video_table", "markdown_report", "write_chart"]
+
+# (method, budget, ratio name, minimum): the issue's targets, measured as ratios within one run.
+IMAGE_GOALS = (
+    ("litelvlm", 192, "llm_prefill_speedup", 2.2),
+    ("litelvlm", 64, "llm_prefill_speedup", 3.5),
+    ("litelvlm", 192, "per_expression_speedup", 1.5),
+    ("litelvlm", 192, "activation_reduction", 2.3),
+)
+VIDEO_GOALS = (("kv_cache_decode_speedup", 5.0),)
+
+
+def check_goals(result: dict) -> list[dict]:
+    """Each goal with its measured value and whether it is met (absent rows are reported as missing)."""
+    goals = []
+    for method, budget, name, minimum in IMAGE_GOALS:
+        row = next((r for r in result.get("image", []) if r["method"] == method and r["budget"] == budget), None)
+        value = row.get("ratios_vs_576", {}).get(name) if row else None
+        goals.append({"section": "image", "what": f"{name} at {budget} ({method})", "minimum": minimum, "value": value,
+                      "met": value is not None and value >= minimum})
+    for name, minimum in VIDEO_GOALS:
+        value = result.get("video_summary", {}).get(name)
+        goals.append({"section": "video", "what": name, "minimum": minimum, "value": value,
+                      "met": value is not None and value >= minimum})
+    return goals
+
+
+def _fmt(value, digits=1) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def image_table(rows: list[dict]) -> list[list[str]]:
+    header = ["method", "budget", "prefill ms", "x", "per-expr ms", "x", "act MiB", "x", "GFLOPs/expr", "x"]
+    table = [header]
+    for r in rows:
+        ratio = r.get("ratios_vs_576", {})
+        table.append([r["method"], str(r["budget"]), _fmt(r["llm_prefill_ms"]), _fmt(ratio.get("llm_prefill_speedup"), 2),
+                      _fmt(r["per_expression_ms"]), _fmt(ratio.get("per_expression_speedup"), 2), _fmt(r["activation_mib"]),
+                      _fmt(ratio.get("activation_reduction"), 2), _fmt(r["flops_g"]), _fmt(ratio.get("flops_reduction"), 2)])
+    return table
+
+
+def video_table(rows: list[dict]) -> list[list[str]]:
+    header = ["budget/frame", "LLM visual tokens", "CLIP ms", "video enc ms", "prefill ms", "decode (cache) ms", "decode (no cache) ms", "x"]
+    table = [header]
+    for r in rows:
+        table.append([str(r["budget"]), str(r["llm_visual_tokens"]), _fmt(r["clip_ms"]), _fmt(r["video_encoder_ms"]),
+                      _fmt(r["llm_prefill_ms"]), _fmt(r["decode_cached_ms"]), _fmt(r.get("decode_uncached_ms")),
+                      _fmt(r.get("kv_cache_decode_speedup"), 2)])
+    return table
+
+
+def render(table: list[list[str]]) -> str:
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    lines = ["  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in table]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _md_table(table: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(table[0]) + " |", "|" + "---|" * len(table[0])]
+    lines += ["| " + " | ".join(row) + " |" for row in table[1:]]
+    return "\n".join(lines)
+
+
+def markdown_report(result: dict) -> str:
+    """A self-contained Markdown summary of one benchmark run."""
+    parts = [f"# litelvlm bench — scale `{result['scale']}` on {result['device']}", ""]
+    parts.append(f"Random weights (speed does not depend on weight values); dtype {result['dtype']}; "
+                 f"{result.get('expressions', '?')} expressions per image; medians of {result.get('repeats', '?')} runs after warm-up.")
+    if result.get("image"):
+        parts += ["", "## Image (GLaMM)", "", _md_table(image_table(result["image"]))]
+        shares = result.get("flops_shares_at_576", {})
+        if shares:
+            parts += ["", "FLOPs share per stage at 576 tokens (full vs this scale):", ""]
+            names = list(next(iter(shares.values())))
+            parts.append(_md_table([["scale", *names]] + [[k, *[f"{v[n]:.3f}" for n in names]] for k, v in shares.items()]))
+    if result.get("video"):
+        parts += ["", "## Video (VideoGLaMM, 16-frame clip)", "", _md_table(video_table(result["video"]))]
+    parts += ["", "## Goals", ""]
+    parts.append(_md_table([["goal", "minimum", "measured", "met"]] + [
+        [g["what"], str(g["minimum"]), _fmt(g["value"], 2), "yes" if g["met"] else "no"] for g in result.get("goals", [])]))
+    return "\n".join(parts) + "\n"
+
+
+def write_chart(result: dict, path: str | Path) -> Path | None:
+    """PNG: LLM prefill time, per-expression time and activation memory against the budget."""
+    rows = result.get("image") or []
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for method in sorted({r["method"] for r in rows}):
+        mine = sorted((r for r in rows if r["method"] == method), key=lambda r: r["budget"])
+        budgets = [r["budget"] for r in mine]
+        for ax, key, label in zip(axes, ("llm_prefill_ms", "per_expression_ms", "activation_mib"),
+                                  ("LLM prefill (ms, all expressions)", "per expression end to end (ms)", "LLM activation (MiB)")):
+            ax.plot(budgets, [r[key] for r in mine], marker="o", label=method)
+            ax.set_title(label, fontsize=10)
+            ax.set_xlabel("visual tokens")
+    axes[0].legend()
+    fig.suptitle(f"litelvlm bench — {result['scale']} scale, {result['device']}", fontsize=11)
+    fig.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out

@@ -1,0 +1,72 @@
+"""The benchmark: memory probe, analytic FLOPs, and a short run producing JSON, Markdown and a chart."""
+
+import json
+
+import torch
+
+from litelvlm.bench import ImageBenchSettings, run_bench
+from litelvlm.bench.flops import glamm_stage_flops, transformer_layer_flops
+from litelvlm.bench.memory import LiveTensorBytes, activation_peak
+from litelvlm.glamm.build import GLaMMArchitecture
+
+
+def test_live_tensor_bytes_counts_new_storages_not_views_of_inputs():
+    weight = torch.randn(256, 256)
+    with activation_peak("cpu") as peak:
+        x = torch.randn(100, 256)  # 100 KiB
+        y = x @ weight.t()  # weight.t() is a view of an input: not new memory; y is 100 KiB
+        del x
+        z = y.relu()  # 100 KiB while y is alive
+    assert peak["bytes"] == 2 * 100 * 256 * 4  # at most two of x, y, z are alive at once
+    assert z.shape == (100, 256)
+    mode = LiveTensorBytes()
+    with mode:
+        a = torch.zeros(1000)
+        b = a.view(10, 100)  # a view: same storage
+        del a, b
+    assert mode.peak == 4000 and mode.live == 0
+
+
+def test_layer_flops_match_a_manual_count_and_fastv_counts_unpruned_layers():
+    # q, k, v, o: 4 * t*w*w MACs; scores and mixing: 2 * t*t*w; gated MLP: 3 * t*w*m
+    t, w, m = 10, 8, 16
+    assert transformer_layer_flops(t, w, m, gated=True) == 2 * (4 * t * w * w + 2 * t * t * w + 3 * t * w * m)
+    arch = GLaMMArchitecture.full()
+    pruned = glamm_stage_flops(arch, visual_tokens=192, text_tokens=70)["llm_prefill"]
+    fastv = glamm_stage_flops(arch, visual_tokens=192, text_tokens=70, unpruned_llm_layers=2)["llm_prefill"]
+    full = glamm_stage_flops(arch, visual_tokens=576, text_tokens=70)["llm_prefill"]
+    assert pruned < fastv < full
+    # LLaMA-7B at 646 tokens: ~2 * 6.5e9 params * 646 tokens plus attention
+    assert 8.0e12 < full < 9.5e12
+
+
+def test_short_run_writes_json_report_chart_and_goal_ratios(tmp_path):
+    settings = ImageBenchSettings(scale="quick", budgets=(576, 192, 64), repeats=1, warmup=0, expressions=2)
+    lines = []
+    result = run_bench(settings, video=False, out_dir=tmp_path / "out", json_path=tmp_path / "b.json", echo=lines.append)
+    data = json.loads((tmp_path / "b.json").read_text())
+    assert data["scale"] == "quick" and data["device"].startswith("cpu") and data["video"] == []
+    rows = {r["budget"]: r for r in data["image"]}
+    assert set(rows) == {576, 192, 64}
+    for key in ("llm_prefill_ms", "per_expression_ms", "activation_mib", "flops_g", "stage_ms", "method"):
+        assert key in rows[192]
+    assert rows[576]["ratios_vs_576"]["llm_prefill_speedup"] == 1.0
+    assert rows[64]["activation_mib"] < rows[192]["activation_mib"] < rows[576]["activation_mib"]
+    assert rows[64]["flops_g"] < rows[576]["flops_g"]
+    assert set(data["flops_shares_at_576"]) == {"full", "quick"}
+    assert any("goal llm_prefill_speedup at 192" in line for line in lines)
+    assert (tmp_path / "out" / "report.md").read_text().startswith("# litelvlm bench")
+    assert (tmp_path / "out" / "bench.png").stat().st_size > 1000
+    assert result["goals"][0]["value"] == rows[192]["ratios_vs_576"]["llm_prefill_speedup"]
+
+
+def test_video_section_reports_tokens_and_cache_speedup():
+    from video.bench import measure_video_budgets
+
+    settings = ImageBenchSettings(scale="quick", repeats=1, warmup=0)
+    rows = measure_video_budgets(settings, (576, 81))
+    assert [r["budget"] for r in rows] == [576, 81]
+    assert rows[0]["llm_visual_tokens"] == 16 * (144 + 64) and rows[1]["clip_tokens_per_frame"] == 21
+    for row in rows:
+        assert row["decode_forward_passes"] == {"cached": 8, "uncached": 8}
+        assert row["kv_cache_decode_speedup"] > 1.0

@@ -19,6 +19,11 @@ __all__ = [
     "IMAGE_PLACEHOLDER",
     "IMAGE_TOKEN_INDEX",
     "tokenize_with_image",
+    "LVLMArchitecture",
+    "scaled_width",
+    "scaled_depth",
+    "format_question",
+    "check_expressions",
     "default_dtype",
     "pick_attn_implementation",
     "build_llm",
@@ -44,6 +49,63 @@ def tokenize_with_image(prompt: str, tokenizer) -> list[int]:
         ids.append(IMAGE_TOKEN_INDEX)
         ids.extend(chunk[1:] if chunk and chunk[0] == bos else chunk)
     return ids
+
+
+def format_question(template: str, expression: str) -> str:
+    """``template`` with the referring expression (stripped, lower-cased as the released evaluations do)."""
+    if not isinstance(expression, str) or not expression.strip():
+        raise ValueError(f"empty referring expression: {expression!r}")
+    return template.format(expression=expression.strip().lower())
+
+
+def check_expressions(expressions) -> list[str]:
+    """A non-empty list of expressions (a single string becomes a one-item list)."""
+    expressions = [expressions] if isinstance(expressions, str) else list(expressions)
+    if not expressions:
+        raise ValueError("no expressions given: pass at least one referring expression")
+    return expressions
+
+
+def scaled_width(width: int, factor: float, head_dim: int) -> tuple[int, int]:
+    """(width, heads) scaled by ``factor``, keeping the head width: at least one head."""
+    heads = max(1, round(width * factor / head_dim))
+    return heads * head_dim, heads
+
+
+@dataclass(frozen=True)
+class LVLMArchitecture:
+    """Shapes GLaMM and VideoGLaMM share: the CLIP ViT-L/14-336 towers and a decoder LLM."""
+
+    clip_width: int = 1024
+    clip_layers: int = 24
+    clip_heads: int = 16
+    clip_mlp: int = 4096
+    clip_projection: int = 768
+    text_width: int = 768
+    text_layers: int = 12
+    text_heads: int = 12
+    text_mlp: int = 3072
+    llm_width: int = 4096
+    llm_layers: int = 32
+    llm_heads: int = 32
+    llm_mlp: int = 11008
+
+    def scaled_shared_fields(self, width: float, depth: float) -> dict:
+        """CLIP and LLM fields with widths times ``width`` (head widths kept) and depths times ``depth``."""
+        cw, ch = scaled_width(self.clip_width, width, self.clip_width // self.clip_heads)
+        tw, th = scaled_width(self.text_width, width, self.text_width // self.text_heads)
+        lw, lh = scaled_width(self.llm_width, width, self.llm_width // self.llm_heads)
+        return dict(
+            clip_width=cw, clip_heads=ch, clip_mlp=4 * cw, clip_layers=scaled_depth(self.clip_layers, depth, 3),
+            clip_projection=max(16, round(self.clip_projection * width)), text_width=tw, text_heads=th, text_mlp=4 * tw,
+            text_layers=scaled_depth(self.text_layers, depth), llm_width=lw, llm_heads=lh,
+            llm_mlp=max(8, round(self.llm_mlp * width / 8) * 8), llm_layers=scaled_depth(self.llm_layers, depth),
+        )
+
+
+def scaled_depth(layers: int, factor: float, minimum: int = 2) -> int:
+    """``layers`` times ``factor``, rounded, at least ``minimum``."""
+    return max(minimum, round(layers * factor))
 
 
 def default_dtype(device: str | torch.device) -> torch.dtype:

@@ -23,9 +23,8 @@ from torch import nn
 
 from litelvlm.checkpoint import CheckpointDir
 from litelvlm.clip import quiet_transformers, require_local_dir
-from litelvlm.glamm.build import scaled_width
 from litelvlm.glamm.model import rope_parameters
-from litelvlm.lvlm import build_llm, load_into, mlp_from_weights, pick_attn_implementation
+from litelvlm.lvlm import LVLMArchitecture, build_llm, load_into, mlp_from_weights, pick_attn_implementation, scaled_depth
 
 from .internvideo2 import InternVideo2Config, InternVideo2VisionEncoder, load_internvideo2, preprocess_internvideo2_frames
 from .sam2 import RELEASED_HIERA_LAYOUTS, VIDEOGLAMM_SAM2_PREFIX, Sam2Architecture, Sam2PixelDecoder
@@ -429,26 +428,17 @@ def _scaled_video(video: InternVideo2Config, width: float, depth: float) -> Inte
     width % 16 == 0), depth times ``depth`` (at least 2: features come from block -2)."""
     vh = max(2, round(video.width * width / video.head_dim / 2) * 2)
     vw = vh * video.head_dim
-    return replace(video, width=vw, num_heads=vh, depth=max(2, round(video.depth * depth)),
+    return replace(video, width=vw, num_heads=vh, depth=scaled_depth(video.depth, depth),
                    mlp_hidden_dim=max(8, round(video.mlp_hidden_dim * width / 8) * 8))
 
 
 @dataclass(frozen=True)
-class VideoGLaMMArchitecture:
+class VideoGLaMMArchitecture(LVLMArchitecture):
     """Every shape that decides VideoGLaMM: CLIP towers (built by the caller), Phi-3, InternVideo2, SAM2.
 
     ``full()`` is the released model; the CLIP field names match ``litelvlm.glamm.build.GLaMMArchitecture``.
     """
 
-    clip_width: int = 1024
-    clip_layers: int = 24
-    clip_heads: int = 16
-    clip_mlp: int = 4096
-    clip_projection: int = 768
-    text_width: int = 768
-    text_layers: int = 12
-    text_heads: int = 12
-    text_mlp: int = 3072
     llm_width: int = 3072
     llm_layers: int = 32
     llm_heads: int = 32
@@ -469,17 +459,8 @@ class VideoGLaMMArchitecture:
     def scaled(self, width: float, depth: float) -> "VideoGLaMMArchitecture":
         """Every component's widths times ``width`` and depths times ``depth`` (head widths kept); token
         counts (576 CLIP and 256 InternVideo2 tokens per frame, 16 frames, 1024 px SAM2) are unchanged."""
-        cw, ch = scaled_width(self.clip_width, width, self.clip_width // self.clip_heads)
-        tw, th = scaled_width(self.text_width, width, self.text_width // self.text_heads)
-        lw, lh = scaled_width(self.llm_width, width, self.llm_width // self.llm_heads)
-        depth_of = lambda n, minimum=2: max(minimum, round(n * depth))  # noqa: E731
-        return replace(
-            self, clip_width=cw, clip_heads=ch, clip_mlp=4 * cw, clip_layers=depth_of(self.clip_layers, 3),
-            clip_projection=max(16, round(self.clip_projection * width)), text_width=tw, text_heads=th, text_mlp=4 * tw,
-            text_layers=depth_of(self.text_layers), llm_width=lw, llm_heads=lh, llm_mlp=max(8, round(self.llm_mlp * width / 8) * 8),
-            llm_layers=depth_of(self.llm_layers), video=_scaled_video(self.video, width, depth),
-            sam2=_scaled_sam2(self.sam2, width, depth),
-        )
+        return replace(self, **self.scaled_shared_fields(width, depth), video=_scaled_video(self.video, width, depth),
+                       sam2=_scaled_sam2(self.sam2, width, depth))
 
     def config(self) -> VideoGLaMMConfig:
         """The ``VideoGLaMMConfig`` of this architecture (Phi-3-mini-4k token ids and settings)."""

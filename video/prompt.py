@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from litelvlm.lvlm import IMAGE_PLACEHOLDER, IMAGE_TOKEN_INDEX, tokenize_with_image
+from litelvlm.lvlm import IMAGE_PLACEHOLDER, IMAGE_TOKEN_INDEX, format_question, tokenize_with_image
 
 __all__ = ["SYSTEM", "QUESTION", "DEFAULT_ANSWER", "SEG_TOKEN", "video_question", "build_chat", "prompt_ids"]
 
@@ -14,9 +14,7 @@ SEG_TOKEN = "[SEG]"
 
 def video_question(expression: str, template: str = QUESTION) -> str:
     """The question about ``expression`` (lower-cased, as the released evaluations do)."""
-    if not expression or not expression.strip():
-        raise ValueError("empty referring expression")
-    return template.format(expression=expression.strip().lower())
+    return format_question(template, expression)
 
 
 def build_chat(question: str, num_frames: int = 16, answer: str | None = None) -> str:

@@ -19,7 +19,7 @@ import torch
 
 from litelvlm.clip import ClipTowers, load_clip_towers
 from litelvlm.decoding import greedy_generate
-from litelvlm.lvlm import IMAGE_TOKEN_INDEX, default_dtype, hidden_before, pick_attn_implementation, splice_and_pad
+from litelvlm.lvlm import IMAGE_TOKEN_INDEX, check_expressions, default_dtype, hidden_before, pick_attn_implementation, splice_and_pad
 from litelvlm.pruning import ClipTokenPruner, get_method
 from litelvlm.timing import StageTimer
 
@@ -262,11 +262,7 @@ class VideoSegmenter:
 
 
 def _check_video_inputs(frames, expressions):
-    if isinstance(expressions, str):
-        expressions = [expressions]
-    expressions = list(expressions)
-    if not expressions:
-        raise ValueError("no expressions given: pass at least one referring expression")
+    expressions = check_expressions(expressions)
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
         raise ValueError(f"frames must be a (T, H, W, 3) uint8 array with T >= 1, got shape {frames.shape} dtype {frames.dtype}")

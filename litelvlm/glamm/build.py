@@ -14,35 +14,18 @@ import torch
 from torch import nn
 
 from ..clip import random_clip_towers
+from ..lvlm import LVLMArchitecture, scaled_depth, scaled_width
 from ..sam import GroundingEncoder, SamArchitecture
 from .model import GLaMM, GLaMMConfig
 
-__all__ = ["GLaMMArchitecture", "build_random_segmenter", "scaled_width"]
-
-
-def scaled_width(width: int, factor: float, head_dim: int) -> tuple[int, int]:
-    """(width, heads) scaled by ``factor``, keeping the head width: at least one head."""
-    heads = max(1, round(width * factor / head_dim))
-    return heads * head_dim, heads
+__all__ = ["GLaMMArchitecture", "build_random_segmenter"]
 
 
 @dataclass(frozen=True)
-class GLaMMArchitecture:
-    """Every shape that decides GLaMM: CLIP towers, LLaMA, SAM. ``full()`` is the released model."""
+class GLaMMArchitecture(LVLMArchitecture):
+    """Every shape that decides GLaMM: CLIP towers, LLaMA-7B (the shared defaults), SAM.
+    ``full()`` is the released model."""
 
-    clip_width: int = 1024
-    clip_layers: int = 24
-    clip_heads: int = 16
-    clip_mlp: int = 4096
-    clip_projection: int = 768
-    text_width: int = 768
-    text_layers: int = 12
-    text_heads: int = 12
-    text_mlp: int = 3072
-    llm_width: int = 4096
-    llm_layers: int = 32
-    llm_heads: int = 32
-    llm_mlp: int = 11008
     llm_vocab: int = 32007
     sam: SamArchitecture = SamArchitecture()
 
@@ -54,12 +37,8 @@ class GLaMMArchitecture:
     def scaled(self, width: float, depth: float) -> "GLaMMArchitecture":
         """Every component's widths times ``width`` and depths times ``depth`` (head widths kept);
         token counts (576 visual, 1024 px SAM input) are unchanged."""
-        cw, ch = scaled_width(self.clip_width, width, self.clip_width // self.clip_heads)
-        tw, th = scaled_width(self.text_width, width, self.text_width // self.text_heads)
-        lw, lh = scaled_width(self.llm_width, width, self.llm_width // self.llm_heads)
         sw, sh = scaled_width(self.sam.vision_width, width, self.sam.vision_width // self.sam.vision_heads)
-        depth_of = lambda n, minimum=2: max(minimum, round(n * depth))  # noqa: E731
-        sam_depth = depth_of(self.sam.vision_depth)
+        sam_depth = scaled_depth(self.sam.vision_depth, depth)
         period = self.sam.vision_depth // len(self.sam.global_attn_indexes)
         globals_ = tuple(i for i in range(sam_depth) if (i + 1) % period == 0) or (sam_depth - 1,)
         embed = max(16, round(self.sam.embed_dim * width / 8) * 8)
@@ -68,12 +47,7 @@ class GLaMMArchitecture:
             global_attn_indexes=globals_, embed_dim=embed, decoder_mlp_dim=max(32, round(self.sam.decoder_mlp_dim * width)),
             iou_head_hidden_dim=embed,
         )
-        return replace(
-            self, clip_width=cw, clip_heads=ch, clip_mlp=4 * cw, clip_layers=depth_of(self.clip_layers, 3),
-            clip_projection=max(16, round(self.clip_projection * width)), text_width=tw, text_heads=th, text_mlp=4 * tw,
-            text_layers=depth_of(self.text_layers), llm_width=lw, llm_heads=lh, llm_mlp=round(self.llm_mlp * width / 8) * 8,
-            llm_layers=depth_of(self.llm_layers), sam=sam,
-        )
+        return replace(self, **self.scaled_shared_fields(width, depth), sam=sam)
 
     def describe(self) -> dict:
         d = asdict(self)

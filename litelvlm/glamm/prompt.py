@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from ..lvlm import IMAGE_TOKEN_INDEX, tokenize_with_image
+from ..lvlm import IMAGE_TOKEN_INDEX, format_question, tokenize_with_image
 
 __all__ = [
     "SYSTEM_PROMPT",
@@ -34,9 +34,7 @@ IMAGE_INTRO = "The {image} provides an overview of the picture.\n"
 
 def question_for(expression: str, template: str = DEFAULT_QUESTION) -> str:
     """The question asking to segment ``expression`` (lower-cased as the released datasets do)."""
-    if not expression or not expression.strip():
-        raise ValueError("empty referring expression")
-    return template.format(expression=expression.strip().lower())
+    return format_question(template, expression)
 
 
 def build_conversation(questions: Sequence[str], answers: Sequence[str], use_im_start_end: bool = True) -> str:

@@ -16,7 +16,7 @@ import torch
 
 from ..clip import ClipTowers, load_clip_towers
 from ..fastv import fastv_prefill
-from ..lvlm import default_dtype, hidden_before, pick_attn_implementation, splice_and_pad
+from ..lvlm import check_expressions, default_dtype, hidden_before, pick_attn_implementation, splice_and_pad
 from ..pruning import ClipTokenPruner, get_method
 from ..pruning.methods import FastVSelector
 from ..sam import preprocess_for_sam
@@ -175,11 +175,7 @@ class GLaMMSegmenter:
         return SegmentationResult(masks, kept_rows, int(kept.shape[1]), get_method(method).name, timings, seg_embeddings.float().cpu())
 
     def _check_inputs(self, image, expressions, prune_scope, conversation):
-        if isinstance(expressions, str):
-            expressions = [expressions]
-        expressions = list(expressions)
-        if not expressions:
-            raise ValueError("no expressions given: pass at least one referring expression")
+        expressions = check_expressions(expressions)
         image = np.asarray(image)
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"image must be an (H, W, 3) uint8 array, got shape {image.shape} dtype {image.dtype}")

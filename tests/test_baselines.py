@@ -24,6 +24,7 @@ def random_features(frames=3, n=576, width=32, heads=4, seed=0, query_scale=1.0,
         states=rand(frames, 1 + n, width), query=rand(frames, 1 + n, width) * query_scale,
         key=rand(frames, 1 + n, width), value=rand(frames, 1 + n, width), num_heads=heads, grid=grid,
         vision_model=None, _projected=rand(frames, n, proj),
+        select_query=rand(frames, 1 + n, width) * query_scale, select_key=rand(frames, 1 + n, width),
     )
 
 
@@ -33,6 +34,7 @@ def frame_of(features, f):
     return ClipFrameFeatures(
         cut(features.states), cut(features.query), cut(features.key), cut(features.value), features.num_heads,
         features.grid, features.vision_model, None if features._projected is None else cut(features._projected),
+        cut(features.select_query), cut(features.select_key),
     )
 
 
@@ -41,8 +43,14 @@ def texts(num, proj=24, seed=0):
 
 
 def as_np(features, f):
-    """Frame ``f`` as float64 numpy: q, k (1+N, D) and patch states (N, D)."""
+    """Frame ``f`` as float64 numpy: last-layer q, k (1+N, D) and patch states (N, D)."""
     return (features.query[f].double().numpy(), features.key[f].double().numpy(), features.patches[f].double().numpy())
+
+
+def as_np_producing_layer(features, f):
+    """Frame ``f`` with the q, k of the layer that produces the select-layer states (VisionZip, VisPruner)."""
+    return (features.select_query[f].double().numpy(), features.select_key[f].double().numpy(),
+            features.patches[f].double().numpy())
 
 
 # ---------------------------------------------------------------- independent restatements
@@ -165,7 +173,7 @@ BUDGETS = [1, 2, 7, 81, 192, 576]
 def test_visionzip_matches_reference(budget):
     feats = random_features(frames=1, seed=budget)
     sel = get_method("visionzip").select(feats, budget)
-    idx, expected = visionzip_reference(*as_np(feats, 0), feats.num_heads, budget)
+    idx, expected = visionzip_reference(*as_np_producing_layer(feats, 0), feats.num_heads, budget)
     assert sel.indices[0].tolist() == idx
     assert_features(sel.features[0], expected)
 
@@ -175,7 +183,7 @@ def test_vispruner_matches_reference(budget, ratio):
     feats = random_features(frames=1, seed=budget + 1)
     sel = get_method("vispruner", important_ratio=ratio).select(feats, budget)
     assert sel.features is None
-    assert sel.indices[0].tolist() == vispruner_reference(*as_np(feats, 0), feats.num_heads, budget, ratio)
+    assert sel.indices[0].tolist() == vispruner_reference(*as_np_producing_layer(feats, 0), feats.num_heads, budget, ratio)
 
 
 @pytest.mark.parametrize("method", ["prumerge+", "prumerge"])
@@ -348,9 +356,12 @@ def test_attention_matches_transformers_eager_attention(tiny_clip, tiny_clip_dir
     pixels = _pixels(tiny_clip, 2)
     frames = ClipTokenPruner(tiny_clip.vision).encode(pixels)
     with torch.no_grad():
-        reference = eager(pixels, output_attentions=True).attentions[-1][:, :, 0, 1:]
+        attentions = eager(pixels, output_attentions=True).attentions
     attention = multihead_cls_attention(frames.query, frames.key, frames.num_heads)
-    torch.testing.assert_close(attention, reference, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(attention, attentions[-1][:, :, 0, 1:], rtol=1e-5, atol=1e-6)
+    # the attention VisionZip and VisPruner read: attentions[-2], inside the layer producing the -2 states
+    producing = multihead_cls_attention(frames.select_query, frames.select_key, frames.num_heads)
+    torch.testing.assert_close(producing, attentions[-2][:, :, 0, 1:], rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("method", BASELINES)

@@ -23,7 +23,9 @@ class ClipFrameFeatures:
     """Select-layer states and last-layer attention inputs of F frames of one CLIP vision forward.
 
     ``states`` (F, 1+N, D) are the features the LVLM consumes (row 0 is CLS); ``query``/``key``/
-    ``value`` (F, 1+N, D) are the last encoder layer's projections, computed without its MLP.
+    ``value`` (F, 1+N, D) are the last encoder layer's projections, computed without its MLP;
+    ``select_query``/``select_key`` (F, 1+N, D) are the projections inside the layer that produces
+    ``states`` (the attention VisionZip and VisPruner read: ``attentions[select_layer]``).
     """
 
     states: torch.Tensor
@@ -34,6 +36,8 @@ class ClipFrameFeatures:
     grid: tuple[int, int]
     vision_model: torch.nn.Module = field(repr=False)
     _projected: torch.Tensor | None = field(default=None, repr=False)
+    select_query: torch.Tensor | None = field(default=None, repr=False)
+    select_key: torch.Tensor | None = field(default=None, repr=False)
 
     @property
     def num_frames(self) -> int:
@@ -76,7 +80,11 @@ def encode_frames(vision_model: torch.nn.Module, pixel_values: torch.Tensor, sel
     dtype = tower.embeddings.patch_embedding.weight.dtype
     hidden = tower.pre_layrnorm(tower.embeddings(pixel_values.to(dtype)))
     selected = hidden if select_index == 0 else None
+    select_qk = (None, None)
     for i, layer in enumerate(layers[:-1]):
+        if i + 1 == select_index:  # the layer producing the selected states: keep its q/k (two linears)
+            normed = layer.layer_norm1(hidden)
+            select_qk = (layer.self_attn.q_proj(normed), layer.self_attn.k_proj(normed))
         hidden = layer(hidden, None)
         if i + 1 == select_index:
             selected = hidden
@@ -85,6 +93,7 @@ def encode_frames(vision_model: torch.nn.Module, pixel_values: torch.Tensor, sel
     attn = last.self_attn
     query, key, value = attn.q_proj(normed), attn.k_proj(normed), attn.v_proj(normed)
     if select_index == num_layers:
+        select_qk = (query, key)
         selected = last(hidden, None)
     patch = vision_model.config.patch_size
     return ClipFrameFeatures(
@@ -95,6 +104,8 @@ def encode_frames(vision_model: torch.nn.Module, pixel_values: torch.Tensor, sel
         num_heads=vision_model.config.num_attention_heads,
         grid=(pixel_values.shape[-2] // patch, pixel_values.shape[-1] // patch),
         vision_model=vision_model,
+        select_query=select_qk[0],
+        select_key=select_qk[1],
     )
 
 

@@ -98,3 +98,13 @@ def complement(indices: torch.Tensor, num_tokens: int) -> torch.Tensor:
     keep = torch.ones(num_tokens, dtype=torch.bool, device=indices.device)
     keep[indices] = False
     return keep.nonzero().squeeze(1)
+
+
+def producing_layer_qk(features) -> tuple[torch.Tensor, torch.Tensor]:
+    """q and k (F, 1+N, D) inside the CLIP layer that produces the select-layer states."""
+    if features.select_query is None or features.select_key is None:
+        raise ValueError(
+            "these ClipFrameFeatures lack select_query/select_key (the projections of the layer that produces the "
+            "selected states): build them with litelvlm.pruning.encode_frames / ClipTokenPruner.encode"
+        )
+    return features.select_query, features.select_key

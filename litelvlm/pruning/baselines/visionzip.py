@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from ..methods import Selection, TokenSelector, register_method
-from .common import check_attention_inputs, complement, head_mean_keys, multihead_cls_attention, ranked, upcast
+from .common import producing_layer_qk, check_attention_inputs, complement, head_mean_keys, multihead_cls_attention, ranked, upcast
 
 __all__ = ["VisionZipSelector", "visionzip_frame", "visionzip_split"]
 
@@ -58,10 +58,9 @@ class VisionZipSelector(TokenSelector):
     (``CLIPVisionTower_VisionZip.forward``) and ``visionzip/utils.py`` (the head-mean key ``metric``).
 
     Adaptations:
-    - Attention layer: VisionZip reads ``attentions[-2]`` and that layer's keys, i.e. the self-attention
-      *inside* the layer that produces the select-layer (-2) states. ``ClipFrameFeatures`` carries
-      only the last layer's q/k (computed on the select-layer states), so the attention and keys
-      here are one layer later: the attention that reads the very features the LLM receives.
+    - Attention layer: as released, ``attentions[-2]`` and that layer's keys, i.e. the self-attention
+      *inside* the layer that produces the select-layer (-2) states (``ClipFrameFeatures.select_query``
+      / ``select_key``).
     - Budget split: VisionZip's 64/128/192 settings are 54+10, 108+20, 162+30 (dominant+contextual),
       i.e. contextual = budget * 10/64; ``contextual_share`` (default 10/64) scales it to any budget,
       rounded. Dominant counts patches only: VisionZip counts the CLS token among its dominant
@@ -78,8 +77,9 @@ class VisionZipSelector(TokenSelector):
     def select(self, features, budget, text_embeds=None):
         self.check(features, budget, text_embeds)
         check_attention_inputs(features)
-        attention = multihead_cls_attention(features.query, features.key, features.num_heads).sum(dim=1)
-        metric = head_mean_keys(features.key, features.num_heads)[:, 1:]
+        query, key = producing_layer_qk(features)
+        attention = multihead_cls_attention(query, key, features.num_heads).sum(dim=1)
+        metric = head_mean_keys(key, features.num_heads)[:, 1:]
         dominant, contextual = visionzip_split(budget, self.contextual_share)
         rows = [
             visionzip_frame(attention[f], metric[f], features.patches[f], dominant, contextual)

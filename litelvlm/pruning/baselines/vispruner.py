@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from ..methods import Selection, TokenSelector, register_method
-from .common import check_attention_inputs, multihead_cls_attention, ranked, upcast
+from .common import producing_layer_qk, check_attention_inputs, multihead_cls_attention, ranked, upcast
 
 __all__ = ["VisPrunerSelector", "vispruner_select"]
 
@@ -56,9 +56,8 @@ class VisPrunerSelector(TokenSelector):
     its ``llava/eval/model_vqa*.py`` entry points.
 
     Adaptations:
-    - Attention layer: VisPruner reads ``attentions[select_layer]`` (= -2), the self-attention inside
-      the layer that produces the select-layer states. ``ClipFrameFeatures`` carries only the last
-      layer's q/k (computed on the select-layer states), so the attention here is one layer later.
+    - Attention layer: as released, ``attentions[select_layer]`` (= -2), the self-attention inside the
+      layer that produces the select-layer states (``ClipFrameFeatures.select_query`` / ``select_key``).
     - Odd-sized remainders: the released indexing assumes an even remainder; here the alternating
       halves simply differ in size by one, and at most ``len(a)`` tokens are dropped per round (the
       released arithmetic on even sizes is unchanged). Scores are computed in at least
@@ -76,6 +75,7 @@ class VisPrunerSelector(TokenSelector):
     def select(self, features, budget, text_embeds=None):
         self.check(features, budget, text_embeds)
         check_attention_inputs(features)
-        attention = multihead_cls_attention(features.query, features.key, features.num_heads).mean(dim=1)
+        query, key = producing_layer_qk(features)
+        attention = multihead_cls_attention(query, key, features.num_heads).mean(dim=1)
         important = int(budget * self.important_ratio)
         return Selection(vispruner_select(attention, features.patches, important, budget - important, self.drop_per_step))

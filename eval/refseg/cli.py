@@ -8,9 +8,9 @@ ignored) plus this harness's own. Launch several processes with torchrun or the 
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Sequence
 
+from eval.common.cli import run_harness_cli
 from eval.common.stats import load_stats
 from eval.common.table import print_table
 
@@ -85,13 +85,5 @@ def show_stats(results_path: str) -> None:
 def main(argv: Sequence[str] | None = None, segmenter_factory: SegmenterFactory | None = None) -> int:
     """Run the CLI; returns the exit status (2 with a one-line message on bad input)."""
     args = build_parser().parse_args(argv)
-    try:
-        if args.show_stats:
-            show_stats(args.results_path)
-            return 0
-        run_refseg(config_from_args(args), segmenter_factory=segmenter_factory)
-    except (ValueError, FileNotFoundError, FileExistsError, KeyError) as err:
-        message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
-        print(f"error: {message}", file=sys.stderr)
-        return 2
-    return 0
+    return run_harness_cli(args.show_stats, lambda: show_stats(args.results_path),
+                           lambda: run_refseg(config_from_args(args), segmenter_factory=segmenter_factory))

@@ -9,9 +9,9 @@ valid) get the upload zip. Launch several processes with torchrun or the deepspe
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Sequence
 
+from eval.common.cli import run_harness_cli
 from eval.common.stats import load_stats
 from eval.common.table import print_table
 
@@ -94,16 +94,6 @@ def show_stats(results_path: str) -> None:
 def main(argv: Sequence[str] | None = None, segmenter_factory: SegmenterFactory | None = None) -> int:
     """Run the CLI; returns the exit status (1 when expressions failed, 2 with a one-line message on bad input)."""
     args = build_parser().parse_args(argv)
-    try:
-        if args.show_stats:
-            show_stats(args.results_path)
-            return 0
-        run_rvos(config_from_args(args), segmenter_factory=segmenter_factory)
-    except SampleFailuresError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    except (ValueError, FileNotFoundError, FileExistsError, KeyError) as err:
-        message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
-        print(f"error: {message}", file=sys.stderr)
-        return 2
-    return 0
+    return run_harness_cli(args.show_stats, lambda: show_stats(args.results_path),
+                           lambda: run_rvos(config_from_args(args), segmenter_factory=segmenter_factory),
+                           failure_errors=(SampleFailuresError,))

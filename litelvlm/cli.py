@@ -117,7 +117,12 @@ def _add_bench(sub) -> None:
 def _segment_video(args) -> int:
     from video.cli import segment_video_to_folder
 
-    options = {k: v for k, v in (("layout", args.layout), ("answer", args.answer), ("mask_mode", args.mask_mode)) if v is not None}
+    from dataclasses import asdict
+
+    from video.segmenter import load_segmenter_config
+
+    options = asdict(load_segmenter_config(args.config)) if args.config else {}
+    options.update({k: v for k, v in (("layout", args.layout), ("answer", args.answer), ("mask_mode", args.mask_mode)) if v is not None})
     report = segment_video_to_folder(
         args.video, args.text, budget=args.budget, checkpoint=args.checkpoint, vision_tower=args.vision_tower,
         video_tower=args.video_tower, out_dir=args.out, method=args.method, device=args.device, dtype=_dtype(args.dtype), **options,
@@ -136,6 +141,7 @@ def _add_segment_video(sub) -> None:
     p.add_argument("--budget", type=int, default=None, help="CLIP tokens kept per frame (default: all 576)")
     _add_model_args(p, checkpoint_flag="--checkpoint", checkpoint_help="local VideoGLaMM checkpoint folder")
     p.add_argument("--video-tower", default=None, help="InternVideo2-Stage2 .pt (default: the copy inside the checkpoint)")
+    p.add_argument("--config", default=None, help="YAML of VideoSegmenterConfig fields (e.g. configs/videoglamm_released.yaml)")
     p.add_argument("--layout", default=None, choices=["cells", "regrid", "unpooled"], help="how kept tokens reach the LLM")
     p.add_argument("--answer", default=None, help="teacher-force this answer instead of generating (e.g. 'Sure, [SEG].')")
     p.add_argument("--mask-mode", default=None, choices=["propagate", "framewise"])

@@ -33,3 +33,38 @@ def test_segment_video_bad_input_is_one_line(tmp_path, tiny_videoglamm_kwargs, c
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "video not found" in err[0]
+
+
+def test_shipped_configs_load_and_the_default_one_is_the_default():
+    from pathlib import Path
+
+    import pytest
+
+    from video.segmenter import VideoSegmenterConfig, load_segmenter_config
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    assert load_segmenter_config(root / "videoglamm_default.yaml") == VideoSegmenterConfig()
+    released = load_segmenter_config(root / "videoglamm_released.yaml")
+    assert released.layout == "regrid" and released.use_cache is False
+    bad = Path(__file__).resolve().parent / "data_bad_config.yaml"
+    with pytest.raises(FileNotFoundError, match="segmenter config not found"):
+        load_segmenter_config(bad)
+
+
+def test_segment_video_reads_a_config_file(tmp_path, tiny_videoglamm_kwargs):
+    frames = np.random.default_rng(4).integers(0, 256, size=(4, 32, 40, 3), dtype=np.uint8)
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, f in enumerate(frames):
+        Image.fromarray(f).save(folder / f"{i:05d}.jpg")
+    config = tmp_path / "c.yaml"
+    config.write_text("layout: unpooled\nanswer: 'Sure, [SEG].'\n")
+    out = tmp_path / "out"
+    argv = ["segment-video", "--video", str(folder), "--text", "the dog", "--budget", "81", "--config", str(config),
+            "--checkpoint", str(tiny_videoglamm_kwargs["checkpoint"]), "--vision-tower", str(tiny_videoglamm_kwargs["vision_tower"]),
+            "--video-tower", str(tiny_videoglamm_kwargs["video_tower"]), "--out", str(out)]
+    assert main(argv) == 0
+    report = json.loads((out / "result.json").read_text())
+    assert report["clip_tokens_per_frame"] == 81 and report["expressions"][0]["has_seg"]
+    config.write_text("layuot: cells\n")
+    assert main(argv) == 2

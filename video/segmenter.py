@@ -27,7 +27,7 @@ from .io import sample_frame_indices, split_clips
 from .layout import LAYOUTS, layout_frame_tokens
 from .prompt import DEFAULT_ANSWER, build_chat, prompt_ids, video_question
 
-__all__ = ["VideoSegmenterConfig", "VideoSegmentationResult", "VideoSegmenter"]
+__all__ = ["VideoSegmenterConfig", "VideoSegmentationResult", "VideoSegmenter", "load_segmenter_config"]
 
 
 @dataclass
@@ -53,6 +53,22 @@ class VideoSegmenterConfig:
             raise ValueError(f"prune_text must be 'question' or 'expression', got {self.prune_text!r}")
         if self.num_frames < 1 or self.num_frames % 4:
             raise ValueError(f"num_frames must be a positive multiple of 4 (InternVideo2 chunks), got {self.num_frames}")
+
+
+def load_segmenter_config(path) -> VideoSegmenterConfig:
+    """A ``VideoSegmenterConfig`` from a YAML file of its fields (see configs/videoglamm_*.yaml)."""
+    import yaml
+    from dataclasses import fields
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"segmenter config not found: {p}")
+    raw = yaml.safe_load(p.read_text()) or {}
+    known = {f.name for f in fields(VideoSegmenterConfig)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ValueError(f"{p}: unknown fields {unknown}; known: {sorted(known)}")
+    return VideoSegmenterConfig(**raw)
 
 
 @dataclass

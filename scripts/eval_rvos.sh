@@ -36,12 +36,7 @@ case "$BENCHMARK" in
     *) echo "BENCHMARK must be davis, ytvos or mevis, got '$BENCHMARK'" >&2; exit 2 ;;
 esac
 
-REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-export PYTHONPATH="$REPO_ROOT${PYTHONPATH:+:$PYTHONPATH}"
-PYTHON=${PYTHON:-python}
-NPROC_PER_NODE=${NPROC_PER_NODE:-1}
-MASTER_PORT=${MASTER_PORT:-23999}
-if [ "$NPROC_PER_NODE" -gt 1 ]; then LAUNCHER=${LAUNCHER:-torchrun}; else LAUNCHER=${LAUNCHER:-python}; fi
+export MASTER_PORT=${MASTER_PORT:-23999}
 
 ARGS=(--benchmark "$BENCHMARK" --version "$CKPT_PATH" --results_path "$RESULT_PATH"
       --num_retain_tokens "$RETAIN_TOKENS" --dataset_dir "${DATASET_DIR:-$DEFAULT_DATA}"
@@ -49,17 +44,4 @@ ARGS=(--benchmark "$BENCHMARK" --version "$CKPT_PATH" --results_path "$RESULT_PA
 if [ -n "${VIDEO_TOWER:-}" ]; then ARGS+=(--video-tower "$VIDEO_TOWER"); fi
 if [ -n "${SPLIT:-}" ]; then ARGS+=(--split "$SPLIT"); fi
 
-case "$LAUNCHER" in
-    python)
-        exec "$PYTHON" -m eval.rvos "${ARGS[@]}" "$@" ;;
-    torchrun)
-        # shellcheck disable=SC2086
-        exec "$PYTHON" -m torch.distributed.run --nproc_per_node "$NPROC_PER_NODE" --master_port "$MASTER_PORT" \
-            ${TORCHRUN_ARGS:-} -m eval.rvos "${ARGS[@]}" "$@" ;;
-    deepspeed)
-        exec deepspeed --num_gpus "$NPROC_PER_NODE" --master_port "$MASTER_PORT" --module eval.rvos \
-            "${ARGS[@]}" "$@" ;;
-    *)
-        echo "LAUNCHER must be python, torchrun or deepspeed, got '$LAUNCHER'" >&2
-        exit 2 ;;
-esac
+exec bash "$(dirname "${BASH_SOURCE[0]}")/launch_module.sh" eval.rvos "${ARGS[@]}" "$@"

@@ -24,28 +24,8 @@ RESULT_PATH=$3
 RETAIN_TOKENS=$4
 shift 4
 
-REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-export PYTHONPATH="$REPO_ROOT${PYTHONPATH:+:$PYTHONPATH}"
-PYTHON=${PYTHON:-python}
-NPROC_PER_NODE=${NPROC_PER_NODE:-1}
-MASTER_PORT=${MASTER_PORT:-22999}
-if [ "$NPROC_PER_NODE" -gt 1 ]; then LAUNCHER=${LAUNCHER:-torchrun}; else LAUNCHER=${LAUNCHER:-python}; fi
-
 ARGS=(--version "$CKPT_PATH" --refer_seg_data "$REF_SEG_DATASET" --results_path "$RESULT_PATH"
       --num_retain_tokens "$RETAIN_TOKENS"
       --vision-tower "${VISION_TOWER:-openai/clip-vit-large-patch14-336}" --dataset_dir "${DATASET_DIR:-./data}")
 
-case "$LAUNCHER" in
-    python)
-        exec "$PYTHON" -m eval.refseg "${ARGS[@]}" "$@" ;;
-    torchrun)
-        # shellcheck disable=SC2086
-        exec "$PYTHON" -m torch.distributed.run --nproc_per_node "$NPROC_PER_NODE" --master_port "$MASTER_PORT" \
-            ${TORCHRUN_ARGS:-} -m eval.refseg "${ARGS[@]}" "$@" ;;
-    deepspeed)
-        exec deepspeed --num_gpus "$NPROC_PER_NODE" --master_port "$MASTER_PORT" --module eval.refseg \
-            "${ARGS[@]}" "$@" ;;
-    *)
-        echo "LAUNCHER must be python, torchrun or deepspeed, got '$LAUNCHER'" >&2
-        exit 2 ;;
-esac
+exec bash "$(dirname "${BASH_SOURCE[0]}")/launch_module.sh" eval.refseg "${ARGS[@]}" "$@"

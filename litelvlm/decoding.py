@@ -4,7 +4,8 @@ The hidden state used for a ``[SEG]`` mask is the last-layer state of the positi
 it (the position just before ``[SEG]``), the same state a teacher-forced forward gives. With the KV
 cache the prompt is prefilled once and each step feeds one token; ``use_cache=False`` reproduces the
 released loop, which re-embeds the prompt (``prompt_fn`` may re-run the encoders) and re-runs the
-whole sequence for every generated token.
+whole sequence for every generated token. ``forward`` swaps the LLM pass (e.g. a FastV prefill
+followed by cached decode steps); its state object is opaque to the loop.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Callable
 
 import torch
 
-__all__ = ["Generation", "greedy_generate"]
+__all__ = ["Generation", "greedy_generate", "plain_forward"]
 
 
 @dataclass
@@ -31,6 +32,17 @@ def _step_logits(llm, hidden_last: torch.Tensor) -> torch.Tensor:
     return llm.lm_head(hidden_last)
 
 
+def plain_forward(llm, use_cache: bool) -> Callable:
+    """The default ``forward(inputs_embeds, state) -> (final-norm hidden (1, L, H), state)``: the LLM with
+    its own KV cache as the state (``use_cache``), or a full pass without one."""
+
+    def forward(inputs_embeds: torch.Tensor, cache):
+        out = llm.model(inputs_embeds=inputs_embeds, past_key_values=cache, use_cache=use_cache)
+        return out.last_hidden_state, out.past_key_values
+
+    return forward
+
+
 @torch.no_grad()
 def greedy_generate(
     llm,
@@ -40,28 +52,34 @@ def greedy_generate(
     eos_token_ids: set[int],
     seg_token_id: int,
     use_cache: bool = True,
+    forward: Callable | None = None,
 ) -> Generation:
-    """Greedy decoding of one sequence. ``prompt_fn()`` returns the prompt embeddings (1, L, H)."""
+    """Greedy decoding of one sequence. ``prompt_fn()`` returns the prompt embeddings (1, L, H).
+
+    ``forward(inputs_embeds, state) -> (hidden (1, L, H), state)`` (default ``plain_forward``): with
+    ``use_cache`` it gets the prompt and state None first, then one token and the state it returned;
+    without, the whole sequence and state None every step.
+    """
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     embed = llm.get_input_embeddings()
     prompt = prompt_fn()
     generated: list[int] = []
     seg_states: list[torch.Tensor] = []
+    forward = forward or plain_forward(llm, use_cache)
     cache, passes, stopped = None, 0, "max_new_tokens"
     next_input = prompt
     for _ in range(max_new_tokens):
         if use_cache:
-            out = llm.model(inputs_embeds=next_input, past_key_values=cache, use_cache=True)
-            cache = out.past_key_values
+            hidden, cache = forward(next_input, cache)
         else:
             if passes:  # the released loop: prompt rebuilt (encoders re-run), whole sequence again
                 prompt = prompt_fn()
             ids = torch.tensor([generated], dtype=torch.long, device=prompt.device)
             sequence = torch.cat([prompt, embed(ids)], dim=1) if generated else prompt
-            out = llm.model(inputs_embeds=sequence, use_cache=False)
+            hidden, _ = forward(sequence, None)
         passes += 1
-        last = out.last_hidden_state[:, -1]
+        last = hidden[:, -1]
         token = int(_step_logits(llm, last).argmax(-1))
         if token == seg_token_id:
             seg_states.append(last[0])

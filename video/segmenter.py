@@ -6,6 +6,11 @@ once per video and reused for every frame, clip and decoding step; each sampled 
 ``budget`` CLIP tokens (the shared pruning core), which reach the LLM through ``layout``
 (video/layout.py); each ``[SEG]`` prompts SAM2 on the clip's first frame and is propagated through
 all its frames (or decoded frame by frame).
+
+``method="fastv"`` prunes inside the LLM instead (video/fastv.py): every frame's 576 CLIP tokens enter
+the LLM through ``layout`` (``cells`` or ``unpooled``; ``regrid`` is rejected) and from decoder layer K
+on each frame keeps its ``quota`` most-attended LLM tokens (ceil(budget / 4) cells, or ``budget``
+tokens unpooled) in all decoding modes (teacher forced, KV-cache and no-cache generation).
 """
 
 from __future__ import annotations
@@ -21,8 +26,10 @@ from litelvlm.clip import ClipTowers, load_clip_towers
 from litelvlm.decoding import greedy_generate
 from litelvlm.lvlm import IMAGE_TOKEN_INDEX, check_expressions, default_dtype, hidden_before, pick_attn_implementation, splice_and_pad
 from litelvlm.pruning import ClipTokenPruner, get_method
+from litelvlm.pruning.methods import FastVSelector
 from litelvlm.timing import StageTimer
 
+from .fastv import VideoFastVPlan, fastv_quota
 from .io import sample_frame_indices, split_clips
 from .layout import LAYOUTS, layout_frame_tokens
 from .prompt import DEFAULT_ANSWER, build_chat, prompt_ids, video_question
@@ -74,7 +81,12 @@ def load_segmenter_config(path) -> VideoSegmenterConfig:
 @dataclass
 class VideoSegmentationResult:
     """Masks (E, T, H, W) bool for every frame; ``kept[e]`` (clips * num_frames, budget) CLIP indices per
-    sampled frame; ``visual_tokens_per_frame``: LLM visual tokens per sampled frame (CLIP + video)."""
+    sampled frame; ``visual_tokens_per_frame``: LLM visual tokens per sampled frame (CLIP + video).
+
+    With FastV, ``kept[e]`` holds per frame the CLIP indices covered by the LLM tokens kept at layer K
+    (``cells``: the 4 tokens of each kept cell, sorted, so 4 * ceil(budget / 4) indices, more than
+    ``budget`` when it is not a multiple of 4; in generation, the prompt prefill's choice) and
+    ``clip_tokens_per_frame`` is the per-frame quota of LLM tokens."""
 
     masks: np.ndarray
     kept: list[torch.Tensor]
@@ -137,6 +149,9 @@ class VideoSegmenter:
         if method == "litelvlm" and self.config.layout == "cells" and self.config.litelvlm_cell > 1:
             return get_method("litelvlm", cell=self.config.litelvlm_cell)
         selector = get_method(method)
+        if isinstance(selector, FastVSelector):
+            fastv_quota(self.config.layout, 1)  # raises for layouts FastV cannot prune per frame
+            return selector
         if selector.stage != "pre_llm":
             raise ValueError(f"method {selector.name!r} prunes inside the LLM and is not supported by the video path")
         return selector
@@ -150,22 +165,40 @@ class VideoSegmenter:
         sequence = torch.cat([*per_frame, enc.video_tokens.reshape(-1, enc.video_tokens.shape[-1])])
         return sequence, result.indices, [t.shape[0] for t in per_frame]
 
-    def _teacher_forced(self, visual: list[torch.Tensor], questions: list[str]) -> list[torch.Tensor]:
-        """One batched forward of prompt + fixed answer; the states before each [SEG], per expression."""
+    def _fastv_plan(self, selector, budget: int, frame_tokens: list[int], grid: tuple[int, int]) -> VideoFastVPlan | None:
+        """The per-frame FastV plan of one expression's visual sequence; None for pre-LLM methods."""
+        if not isinstance(selector, FastVSelector):
+            return None
+        cell = grid[0] // self.model.config.image_pool_side if self.config.layout == "cells" else 1
+        return VideoFastVPlan(frame_tokens, fastv_quota(self.config.layout, budget), grid, cell, selector.layer,
+                              selector.keep_position_ids)
+
+    def _teacher_forced(self, visual: list[torch.Tensor], questions: list[str], plan: VideoFastVPlan | None):
+        """One batched forward of prompt + fixed answer: the states before each [SEG] per expression, and
+        with FastV the per-frame CLIP indices it kept (else None)."""
         prompts = [prompt_ids(build_chat(q, self.config.num_frames, self.config.answer), self.tokenizer) for q in questions]
         batch = splice_and_pad(prompts, [[v] for v in visual], self.model.embed_tokens, IMAGE_TOKEN_INDEX)
+        if plan is not None:
+            out = plan.prefill(self.model.llm, batch)
+            return hidden_before(out.hidden, out.token_ids, self.seg_token_id), [plan.clip_indices(k) for k in out.kept]
         out = self.model.llm.model(inputs_embeds=batch.inputs_embeds, attention_mask=batch.attention_mask, use_cache=False)
-        return hidden_before(out.last_hidden_state, batch.token_ids, self.seg_token_id)
+        return hidden_before(out.last_hidden_state, batch.token_ids, self.seg_token_id), None
 
-    def _generate(self, prompt_fn, question: str):
+    def _generate(self, prompt_fn, question: str, plan: VideoFastVPlan | None):
+        """Greedy generation for one expression, and with FastV the prompt prefill's kept CLIP indices."""
         ids = prompt_ids(build_chat(question, self.config.num_frames), self.tokenizer)
 
         def embeds():
             return splice_and_pad([ids], [[prompt_fn()]], self.model.embed_tokens, IMAGE_TOKEN_INDEX).inputs_embeds
 
-        return greedy_generate(self.model.llm, embeds, max_new_tokens=self.config.max_new_tokens,
-                               eos_token_ids=self.eos_token_ids, seg_token_id=self.seg_token_id,
-                               use_cache=self.config.use_cache)
+        forward = None
+        if plan is not None:  # the prompt's token ids (-1 at visual positions) from the clip's visual tokens
+            prompt_token_ids = splice_and_pad([ids], [[prompt_fn.first]], self.model.embed_tokens, IMAGE_TOKEN_INDEX).token_ids
+            forward = plan.generation_forward(self.model.llm, prompt_token_ids, self.config.use_cache)
+        gen = greedy_generate(self.model.llm, embeds, max_new_tokens=self.config.max_new_tokens,
+                              eos_token_ids=self.eos_token_ids, seg_token_id=self.seg_token_id,
+                              use_cache=self.config.use_cache, forward=forward)
+        return gen, (plan.clip_indices(forward.kept) if plan is not None else None)
 
     def _visual_source(self, sampled, first, text_embeds, e, budget, selector, timer):
         """Visual tokens for decoding: the first call gets the clip's; later calls (only the released
@@ -179,39 +212,47 @@ class VideoSegmenter:
             enc = self._encode_clip(sampled, timer)
             return self._visual_sequence(enc, text_embeds[e : e + 1] if text_embeds is not None else None, budget, selector)[0]
 
+        visual.first = first  # the clip's visual tokens, readable without counting a call
         return visual
 
     def _segment_clip(self, clip_frames, text_embeds, questions, budget, selector, timer, stats) -> tuple[np.ndarray, list, list]:
         sampled = clip_frames[sample_frame_indices(len(clip_frames), self.config.num_frames)]
         enc = self._encode_clip(sampled, timer)
-        visual, kept, answers = [], [], []
+        visual, kept, plan = [], [], None
         with timer("selection"):
             for e in range(len(questions)):
                 text = text_embeds[e : e + 1] if text_embeds is not None else None
                 seq, idx, counts = self._visual_sequence(enc, text, budget, selector)
                 visual.append(seq)
                 kept.append(idx.cpu())
-                stats["clip_tokens"].extend(counts)
+                plan = self._fastv_plan(selector, budget, counts, enc.frames.grid)
+                stats["clip_tokens"].extend([plan.quota] * len(counts) if plan is not None else counts)
                 stats["video_tokens"] += enc.video_tokens.shape[0] * enc.video_tokens.shape[1]
-        if self.config.answer is not None:
-            with timer("llm_prefill"):
-                seg_states = self._teacher_forced(visual, questions)
-            answers = [self.config.answer] * len(questions)
-            stats["forward_passes"] += 1
-        else:
-            seg_states = []
-            with timer("llm_generate"):
-                for e, q in enumerate(questions):
-                    source = self._visual_source(sampled, visual[e], text_embeds, e, budget, selector, timer)
-                    gen = self._generate(source, q)
-                    seg_states.append(gen.seg_hidden)
-                    answers.append(self.tokenizer.decode(gen.token_ids))
-                    stats["forward_passes"] += gen.forward_passes
+        seg_states, answers, fastv_kept = self._run_llm(sampled, visual, questions, text_embeds, budget, selector, plan, timer, stats)
+        kept = fastv_kept if fastv_kept is not None else kept
         for e, states in enumerate(seg_states):
             stats["seg_counts"][e] += states.shape[0]
         with timer("mask_decoder"):
             masks = self._clip_masks(clip_frames, seg_states)
         return masks, kept, answers
+
+    def _run_llm(self, sampled, visual, questions, text_embeds, budget, selector, plan, timer, stats):
+        """[SEG] states, answers and (FastV only, else None) kept CLIP indices per expression."""
+        if self.config.answer is not None:
+            with timer("llm_prefill"):
+                seg_states, fastv_kept = self._teacher_forced(visual, questions, plan)
+            stats["forward_passes"] += 1
+            return seg_states, [self.config.answer] * len(questions), fastv_kept
+        seg_states, answers, fastv_kept = [], [], []
+        with timer("llm_generate"):
+            for e, q in enumerate(questions):
+                source = self._visual_source(sampled, visual[e], text_embeds, e, budget, selector, timer)
+                gen, frame_kept = self._generate(source, q, plan)
+                seg_states.append(gen.seg_hidden)
+                answers.append(self.tokenizer.decode(gen.token_ids))
+                fastv_kept.append(frame_kept)
+                stats["forward_passes"] += gen.forward_passes
+        return seg_states, answers, (fastv_kept if plan is not None else None)
 
     def _clip_masks(self, clip_frames: np.ndarray, seg_states: list[torch.Tensor]) -> np.ndarray:
         """(E, T, H, W): union over each expression's [SEG] objects; empty where it has none."""

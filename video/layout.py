@@ -20,7 +20,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-__all__ = ["LAYOUTS", "layout_frame_tokens", "masked_cell_pool", "regrid_pool", "raster_sorted"]
+__all__ = ["LAYOUTS", "layout_frame_tokens", "masked_cell_pool", "regrid_pool", "raster_sorted", "adaptive_pool_tokens"]
 
 LAYOUTS = ("cells", "regrid", "unpooled")
 
@@ -49,16 +49,26 @@ def masked_cell_pool(indices: torch.Tensor, features: torch.Tensor, grid: tuple[
     return out
 
 
+def adaptive_pool_tokens(tokens: torch.Tensor, grid: int) -> torch.Tensor:
+    """(F, N, D) tokens of a square sqrt(N) x sqrt(N) grid -> (F, grid*grid, D) by adaptive average
+    pooling, as VideoGLaMM's ``apply_adaptive_avg_pooling`` (row-major in and out)."""
+    if tokens.ndim != 3:
+        raise ValueError(f"tokens must be (frames, N, D), got shape {tuple(tokens.shape)}")
+    frames, count, width = tokens.shape
+    side = int(round(count**0.5))
+    if side * side != count:
+        raise ValueError(f"VideoGLaMM pools square token grids; got {count} tokens per frame (keep a square number)")
+    x = tokens.transpose(1, 2).reshape(frames, width, side, side)
+    return F.adaptive_avg_pool2d(x, grid).flatten(2).transpose(1, 2)
+
+
 def regrid_pool(indices: torch.Tensor, features: torch.Tensor, out_side: int) -> torch.Tensor:
     """Kept tokens in raster order as a sqrt(B) x sqrt(B) grid, adaptively pooled to ``out_side``^2."""
     budget = indices.shape[1]
     side = math.isqrt(budget)
     if side * side != budget:
         raise ValueError(f"layout 'regrid' needs a square budget (e.g. 576, 196, 81), got {budget}")
-    _, feats = raster_sorted(indices, features)
-    grid = feats.transpose(1, 2).reshape(feats.shape[0], feats.shape[-1], side, side)
-    pooled = F.adaptive_avg_pool2d(grid, out_side)
-    return pooled.flatten(2).transpose(1, 2)
+    return adaptive_pool_tokens(raster_sorted(indices, features)[1], out_side)
 
 
 def layout_frame_tokens(layout: str, indices: torch.Tensor, projected: torch.Tensor, grid: tuple[int, int],

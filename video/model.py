@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from litelvlm.checkpoint import CheckpointDir
@@ -27,6 +26,7 @@ from litelvlm.glamm.model import rope_parameters
 from litelvlm.lvlm import LVLMArchitecture, build_llm, load_into, mlp_from_weights, pick_attn_implementation, scaled_depth
 
 from .internvideo2 import InternVideo2Config, InternVideo2VisionEncoder, load_internvideo2, preprocess_internvideo2_frames
+from .layout import adaptive_pool_tokens
 from .sam2 import RELEASED_HIERA_LAYOUTS, VIDEOGLAMM_SAM2_PREFIX, Sam2Architecture, Sam2PixelDecoder
 
 __all__ = [
@@ -129,19 +129,6 @@ class VideoGLaMMConfig:
 
 
 # ----------------------------------------------------------------------------- small building blocks
-
-
-def adaptive_pool_tokens(tokens: torch.Tensor, grid: int) -> torch.Tensor:
-    """(F, N, D) tokens of a square sqrt(N) x sqrt(N) grid -> (F, grid*grid, D) by adaptive average
-    pooling, as VideoGLaMM's ``apply_adaptive_avg_pooling`` (row-major in and out)."""
-    if tokens.ndim != 3:
-        raise ValueError(f"tokens must be (frames, N, D), got shape {tuple(tokens.shape)}")
-    frames, count, width = tokens.shape
-    side = int(round(count**0.5))
-    if side * side != count:
-        raise ValueError(f"VideoGLaMM pools square token grids; got {count} tokens per frame (keep a square number)")
-    x = tokens.transpose(1, 2).reshape(frames, width, side, side)
-    return F.adaptive_avg_pool2d(x, grid).flatten(2).transpose(1, 2)
 
 
 def _require_biases(tensors: dict[str, torch.Tensor], what: str) -> None:

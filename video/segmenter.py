@@ -32,7 +32,7 @@ from litelvlm.timing import StageTimer
 from .fastv import VideoFastVPlan, fastv_quota
 from .io import sample_frame_indices, split_clips
 from .layout import LAYOUTS, layout_frame_tokens
-from .prompt import DEFAULT_ANSWER, build_chat, prompt_ids, video_question
+from .prompt import build_chat, prompt_ids, video_question
 
 __all__ = ["VideoSegmenterConfig", "VideoSegmentationResult", "VideoSegmenter", "load_segmenter_config"]
 
@@ -181,8 +181,8 @@ class VideoSegmenter:
         if plan is not None:
             out = plan.prefill(self.model.llm, batch)
             return hidden_before(out.hidden, out.token_ids, self.seg_token_id), [plan.clip_indices(k) for k in out.kept]
-        out = self.model.llm.model(inputs_embeds=batch.inputs_embeds, attention_mask=batch.attention_mask, use_cache=False)
-        return hidden_before(out.last_hidden_state, batch.token_ids, self.seg_token_id), None
+        hidden = self.model.prefill_hidden(batch.inputs_embeds, batch.attention_mask)
+        return hidden_before(hidden, batch.token_ids, self.seg_token_id), None
 
     def _generate(self, prompt_fn, question: str, plan: VideoFastVPlan | None):
         """Greedy generation for one expression, and with FastV the prompt prefill's kept CLIP indices."""

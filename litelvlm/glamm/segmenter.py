@@ -86,9 +86,8 @@ class GLaMMSegmenter:
             raise ValueError(f"prune_text must be one of {PRUNE_TEXTS}, got {prune_text!r}")
         return list(questions) if prune_text == "question" else [e.strip().lower() for e in expressions]
 
-    def _select(self, frames, budget, text_embeds, method, prune_scope):
+    def _select(self, frames, budget, text_embeds, selector, prune_scope):
         """Kept features per conversation row: (E, V, D) for per-expression scope, (1, V, D) joint."""
-        selector = get_method(method)
         if selector.stage != "pre_llm" and not isinstance(selector, FastVSelector):  # FastV: all tokens enter the LLM
             raise ValueError(f"method {selector.name!r} prunes inside the LLM and is not supported by this segmenter yet")
         if prune_scope == "image" or not selector.uses_text:
@@ -97,9 +96,8 @@ class GLaMMSegmenter:
         rows = [self.pruner.select(frames, budget, text_embeds[e : e + 1], selector) for e in range(text_embeds.shape[0])]
         return torch.cat([r.indices for r in rows]), torch.cat([r.features for r in rows])
 
-    def _prefill(self, batch, method, budget):
+    def _prefill(self, batch, selector, budget):
         """Last-layer hidden states, their token ids and, for FastV, the (B, budget) image tokens it kept."""
-        selector = get_method(method)
         if isinstance(selector, FastVSelector):
             return fastv_prefill(self.model.llm, batch, budget=budget, layer=selector.layer, keep_position_ids=selector.keep_position_ids)
         return self.model.prefill_hidden(batch.inputs_embeds, batch.attention_mask), batch.token_ids, None
@@ -139,8 +137,7 @@ class GLaMMSegmenter:
         answers = list(answers) if answers is not None else [DEFAULT_ANSWER] * len(expressions)
         if len(questions) != len(expressions) or len(answers) != len(expressions):
             raise ValueError(f"{len(expressions)} expressions need as many questions and answers (got {len(questions)}, {len(answers)})")
-        if budget is None:
-            method = "none"  # all 576 tokens in raster order: the unpruned model
+        selector = get_method("none" if budget is None else method)  # None: all 576 tokens, the unpruned model
         timer = timer or StageTimer(self.device)
         model = self.model
 
@@ -150,13 +147,13 @@ class GLaMMSegmenter:
         with timer("clip_text"):
             text_embeds = self.pruner.text_embeds(self._texts_for_pruning(expressions, questions, prune_text))
         with timer("selection"):
-            kept, features = self._select(frames, budget, text_embeds, method, prune_scope)
+            kept, features = self._select(frames, budget, text_embeds, selector, prune_scope)
         with timer("llm_prefill"):
             prompts = self._prompts(questions, answers, conversation)
             visual = model.mm_projector(features.to(self.dtype))
             visual_rows = [[visual[0 if visual.shape[0] == 1 else i]] for i in range(len(prompts))]
             batch = splice_and_pad(prompts, visual_rows, model.embed_tokens, IMAGE_TOKEN_INDEX)
-            hidden, token_ids, llm_kept = self._prefill(batch, method, budget)
+            hidden, token_ids, llm_kept = self._prefill(batch, selector, budget)
             if llm_kept is not None:  # ranks among each row's image tokens -> patch indices
                 kept = kept.expand(llm_kept.shape[0], -1).gather(1, llm_kept)
             seg_hidden = torch.cat(hidden_before(hidden, token_ids, self.seg_token_id))
@@ -172,7 +169,7 @@ class GLaMMSegmenter:
         kept_rows = [kept[0 if kept.shape[0] == 1 else i].cpu() for i in range(len(expressions))]
         timings = timer.as_dict()
         timings["total"] = sum(timings.values())
-        return SegmentationResult(masks, kept_rows, int(kept.shape[1]), get_method(method).name, timings, seg_embeddings.float().cpu())
+        return SegmentationResult(masks, kept_rows, int(kept.shape[1]), selector.name, timings, seg_embeddings.float().cpu())
 
     def _check_inputs(self, image, expressions, prune_scope, conversation):
         expressions = check_expressions(expressions)

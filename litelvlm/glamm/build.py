@@ -58,11 +58,11 @@ class GLaMMArchitecture(LVLMArchitecture):
 def build_random_segmenter(arch: GLaMMArchitecture, device="cpu", dtype: torch.dtype = torch.float32, seed: int = 0,
                            attn_implementation: str | None = None):
     """A ``GLaMMSegmenter`` over random weights of ``arch`` (tokenizer: the tiny offline one)."""
-    from transformers import LlamaConfig, LlamaForCausalLM, LlamaTokenizer
+    from transformers import LlamaConfig, LlamaForCausalLM
 
-    from ..clip import quiet_transformers
     from ..lvlm import pick_attn_implementation
-    from ..testing.glamm import write_llama_tokenizer
+    from ..tokenizer import ReleasedLlamaTokenizer
+    from ..tokenizer_files import write_llama_tokenizer
     from .segmenter import GLaMMSegmenter
 
     torch.manual_seed(seed)
@@ -77,7 +77,7 @@ def build_random_segmenter(arch: GLaMMArchitecture, device="cpu", dtype: torch.d
     parts = [m.to(dtype).eval().requires_grad_(False) for m in (llm, projector, fcs, grounding)]
     model = GLaMM(*parts, config=GLaMMConfig(llm_fields={}))
     clip = random_clip_towers(arch, device, dtype)
-    with tempfile.TemporaryDirectory() as tmp, quiet_transformers():
+    with tempfile.TemporaryDirectory() as tmp:
         write_llama_tokenizer(Path(tmp))
-        tokenizer = LlamaTokenizer.from_pretrained(tmp)
+        tokenizer = ReleasedLlamaTokenizer.from_pretrained(tmp)
     return GLaMMSegmenter(model, clip, tokenizer, device, dtype)

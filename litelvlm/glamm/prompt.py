@@ -1,4 +1,9 @@
-"""GLaMM's referring-segmentation prompt (vicuna v1 conversation, FACTS §2)."""
+"""GLaMM's referring-segmentation prompt: the released ``conv_llava_v1`` conversation (FACTS §2).
+
+System prompt "... a curious human ... the human's questions" with roles USER / ASSISTANT, separators
+" " and "</s>", the image in the first turn as ``The <im_start><image><im_end> provides an overview of the
+picture.\n``. Token ids come from ``litelvlm.tokenizer.ReleasedLlamaTokenizer`` (the released tokenization).
+"""
 
 from __future__ import annotations
 
@@ -21,8 +26,8 @@ __all__ = [
 ]
 
 SYSTEM_PROMPT = (
-    "A chat between a curious user and an artificial intelligence assistant. "
-    "The assistant gives helpful, detailed, and polite answers to the user's questions."
+    "A chat between a curious human and an artificial intelligence assistant. "
+    "The assistant gives helpful, detailed, and polite answers to the human's questions."
 )
 IMAGE_PLACEHOLDER = "<image>"
 SEG_TOKEN = "[SEG]"

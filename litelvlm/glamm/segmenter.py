@@ -69,15 +69,12 @@ class GLaMMSegmenter:
     ) -> "GLaMMSegmenter":
         """Load GLaMM from a local GLaMM-RefSeg folder and CLIP from ``vision_tower`` (a local folder;
         default: the path named in the checkpoint's config)."""
-        from transformers import LlamaTokenizer
-
-        from ..clip import quiet_transformers
+        from ..tokenizer import ReleasedLlamaTokenizer
 
         dtype = dtype or default_dtype(device)
         model = GLaMM.from_checkpoint(glamm_dir, device, dtype, pick_attn_implementation(device, attn_implementation))
         clip = load_clip_towers(vision_tower or model.config.vision_tower, device, dtype)
-        with quiet_transformers():
-            tokenizer = LlamaTokenizer.from_pretrained(glamm_dir)  # the checkpoint's sentencepiece tokenizer.model
+        tokenizer = ReleasedLlamaTokenizer.from_pretrained(glamm_dir)  # the released ids from the checkpoint's tokenizer.model
         return cls(model, clip, tokenizer, device, dtype)
 
     # ------------------------------------------------------------------ stages

@@ -9,15 +9,56 @@ never held twice in memory.
 from __future__ import annotations
 
 import json
+import re
 from collections import defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 import torch
 
-__all__ = ["CheckpointDir", "WEIGHT_FILES"]
+__all__ = ["CheckpointDir", "WEIGHT_FILES", "LoadSummary", "ROTARY_BUFFER_KEY", "split_rotary_buffers"]
 
 WEIGHT_FILES = ("model.safetensors.index.json", "model.safetensors", "pytorch_model.bin.index.json", "pytorch_model.bin")
+
+
+# transformers 4.28-4.31 saved every LLaMA layer's rotary inverse frequencies as a persistent buffer;
+# transformers 5 recomputes them (one non-persistent buffer), so such keys are checked and ignored.
+ROTARY_BUFFER_KEY = re.compile(r"^model\.layers\.(\d+)\.self_attn\.rotary_emb\.inv_freq$")
+
+
+def split_rotary_buffers(keys: list[str]) -> tuple[list[str], list[str]]:
+    """(keys, rotary ``inv_freq`` buffer keys) of a checkpoint's key list."""
+    buffers = [k for k in keys if ROTARY_BUFFER_KEY.match(k)]
+    return [k for k in keys if not ROTARY_BUFFER_KEY.match(k)], buffers
+
+
+@dataclass
+class LoadSummary:
+    """What loading a checkpoint folder did: tensors read per group (with their stored dtypes), groups
+    skipped as unused, and buffer keys ignored (checked, then recomputed by the model)."""
+
+    path: Path
+    loaded: dict[str, int] = field(default_factory=dict)
+    stored_dtypes: dict[str, list[str]] = field(default_factory=dict)
+    skipped: dict[str, int] = field(default_factory=dict)
+    ignored_buffers: list[str] = field(default_factory=list)
+
+    def add_loaded(self, group: str, tensors: dict[str, torch.Tensor], stored: dict[str, torch.dtype] | None = None) -> None:
+        self.loaded[group] = self.loaded.get(group, 0) + len(tensors)
+        if stored:
+            self.stored_dtypes[group] = sorted({str(d).replace("torch.", "") for d in stored.values()})
+
+    def __str__(self) -> str:
+        loaded = ", ".join(f"{g} {n}" + (f" ({'/'.join(self.stored_dtypes[g])})" if g in self.stored_dtypes else "")
+                           for g, n in self.loaded.items())
+        parts = [f"loaded {sum(self.loaded.values())} tensors from {self.path}: {loaded}"]
+        if self.skipped:
+            parts.append("skipped as unused: " + ", ".join(f"{g} ({n} keys)" for g, n in self.skipped.items()))
+        if self.ignored_buffers:
+            parts.append(f"ignored {len(self.ignored_buffers)} rotary inv_freq buffers (transformers-4 checkpoints store them; "
+                         "they matched the config and are recomputed)")
+        return "; ".join(parts)
 
 
 class CheckpointDir:
@@ -76,13 +117,20 @@ class CheckpointDir:
                     yield name, shard[name]
                 del shard
 
-    def load(self, keys: Iterable[str], transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
-        """The tensors of ``keys``; ``transform`` (e.g. a dtype cast) is applied as each is read."""
-        return {k: (transform(t) if transform else t) for k, t in self.iter_tensors(keys)}
+    def load(self, keys: Iterable[str], transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+             stored_dtypes: dict[str, torch.dtype] | None = None) -> dict[str, torch.Tensor]:
+        """The tensors of ``keys``; ``transform`` (e.g. a dtype cast) is applied as each is read;
+        ``stored_dtypes``, when given, receives each tensor's dtype as stored."""
+        out = {}
+        for k, t in self.iter_tensors(keys):
+            if stored_dtypes is not None:
+                stored_dtypes[k] = t.dtype
+            out[k] = transform(t) if transform else t
+        return out
 
     def with_prefix(self, prefix: str) -> list[str]:
         return [k for k in self.key_to_file if k.startswith(prefix)]
 
-    def load_prefix(self, prefix: str, transform=None) -> dict[str, torch.Tensor]:
+    def load_prefix(self, prefix: str, transform=None, stored_dtypes: dict[str, torch.dtype] | None = None) -> dict[str, torch.Tensor]:
         """Tensors under ``prefix`` with the prefix stripped from their names."""
-        return {k[len(prefix):]: t for k, t in self.load(self.with_prefix(prefix), transform).items()}
+        return {k[len(prefix):]: t for k, t in self.load(self.with_prefix(prefix), transform, stored_dtypes).items()}

@@ -29,6 +29,7 @@ __all__ = [
     "build_llm",
     "load_into",
     "mlp_from_weights",
+    "check_rotary_buffers",
     "SplicedBatch",
     "splice_and_pad",
     "hidden_before",
@@ -160,6 +161,28 @@ def load_into(module: nn.Module, tensors: dict[str, torch.Tensor], what: str, de
     module.load_state_dict(cast, strict=True, assign=True)
     _rebuild_meta_buffers(module, device)
     return module.to(device).eval().requires_grad_(False)
+
+
+def check_rotary_buffers(buffers: dict[str, torch.Tensor], llm: nn.Module, what: str) -> None:
+    """Compare rotary ``inv_freq`` buffers saved by transformers 4 with the frequencies ``llm`` computes from
+    its config (default RoPE only; other RoPE types rescale them in transformers 5). A mismatch means the
+    config's RoPE settings (e.g. ``rope_theta``) do not belong to these weights: raise naming the key."""
+    layers = llm.config.num_hidden_layers
+    beyond = [k for k in buffers if int(k.split(".")[2]) >= layers]
+    if beyond:
+        raise ValueError(f"{what}: unexpected keys {beyond[:8]}: rotary buffers of layers the {layers}-layer model does not have")
+    rotary = getattr(getattr(llm, "model", llm), "rotary_emb", None)
+    if not buffers or rotary is None or getattr(rotary, "rope_type", "default") != "default":
+        return
+    expected = rotary.inv_freq.detach().float().cpu()
+    for key, stored in buffers.items():
+        stored = stored.float().cpu()
+        if stored.shape != expected.shape or not torch.allclose(stored, expected, rtol=1e-2, atol=0.0):
+            raise ValueError(
+                f"{what}: {key} (saved rotary frequencies, shape {tuple(stored.shape)}) differs from the frequencies of "
+                f"config.json's RoPE settings (shape {tuple(expected.shape)}): rope_theta / head size in config.json do not "
+                "match these weights"
+            )
 
 
 def mlp_from_weights(tensors: dict[str, torch.Tensor], activation: type[nn.Module], what: str) -> nn.Sequential:

@@ -20,12 +20,14 @@ def image():
     return np.random.default_rng(0).integers(0, 256, size=(150, 210, 3), dtype=np.uint8)
 
 
-def test_tiny_checkpoint_carries_glamm_refseg_layout_and_key_names(tiny_glamm_dirs):
+def test_tiny_checkpoint_is_written_in_the_released_layout(tiny_glamm_dirs):
+    """What the released merge_lora_weights.py + save_pretrained (transformers 4.28/4.31) writes (FACTS §2)."""
     root = tiny_glamm_dirs["glamm"]
-    for name in ("config.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json",
-                 "added_tokens.json", "model.safetensors.index.json"):
+    for name in ("config.json", "generation_config.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json",
+                 "added_tokens.json", "pytorch_model.bin.index.json", "pytorch_model-00001-of-00002.bin"):
         assert (root / name).exists(), name
-    keys = set(CheckpointDir(root).keys())
+    ckpt = CheckpointDir(root)
+    keys = set(ckpt.keys())
     for key in ("model.embed_tokens.weight", "model.layers.0.self_attn.q_proj.weight", "model.norm.weight", "lm_head.weight",
                 "model.mm_projector.0.weight", "model.mm_projector.2.bias", "model.text_hidden_fcs.0.0.weight",
                 "model.text_hidden_fcs.0.2.weight", "model.grounding_encoder.image_encoder.patch_embed.proj.weight",
@@ -34,11 +36,35 @@ def test_tiny_checkpoint_carries_glamm_refseg_layout_and_key_names(tiny_glamm_di
                 "model.grounding_encoder.prompt_encoder.no_mask_embed.weight",
                 "model.grounding_encoder.prompt_encoder.pe_layer.positional_encoding_gaussian_matrix",
                 "model.grounding_encoder.mask_decoder.transformer.layers.0.self_attn.q_proj.weight",
-                "model.grounding_encoder.mask_decoder.output_hypernetworks_mlps.0.layers.0.weight"):
+                "model.grounding_encoder.mask_decoder.output_hypernetworks_mlps.0.layers.0.weight",
+                "model.layers.0.self_attn.rotary_emb.inv_freq", "model.layers.1.self_attn.rotary_emb.inv_freq",
+                "model.region_encoder.mlvl_fuse.fuse_convs.4.gn.bias", "model.region_encoder.roi_align.flatten_linear.weight"):
         assert key in keys, key
-    assert any(k.startswith("model.region_encoder.") for k in keys)
+    assert len([k for k in keys if k.startswith("model.region_encoder.")]) == 43
+    dtypes = {k: t.dtype for k, t in ckpt.iter_tensors(sorted(keys))}
+    groups = {"model.layers.0.mlp.up_proj.weight": torch.bfloat16, "lm_head.weight": torch.bfloat16,
+              "model.mm_projector.0.weight": torch.bfloat16, "model.region_encoder.roi_align.updims.weight": torch.bfloat16,
+              "model.grounding_encoder.mask_decoder.iou_token.weight": torch.float32,
+              "model.text_hidden_fcs.0.2.weight": torch.float32, "model.layers.0.self_attn.rotary_emb.inv_freq": torch.float32}
+    assert {k: dtypes[k] for k in groups} == groups
     config = json.loads((root / "config.json").read_text())
+    assert config["model_type"] == "llava" and "rope_theta" not in config and config["with_region"] is True
     assert config["mm_vision_select_layer"] == -2 and config["mm_use_im_start_end"] is True
+    tok_config = json.loads((root / "tokenizer_config.json").read_text())
+    assert "added_tokens_decoder" not in tok_config and "legacy" not in tok_config
+    assert tok_config["bos_token"]["__type"] == "AddedToken" and tok_config["pad_token"] is None
+    added = json.loads((root / "added_tokens.json").read_text())
+    assert list(dict(sorted(added.items(), key=lambda kv: kv[1]))) == ["<im_start>", "<im_end>", "<bbox>", "<point>", "[SEG]", "<p>", "</p>"]
+    assert json.loads((root / "special_tokens_map.json").read_text())["pad_token"] == "<unk>"
+
+
+def test_released_checkpoint_loads_and_reports_what_it_skipped(tiny_segmenter):
+    summary = tiny_segmenter.model.load_summary
+    assert summary.ignored_buffers == ["model.layers.0.self_attn.rotary_emb.inv_freq", "model.layers.1.self_attn.rotary_emb.inv_freq"]
+    assert summary.skipped == {"region_encoder": 43}
+    assert summary.stored_dtypes["llm"] == ["bfloat16"] and summary.stored_dtypes["grounding_encoder"] == ["float32"]
+    assert summary.stored_dtypes["text_hidden_fcs"] == ["float32"]
+    assert "ignored 2 rotary inv_freq buffers" in str(summary)
 
 
 def test_each_expression_feeds_exactly_budget_visual_tokens(tiny_segmenter, image, monkeypatch):
@@ -127,13 +153,15 @@ def test_bad_inputs_get_clear_errors(tiny_segmenter, image):
         tiny_segmenter.segment(image, EXPRESSIONS[:1], answers=["no mask here"])
 
 
-def test_bin_shards_load_like_safetensors(tmp_path, tiny_glamm_dirs, tiny_segmenter, image):
-    dirs = make_tiny_glamm(tmp_path, weight_format="bin", num_shards=3)
-    assert (dirs["glamm"] / "pytorch_model.bin.index.json").exists()
+def test_first_tidy_layout_still_loads(tmp_path, tiny_segmenter, image):
+    """litelvlm's first tiny layout (safetensors, one dtype, added_tokens_decoder, no inv_freq) keeps loading."""
+    dirs = make_tiny_glamm(tmp_path, layout="transformers5", num_shards=3)
+    assert (dirs["glamm"] / "model.safetensors.index.json").exists()
     other = GLaMMSegmenter.from_pretrained(dirs["glamm"], vision_tower=dirs["clip"])
-    a = other.segment(image, EXPRESSIONS[:1], budget=64)
-    b = tiny_segmenter.segment(image, EXPRESSIONS[:1], budget=64)
-    torch.testing.assert_close(a.seg_embeddings, b.seg_embeddings)
+    assert other.model.load_summary.ignored_buffers == []
+    torch.testing.assert_close(other.model.llm.model.embed_tokens.weight, tiny_segmenter.model.llm.model.embed_tokens.weight)
+    result = other.segment(image, EXPRESSIONS[:1], budget=64)
+    assert result.masks.shape == (1, 150, 210)
 
 
 def _rewrite_without(src, dst, drop=(), add=None):
@@ -141,9 +169,9 @@ def _rewrite_without(src, dst, drop=(), add=None):
     ckpt = CheckpointDir(dst)
     state = ckpt.load([k for k in ckpt.keys() if k not in drop])
     state.update(add or {})
-    for f in dst.glob("model-*.safetensors"):
+    for f in list(dst.glob("pytorch_model*.bin*")) + list(dst.glob("model*.safetensors*")):
         f.unlink()
-    write_sharded(state, dst)
+    write_sharded(state, dst, weight_format="bin")
     return dst
 
 
@@ -155,7 +183,19 @@ def test_missing_and_unknown_keys_are_named(tmp_path, tiny_glamm_dirs):
     extra = _rewrite_without(tiny_glamm_dirs["glamm"], tmp_path / "extra", add={"model.mystery.weight": torch.zeros(2)})
     with pytest.raises(ValueError, match=r"model\.mystery\.weight"):
         GLaMMSegmenter.from_pretrained(extra, vision_tower=clip)
+    ghost = _rewrite_without(tiny_glamm_dirs["glamm"], tmp_path / "ghost",
+                             add={"model.layers.7.self_attn.rotary_emb.inv_freq": torch.ones(8)})
+    with pytest.raises(ValueError, match=r"model\.layers\.7\.self_attn\.rotary_emb\.inv_freq"):
+        GLaMMSegmenter.from_pretrained(ghost, vision_tower=clip)
     with pytest.raises(FileNotFoundError, match="GLaMM checkpoint directory not found"):
         GLaMMSegmenter.from_pretrained(tmp_path / "nowhere", vision_tower=clip)
     with pytest.raises(FileNotFoundError, match="not a GLaMM checkpoint directory"):
         GLaMMSegmenter.from_pretrained(clip.parent, vision_tower=clip)
+
+
+def test_rotary_buffers_that_contradict_the_config_are_refused(tmp_path, tiny_glamm_dirs):
+    """Saved inv_freq of rope_theta 500000 against a config without rope_theta (10000 applies)."""
+    wrong = 1.0 / (500000.0 ** (torch.arange(0, 16, 2).float() / 16))
+    bad = _rewrite_without(tiny_glamm_dirs["glamm"], tmp_path / "theta", add={"model.layers.1.self_attn.rotary_emb.inv_freq": wrong})
+    with pytest.raises(ValueError, match=r"model\.layers\.1\.self_attn\.rotary_emb\.inv_freq.*rope_theta"):
+        GLaMMSegmenter.from_pretrained(bad, vision_tower=tiny_glamm_dirs["clip"])

@@ -16,9 +16,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..checkpoint import CheckpointDir
+from ..checkpoint import CheckpointDir, LoadSummary, split_rotary_buffers
 from ..clip import require_local_dir
-from ..lvlm import build_llm, load_into, mlp_from_weights
+from ..lvlm import build_llm, check_rotary_buffers, load_into, mlp_from_weights
 from ..sam import GroundingEncoder
 
 __all__ = ["GLaMMConfig", "GLaMM", "LLAMA_FIELDS", "SKIPPED_PREFIXES", "rope_parameters"]
@@ -82,39 +82,60 @@ class GLaMM(nn.Module):
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device="cpu", dtype: torch.dtype = torch.float32, attn_implementation: str = "sdpa") -> "GLaMM":
-        """Load from a local GLaMM-RefSeg folder, shard by shard, casting each tensor as it is read."""
-        from transformers import LlamaConfig, LlamaForCausalLM
+        """Load from a local GLaMM-RefSeg folder, shard by shard, casting each tensor as it is read.
 
+        Region-encoder and vision-tower keys are skipped; the rotary ``inv_freq`` buffers transformers 4
+        saved per layer are checked against the config and ignored; any other unexpected or missing key
+        raises naming it. ``model.load_summary`` tells what was read (and the dtypes it was stored in).
+        """
         root = require_local_dir(path, "GLaMM checkpoint")
         config = GLaMMConfig.from_dir(root)
         ckpt = CheckpointDir(root)
-        keys = ckpt.keys()
-        skipped = [k for k in keys if k.startswith(SKIPPED_PREFIXES)]
-        if skipped:
-            log.info("skipping %d keys not used for segmentation (%s)", len(skipped), ", ".join(sorted({k.split(".")[1] for k in skipped})))
+        keys, rotary_keys = split_rotary_buffers(ckpt.keys())
+        summary = LoadSummary(root, ignored_buffers=rotary_keys)
+        for prefix in SKIPPED_PREFIXES:
+            if skipped := [k for k in keys if k.startswith(prefix)]:
+                summary.skipped[prefix.split(".")[1]] = len(skipped)
         known = LLM_PREFIXES + SKIPPED_PREFIXES + ("model.mm_projector.", "model.text_hidden_fcs.", "model.grounding_encoder.")
         unknown = [k for k in keys if not k.startswith(known)]
         if unknown:
             raise ValueError(f"{root}: unexpected checkpoint keys {unknown[:8]} ({len(unknown)} in all)")
 
-        llm_keys = [k for k in keys if k.startswith(LLM_PREFIXES)]
+        cast = lambda t: t.to(device=device, dtype=dtype)  # noqa: E731 - applied per tensor as shards are read
+        llm = cls._load_llm(ckpt, [k for k in keys if k.startswith(LLM_PREFIXES)], config, device, dtype, attn_implementation, summary)
+        check_rotary_buffers(ckpt.load(rotary_keys), llm, f"{root}")
+        stored: dict[str, torch.dtype] = {}
+        projector_sd = ckpt.load_prefix("model.mm_projector.", cast, stored)
+        projector = load_into(mlp_from_weights(projector_sd, nn.GELU, "mm_projector"), projector_sd, "mm_projector", device, dtype)
+        summary.add_loaded("mm_projector", projector_sd, stored)
+        stored = {}
+        fcs_sd = ckpt.load_prefix("model.text_hidden_fcs.0.", cast, stored)
+        fcs = load_into(mlp_from_weights(fcs_sd, lambda: nn.ReLU(inplace=True), "text_hidden_fcs"), fcs_sd, "text_hidden_fcs", device, dtype)
+        summary.add_loaded("text_hidden_fcs", fcs_sd, stored)
+        stored = {}
+        sam_sd = ckpt.load_prefix("model.grounding_encoder.", stored_dtypes=stored)
+        if not sam_sd:
+            raise ValueError(f"{root}: no model.grounding_encoder.* keys (the SAM weights)")
+        grounding = GroundingEncoder.from_original_state_dict(sam_sd, dtype=dtype).to(device).eval().requires_grad_(False)
+        summary.add_loaded("grounding_encoder", sam_sd, stored)
+        model = cls(llm, projector, fcs, grounding, config)
+        model.load_summary = summary
+        log.info("%s", summary)
+        return model
+
+    @staticmethod
+    def _load_llm(ckpt: CheckpointDir, llm_keys: list[str], config: GLaMMConfig, device, dtype, attn_implementation: str,
+                  summary: LoadSummary) -> nn.Module:
+        from transformers import LlamaConfig, LlamaForCausalLM
+
         embed = ckpt.load(["model.embed_tokens.weight"])["model.embed_tokens.weight"]
         fields = dict(config.llm_fields, vocab_size=embed.shape[0])
         del embed
         llm = build_llm(LlamaConfig, LlamaForCausalLM, fields, attn_implementation=attn_implementation)
-        cast = lambda t: t.to(device=device, dtype=dtype)  # noqa: E731 - applied per tensor as shards are read
-        llm = load_into(llm, ckpt.load(llm_keys, cast), "LLaMA", device, dtype)
-
-        projector_sd = ckpt.load_prefix("model.mm_projector.", cast)
-        projector = load_into(mlp_from_weights(projector_sd, nn.GELU, "mm_projector"), projector_sd, "mm_projector", device, dtype)
-        fcs_sd = ckpt.load_prefix("model.text_hidden_fcs.0.", cast)
-        fcs = load_into(mlp_from_weights(fcs_sd, lambda: nn.ReLU(inplace=True), "text_hidden_fcs"), fcs_sd, "text_hidden_fcs", device, dtype)
-
-        sam_sd = ckpt.load_prefix("model.grounding_encoder.")
-        if not sam_sd:
-            raise ValueError(f"{root}: no model.grounding_encoder.* keys (the SAM weights)")
-        grounding = GroundingEncoder.from_original_state_dict(sam_sd, dtype=dtype).to(device).eval().requires_grad_(False)
-        return cls(llm, projector, fcs, grounding, config)
+        stored: dict[str, torch.dtype] = {}
+        tensors = ckpt.load(llm_keys, lambda t: t.to(device=device, dtype=dtype), stored)
+        summary.add_loaded("llm", tensors, stored)
+        return load_into(llm, tensors, "LLaMA", device, dtype)
 
     @property
     def embed_tokens(self) -> nn.Embedding:

@@ -9,7 +9,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from eval.refseg.dataset import load_refer_split, parse_refer_seg_data, refer_files, split_matches
-from eval.refseg.masks import mask_to_rle, rle_to_mask, segmentation_to_mask
+from eval.refseg.masks import mask_to_rle, rle_to_mask, segmentation_to_counts, segmentation_to_mask
 from eval.refseg.protocols import ANSWER_LIST, SEG_QUESTIONS, build_tasks
 from eval.refseg.synthetic import write_synthetic_refer
 
@@ -56,6 +56,44 @@ def test_every_annotation_kind_decodes_like_an_independent_decoder(data):
         np.testing.assert_array_equal(got, _independent_mask(seg, h, w))
     assert kinds == {"polygons", "list", "str"}
     assert any(ann["segmentation"] == [] for ann in inst["annotations"])
+
+
+def _released_counts(seg, h, w):
+    """RefCOCO_Segm_ds.py's ground truth: the decoded polygons summed along the part axis, cast to uint8."""
+    if isinstance(seg, dict):
+        return _independent_mask(seg, h, w).astype(np.uint8)
+    if len(seg) == 0:
+        return np.zeros((h, w)).astype(np.uint8)
+    m = mask_utils.decode(mask_utils.frPyObjects(seg, h, w))
+    m = np.sum(m, axis=2)
+    return m.astype(np.uint8)
+
+
+def test_summed_polygon_ground_truth_is_the_released_one(tmp_path):
+    data = write_synthetic_refer(tmp_path, datasets=("refcoco",), overlapping_polygons=True, seed=1)
+    refs, inst = _raw(data, "refcoco")
+    sizes = {img["id"]: (img["height"], img["width"]) for img in inst["images"]}
+    values, differing = set(), 0
+    for ann in inst["annotations"]:
+        h, w = sizes[ann["image_id"]]
+        seg = ann["segmentation"]
+        counts = segmentation_to_counts(seg, h, w)
+        assert counts.dtype == np.uint8 and counts.shape == (h, w)
+        np.testing.assert_array_equal(counts, _released_counts(seg, h, w))
+        union = segmentation_to_mask(seg, h, w)
+        np.testing.assert_array_equal(union, _independent_mask(seg, h, w))
+        values |= set(np.unique(counts).tolist())
+        differing += int(((counts == 1) != union).any())
+    assert {0, 1, 2, 3, 255} <= values  # overlaps, the ignore label, and 256 parts wrapped to 0
+    assert differing >= 3
+    split = load_refer_split(data.dataset_dir, "refcoco", "val")
+    for image in split.images:
+        for expr in image.expressions:
+            seg = split.annotations[expr.ann_id]["segmentation"]
+            np.testing.assert_array_equal(split.gt_counts(expr, image),
+                                          _released_counts(seg, image.height, image.width))
+            np.testing.assert_array_equal(split.gt_mask(expr, image),
+                                          _independent_mask(seg, image.height, image.width))
 
 
 def test_rle_round_trip_and_size_check():

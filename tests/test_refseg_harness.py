@@ -6,6 +6,7 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 from pycocotools import mask as mask_utils
 
 from eval.common.stats import load_stats
@@ -286,3 +287,124 @@ def test_vision_tower_is_a_local_path(data, tmp_path, capsys):
     assert main(_argv(data, tmp_path / "r", "refcoco|val", "--version", str(tmp_path / "ckpt"))) == 2
     err = capsys.readouterr().err
     assert "CLIP vision tower directory not found: openai/clip-vit-large-patch14-336" in err and "VISION_TOWER" in err
+
+
+# ---- glamm scores against the released summed-polygon ground truth; all against the union ----------------------
+
+def _released_truth(data, dataset, split):
+    """{(ref_id, sent_id): uint8 gt} built as RefCOCO_Segm_ds.py does: sum of the decoded polygons."""
+    folder = data.dataset_dir / "Refer_Segm" / dataset
+    refs = pickle.loads((folder / ("refs(umd).p" if dataset == "refcocog" else "refs(unc).p")).read_bytes())
+    inst = json.loads((folder / "instances.json").read_text())
+    sizes = {i["id"]: (i["height"], i["width"]) for i in inst["images"]}
+    anns = {a["id"]: a for a in inst["annotations"]}
+    truth = {}
+    for ref in refs:
+        if ref["split"] != split:
+            continue
+        h, w = sizes[ref["image_id"]]
+        seg = anns[ref["ann_id"]]["segmentation"]
+        if isinstance(seg, dict):
+            rle = mask_utils.frPyObjects(seg, h, w) if isinstance(seg["counts"], list) else \
+                {"size": seg["size"], "counts": seg["counts"].encode()}
+            m = mask_utils.decode(rle).astype(np.uint8)
+        elif len(seg) == 0:
+            m = np.zeros((h, w)).astype(np.uint8)
+        else:
+            m = np.sum(mask_utils.decode(mask_utils.frPyObjects(seg, h, w)), axis=2).astype(np.uint8)
+        for sent in ref["sentences"]:
+            truth[(ref["ref_id"], sent["sent_id"])] = m
+    return truth
+
+
+def _intersection_and_union_gpu(output, target, K=2, ignore_index=255):  # noqa: N803 - the released signature
+    """tools/utils.py intersectionAndUnionGPU, line for line."""
+    output = output.view(-1)
+    target = target.view(-1)
+    output[target == ignore_index] = ignore_index
+    intersection = output[output == target]
+    area_intersection = torch.histc(intersection, bins=K, min=0, max=K - 1)
+    area_output = torch.histc(output, bins=K, min=0, max=K - 1)
+    area_target = torch.histc(target, bins=K, min=0, max=K - 1)
+    area_union = area_output + area_target - area_intersection
+    return area_intersection, area_union, area_target
+
+
+def _released_pairs(truth, preds, keys):
+    """Per-expression foreground (I, U) of the released call; float32 inputs because CPU histc has no int kernel."""
+    pairs = {}
+    for key in keys:
+        prediction = torch.from_numpy(preds[key]).int().float()
+        target = torch.from_numpy(truth[key]).int().float()
+        inter, union, _ = _intersection_and_union_gpu(prediction.contiguous().clone(), target.contiguous(), 2, 255)
+        pairs[key] = (int(inter[1]), int(union[1]))
+    return pairs
+
+
+def _released_scores(pairs):
+    """The released accuracy_iou loop and meters: gIoU sum / (count + 1e-5), cIoU sum I / (sum U + 1e-10)."""
+    giou_sum = sum(i / (u + 1e-5) + (1.0 if u == 0 else 0.0) for i, u in pairs)
+    return giou_sum / (len(pairs) + 1e-5), sum(i for i, _ in pairs) / (sum(u for _, u in pairs) + 1e-10)
+
+
+@pytest.fixture(scope="module")
+def overlapping(tmp_path_factory):
+    return write_synthetic_refer(tmp_path_factory.mktemp("overlap"), datasets=("refcoco",), seed=1,
+                                 images_per_split=4, overlapping_polygons=True)
+
+
+def test_glamm_scores_the_released_ground_truth_and_all_the_union(overlapping, tmp_path):
+    union_truth = _ground_truth(overlapping, "refcoco", "val")
+    released_truth = _released_truth(overlapping, "refcoco", "val")
+    rng = np.random.default_rng(0)
+    # predictions close to the object (the union of its parts), so the overlaps are predicted
+    preds = {key: gt ^ (rng.random(gt.shape) < 0.05) for key, gt in union_truth.items()}
+    _write_predictions(tmp_path / "pred.jsonl", preds)
+    entries = {}
+    for protocol in ("glamm", "all"):
+        results = tmp_path / protocol
+        assert main(_argv(overlapping, results, "refcoco|val", "--predictions", str(tmp_path / "pred.jsonl"),
+                          "--protocol", protocol, "--seed", "2")) == 0
+        (entries[protocol],) = load_stats(results)
+    glamm, all_ = entries["glamm"], entries["all"]
+    (records,) = (tmp_path / "glamm" / "records").glob("*.jsonl")
+    recorded = {(r["ref_id"], r["sent_id"]): (r["intersection"], r["union"]) for r in map(json.loads, records.open())}
+    assert len(recorded) == glamm["n_expressions"] < len(union_truth)  # glamm samples <= 3 sentences per image
+    # per expression: the harness's glamm records are the released intersectionAndUnionGPU on the summed polygons
+    released = _released_pairs(released_truth, preds, recorded)
+    assert recorded == released
+    giou, ciou = _released_scores(list(released.values()))
+    assert glamm["giou"] == pytest.approx(giou, rel=1e-12) and glamm["ciou"] == pytest.approx(ciou, rel=1e-12)
+    assert glamm["ground_truth"] == "summed polygons (released)" and glamm["giou_denominator"] == "expressions + 1e-05"
+    # the overlaps matter on these expressions: the union rule gives other pairs and another cIoU
+    union_pairs = {k: (int((preds[k] & union_truth[k]).sum()), int((preds[k] | union_truth[k]).sum()))
+                   for k in recorded}
+    assert union_pairs != released
+    union_ciou = sum(i for i, _ in union_pairs.values()) / sum(u for _, u in union_pairs.values())
+    assert abs(union_ciou - glamm["ciou"]) > 0.01
+    # all: every sentence, union ground truth, plain mean, as the independent restatement predicts
+    giou_all, ciou_all = _independent_scores(union_truth, preds)
+    assert all_["giou"] == pytest.approx(giou_all, abs=1e-12) and all_["ciou"] == pytest.approx(ciou_all, abs=1e-12)
+    assert all_["ground_truth"] == "union of polygons" and all_["giou_denominator"] == "expressions"
+    _, released_ciou_all = _released_scores(list(_released_pairs(released_truth, preds, union_truth).values()))
+    assert abs(released_ciou_all - all_["ciou"]) > 0.01
+    print(f"cIoU union {ciou_all:.6f} vs summed {released_ciou_all:.6f} over all sentences "
+          f"(diff {ciou_all - released_ciou_all:+.6f}); glamm sentences: union {union_ciou:.6f} vs summed "
+          f"{glamm['ciou']:.6f} (diff {union_ciou - glamm['ciou']:+.6f})")
+
+
+def test_glamm_records_made_with_the_union_ground_truth_are_not_resumed(overlapping, tmp_path, capsys):
+    truth = _ground_truth(overlapping, "refcoco", "val")
+    _write_predictions(tmp_path / "pred.jsonl", truth)
+    argv = _argv(overlapping, tmp_path / "res", "refcoco|val", "--predictions", str(tmp_path / "pred.jsonl"),
+                 "--protocol", "glamm", "--limit", "1")
+    assert main(argv) == 0
+    (meta_path,) = (tmp_path / "res" / "records").glob("*.meta.json")
+    meta = json.loads(meta_path.read_text())
+    assert meta["ground_truth"] == "summed polygons (released)"
+    assert main(argv[:-2] + ["--resume"]) == 0  # the same rule resumes
+    del meta["ground_truth"]  # as a run written before glamm used the released ground truth
+    meta_path.write_text(json.dumps(meta))
+    capsys.readouterr()
+    assert main(argv[:-2] + ["--resume"]) == 2
+    assert "other inputs" in capsys.readouterr().err

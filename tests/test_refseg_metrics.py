@@ -1,12 +1,17 @@
 """cIoU / gIoU against a restatement of the released LISA/GLaMM accumulation (torch.histc, per-class meters)."""
 
+import math
 import random
 
 import numpy as np
 import pytest
 import torch
+from pycocotools import mask as mask_utils
 
-from eval.metrics.iou import expression_giou, intersection_union, summarize_iou
+from eval.metrics.iou import (GIOU_COUNT_EPS, expression_giou, intersection_union, released_intersection_union,
+                              summarize_iou)
+from eval.refseg.masks import segmentation_to_counts, segmentation_to_mask
+from eval.refseg.protocols import SCORING
 
 
 def _released_style(preds, gts):
@@ -95,3 +100,175 @@ def test_bad_inputs_raise():
         expression_giou(5, 3)
     with pytest.raises(ValueError, match="empty"):
         summarize_iou([])
+
+
+# ---- the released ground truth (summed polygons) and intersectionAndUnionGPU ----------------------------------
+
+def intersectionAndUnionGPU(output, target, K=2, ignore_index=255):  # noqa: N802 - the released name
+    """The released tools/utils.py function, line for line (the callers below pass 0/1 and count tensors)."""
+    output = output.view(-1)
+    target = target.view(-1)
+    output[target == ignore_index] = ignore_index
+    intersection = output[output == target]
+    area_intersection = torch.histc(intersection, bins=K, min=0, max=K - 1)
+    area_output = torch.histc(output, bins=K, min=0, max=K - 1)
+    area_target = torch.histc(target, bins=K, min=0, max=K - 1)
+    area_union = area_output + area_target - area_intersection
+    return area_intersection, area_union, area_target
+
+
+def _released_gt(segmentation, h, w):
+    """RefCOCO_Segm_ds.py: frPyObjects + decode + np.sum(axis=2) + astype(uint8); empty list -> zeros."""
+    if isinstance(segmentation, dict):
+        return mask_utils.decode(mask_utils.frPyObjects(segmentation, h, w)).astype(np.uint8)
+    if len(segmentation) == 0:
+        return np.zeros((h, w)).astype(np.uint8)
+    rle = mask_utils.frPyObjects(segmentation, h, w)
+    m = mask_utils.decode(rle)
+    m = np.sum(m, axis=2)
+    return m.astype(np.uint8)
+
+
+def _released_iu(pred, gt):
+    """The released per-expression call: (pred > 0).int() vs gt .int(), foreground bin 1.
+
+    CPU ``torch.histc`` has no integer kernel (the release runs it on CUDA ints), so the 0/1 and 0..255 values
+    go in as float32, which holds them exactly; histc bins [0, 0.5) and [0.5, 1] then count 0 and 1 alone.
+    """
+    prediction = torch.from_numpy(np.asarray(pred) != 0).int().float()
+    target = torch.from_numpy(np.asarray(gt).astype(np.int64)).int().float()
+    inter, union, _ = intersectionAndUnionGPU(prediction.contiguous().clone(), target.contiguous(), 2,
+                                              ignore_index=255)
+    return int(inter[1]), int(union[1])
+
+
+def _square(x0, y0, x1, y1):
+    return [float(x0), float(y0), float(x1), float(y0), float(x1), float(y1), float(x0), float(y1)]
+
+
+H, W = 24, 30
+# overlapping parts of one object, as some RefCOCO annotations have them
+OVERLAPPING = [
+    [_square(2, 2, 14, 12), _square(8, 6, 22, 18)],                       # two parts overlapping: value 2
+    [_square(3, 3, 15, 15), _square(6, 6, 18, 18), _square(9, 1, 25, 12)],  # values 1, 2, 3
+    [_square(0, 0, 29, 23), _square(10, 10, 12, 12)],                     # a part inside another
+    [[1.5, 2.0, 20.3, 4.7, 11.1, 19.9], [5.0, 5.0, 26.0, 8.0, 17.0, 22.0]],  # fractional triangles
+]
+
+
+def _predictions(rng, gt_union):
+    return [gt_union, ~gt_union, np.zeros_like(gt_union), rng.random(gt_union.shape) < 0.5,
+            gt_union ^ (rng.random(gt_union.shape) < 0.1)]
+
+
+def test_released_rule_matches_intersection_and_union_gpu_on_overlapping_polygons():
+    rng = np.random.default_rng(0)
+    released, union_rule = [], []
+    for seg in OVERLAPPING:
+        counts = segmentation_to_counts(seg, H, W)
+        gt_union = segmentation_to_mask(seg, H, W)
+        np.testing.assert_array_equal(counts, _released_gt(seg, H, W))
+        assert counts.dtype == np.uint8 and counts.max() >= 2  # the parts do overlap
+        for pred in _predictions(rng, gt_union):
+            got = released_intersection_union(pred, counts)
+            assert got == _released_iu(pred, _released_gt(seg, H, W))
+            released.append(got)
+            union_rule.append(intersection_union(pred, gt_union))
+    # the union of the parts is another ground truth: other pairs, other scores
+    assert released != union_rule
+    assert summarize_iou(released).ciou != pytest.approx(summarize_iou(union_rule).ciou, abs=1e-3)
+    # a perfect union prediction is not perfect under the released rule: overlaps are out of the target
+    perfect = released_intersection_union(segmentation_to_mask(OVERLAPPING[0], H, W),
+                                          segmentation_to_counts(OVERLAPPING[0], H, W))
+    assert perfect[0] < perfect[1]
+
+
+def test_value_255_is_ignored_and_counts_wrap_at_256():
+    triangle = [0.0, 0.0, 12.0, 0.0, 0.0, 12.0]
+    other = _square(6, 6, 20, 16)
+    pred = np.zeros((H, W), bool)
+    pred[:10, :18] = True
+    for depth, value in ((255, 255), (256, 0), (257, 1)):
+        seg = [list(triangle) for _ in range(depth)] + [other]
+        counts = segmentation_to_counts(seg, H, W)
+        np.testing.assert_array_equal(counts, _released_gt(seg, H, W))
+        stack_only = segmentation_to_mask([triangle], H, W) & ~segmentation_to_mask([other], H, W)
+        assert set(np.unique(counts[stack_only])) == {value}
+        inter, union = released_intersection_union(pred, counts)
+        assert (inter, union) == _released_iu(pred, counts)
+        on_ones = pred & (counts == 1)
+        assert inter == int(on_ones.sum())
+        assert union == int((pred & (counts != 255)).sum()) + int((counts == 1).sum()) - inter
+    ignored = [list(triangle) for _ in range(255)] + [other]
+    counts = segmentation_to_counts(ignored, H, W)
+    only_ignored = np.zeros((H, W), bool)
+    only_ignored[0, 0] = True  # a prediction inside the 255 region alone: ignored entirely
+    assert counts[0, 0] == 255
+    assert released_intersection_union(only_ignored, counts) == (0, int((counts == 1).sum()))
+    assert released_intersection_union(only_ignored, counts) == _released_iu(only_ignored, counts)
+    # the union rule counts that pixel in both the intersection and the union
+    gt_union = segmentation_to_mask(ignored, H, W)
+    assert intersection_union(only_ignored, gt_union) == (1, int(gt_union.sum()))
+
+
+def test_empty_segmentation_and_rle_like_the_release():
+    empty = segmentation_to_counts([], H, W)
+    assert empty.dtype == np.uint8 and not empty.any()
+    np.testing.assert_array_equal(empty, _released_gt([], H, W))
+    none = np.zeros((H, W), bool)
+    some = none.copy()
+    some[3:7, 4:9] = True
+    assert released_intersection_union(none, empty) == _released_iu(none, empty) == (0, 0)
+    assert released_intersection_union(some, empty) == _released_iu(some, empty) == (0, 20)
+    assert expression_giou(*released_intersection_union(none, empty)) == 1.0  # the no-object target rule
+    blob = np.zeros((H, W), np.uint8)
+    blob[5:15, 8:20] = 1
+    rle = mask_utils.encode(np.asfortranarray(blob))
+    rle = {"size": list(rle["size"]), "counts": rle["counts"].decode()}
+    counts = segmentation_to_counts(rle, H, W)
+    assert counts.dtype == np.uint8
+    np.testing.assert_array_equal(counts, blob)
+    assert released_intersection_union(some, counts) == _released_iu(some, counts) == intersection_union(some, blob)
+    with pytest.raises(ValueError, match="integers"):
+        released_intersection_union(some, blob.astype(float))
+    with pytest.raises(ValueError, match="same shape"):
+        released_intersection_union(some, blob[:-1])
+
+
+def _released_meter(images):
+    """The released loop with AverageMeter(SUM) in float64: per image update(acc / n, n), avg = sum / (count + 1e-5)."""
+    inter_sum, union_sum, giou_sum, count = 0.0, 0.0, 0.0, 0
+    for pairs in images:
+        acc = 0.0
+        for i, u in pairs:
+            inter_sum, union_sum = inter_sum + i, union_sum + u
+            acc += i / (u + 1e-5) + (1.0 if u == 0 else 0.0)
+        giou_sum += (acc / len(pairs)) * len(pairs)
+        count += len(pairs)
+    return giou_sum / (count + 1e-5), inter_sum / (union_sum + 1e-10)
+
+
+def test_released_giou_divides_by_count_plus_1e5():
+    rng = np.random.default_rng(3)
+    images = []
+    for _ in range(7):
+        pairs = []
+        for _ in range(int(rng.integers(1, 4))):
+            u = int(rng.integers(0, 50))
+            pairs.append((int(rng.integers(0, u + 1)), u))
+        images.append(pairs)
+    pairs = [p for image in images for p in image]
+    released = summarize_iou(pairs, giou_count_eps=GIOU_COUNT_EPS)
+    mean = summarize_iou(pairs)
+    terms = math.fsum(expression_giou(i, u) for i, u in pairs)
+    assert released.giou == terms / (len(pairs) + 1e-5)
+    assert mean.giou == terms / len(pairs)
+    assert released.giou != mean.giou and released.ciou == mean.ciou
+    giou, ciou = _released_meter(images)
+    assert released.giou == pytest.approx(giou, rel=1e-12) and released.ciou == pytest.approx(ciou, rel=1e-12)
+    assert abs(mean.giou - giou) > 1e-7  # the mean is measurably not the released average
+    assert SCORING["glamm"].summarize(pairs) == released and SCORING["all"].summarize(pairs) == mean
+    assert SCORING["glamm"].ground_truth == "summed polygons (released)"
+    assert SCORING["all"].ground_truth == "union of polygons"
+    with pytest.raises(ValueError, match="giou_count_eps"):
+        summarize_iou(pairs, giou_count_eps=-1.0)

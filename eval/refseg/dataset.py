@@ -5,6 +5,10 @@
 ``unc`` for refcoco and refcoco+, ``umd`` for refcocog. Split selection follows the REFER API:
 ``val``/``train`` exact, ``testA``/``testB``/``testC`` any split containing that letter, ``test`` any
 split containing "test", ``testAB``/``testBC``/``testAC`` exact.
+
+Ground truth of an expression (its ref's annotation), by two rules: ``ReferSplit.gt_mask`` is the union of the
+annotation's polygons (bool), ``ReferSplit.gt_counts`` the released GLaMM/LISA uint8 sum of the polygons
+(see ``masks.segmentation_to_counts``).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .masks import segmentation_to_mask
+from .masks import segmentation_to_counts, segmentation_to_mask
 
 __all__ = [
     "SPLIT_BY",
@@ -96,12 +100,20 @@ class ReferSplit:
                              f"{image.width}x{image.height}")
         return np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
 
-    def gt_mask(self, expression: ReferExpression, image: ReferImage) -> np.ndarray:
-        """(H, W) bool ground-truth mask of the annotation the expression refers to."""
+    def annotation(self, expression: ReferExpression) -> dict:
+        """The COCO annotation the expression refers to."""
         ann = self.annotations.get(expression.ann_id)
         if ann is None:
             raise KeyError(f"annotation {expression.ann_id} of ref {expression.ref_id} is not in instances.json")
-        return segmentation_to_mask(ann["segmentation"], image.height, image.width)
+        return ann
+
+    def gt_mask(self, expression: ReferExpression, image: ReferImage) -> np.ndarray:
+        """(H, W) bool ground-truth mask of the annotation the expression refers to: union of its polygons."""
+        return segmentation_to_mask(self.annotation(expression)["segmentation"], image.height, image.width)
+
+    def gt_counts(self, expression: ReferExpression, image: ReferImage) -> np.ndarray:
+        """(H, W) uint8 ground truth as the released code builds it: the sum of the polygons (wraps at 256)."""
+        return segmentation_to_counts(self.annotation(expression)["segmentation"], image.height, image.width)
 
 
 def parse_refer_seg_data(spec: str) -> tuple[str, str]:

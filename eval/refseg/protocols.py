@@ -1,15 +1,35 @@
-"""Which sentences of a split are scored, and with which questions: the ``all`` and ``glamm`` protocols.
+"""Which sentences of a split are scored, with which questions, and how: the ``all`` and ``glamm`` protocols.
 
 * ``all`` (default): every sentence of every ref, the fixed question "Can you segment the {expr} in this
   image?" and answer "Sure, it is [SEG].", each expression segmented on its own (separate conversation,
-  per-expression pruning). Nothing is random, so a run repeats to the last digit.
-* ``glamm``: the released GLaMM/LiteLVLM procedure. Per image at most 3 sentences drawn without replacement
+  per-expression pruning). Nothing is random, so a run repeats to the last digit. Scored against the UNION
+  of the annotation's polygons (``ReferSplit.gt_mask``), I = |P and G|, U = |P or G|, and gIoU = the mean
+  of the per-expression terms.
+* ``glamm``: the released GLaMM/LiteLVLM procedure (``eval/referring_seg/infer_and_evaluate.py`` with
+  ``RefCOCO_Segm_ds.py`` and ``tools/utils.py``). Per image at most 3 sentences drawn without replacement
   from all sentences of the image's refs, each with a question template and an answer drawn from GLaMM's
   lists, all asked in ONE multi-turn conversation with joint pruning over the image's questions. The
   released code draws from unseeded global RNGs; here each image draws from its own generator seeded by
   (seed, image_id), so runs repeat for a fixed ``--seed`` regardless of sharding or resuming.
 
-Expressions are put into questions as GLaMM does: stripped and lower-cased.
+  Scoring reproduces the release:
+
+  - ground truth = the SUM of the annotation's decoded polygons cast to uint8 (``ReferSplit.gt_counts``):
+    2 where two parts overlap, the part count modulo 256 in general; an empty segmentation is all zeros;
+  - per expression the released ``intersectionAndUnionGPU(pred, gt, K=2, ignore_index=255)``
+    (``released_intersection_union``): only pixels equal to 1 are target foreground, overlap pixels (2, 3,
+    ...) are out of the target and the intersection but a prediction there still enlarges the union, and
+    pixels equal to 255 are ignored;
+  - gIoU = sum of ``I / (U + 1e-5)`` (+1.0 when U == 0) divided by ``count + 1e-5`` (the released
+    ``AverageMeter.all_reduce``); cIoU = sum I / (sum U + 1e-10).
+
+  It does NOT reproduce: the ``DistributedSampler(drop_last=False)`` padding, which scores some images
+  twice when the image count is not a multiple of the number of GPUs (here every image is scored once,
+  whatever the number of processes); the float32 accumulation of the released meters (here exact integer
+  sums of I and U and ``math.fsum`` of the gIoU terms); the unseeded draws (seeded per image, see above).
+
+Expressions are put into questions as GLaMM does: stripped and lower-cased. Records hold each expression's
+(intersection, union) integers under its protocol's rule, so resumed and multi-process runs merge exactly.
 """
 
 from __future__ import annotations
@@ -18,6 +38,11 @@ import hashlib
 import random
 from dataclasses import dataclass
 from typing import Callable
+
+import numpy as np
+
+from eval.metrics.iou import (GIOU_COUNT_EPS, IoUSummary, intersection_union, released_intersection_union,
+                              summarize_iou)
 
 from .dataset import ReferExpression, ReferImage, ReferSplit
 
@@ -28,6 +53,10 @@ __all__ = [
     "FIXED_ANSWER",
     "GLAMM_SENTENCES_PER_IMAGE",
     "PROTOCOLS",
+    "Scoring",
+    "UNION_SCORING",
+    "RELEASED_SCORING",
+    "SCORING",
     "ImageTask",
     "expression_text",
     "image_rng",
@@ -117,6 +146,45 @@ def _glamm_task(image: ReferImage, seed: int) -> ImageTask:
 
 
 PROTOCOLS: dict[str, Callable[[ReferImage, int], ImageTask]] = {"all": _all_task, "glamm": _glamm_task}
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """How a protocol scores: its ground-truth rule, per-expression (I, U) rule and gIoU denominator.
+
+    ``released_gt`` False: union of the polygons and plain I/U; True: the released summed-polygon uint8
+    ground truth and ``intersectionAndUnionGPU``. ``giou_count_eps`` is added to the expression count in
+    the gIoU denominator (0: mean; 1e-5: the released meter).
+    """
+
+    released_gt: bool
+    giou_count_eps: float
+
+    @property
+    def ground_truth(self) -> str:
+        """The ground-truth rule in words (recorded in stats.json)."""
+        return "summed polygons (released)" if self.released_gt else "union of polygons"
+
+    @property
+    def giou_denominator(self) -> str:
+        """The gIoU denominator in words (recorded in stats.json)."""
+        return f"expressions + {self.giou_count_eps:g}" if self.giou_count_eps else "expressions"
+
+    def intersection_union(self, split: ReferSplit, expression: ReferExpression, image: ReferImage,
+                           mask: np.ndarray) -> tuple[int, int]:
+        """(I, U) pixel counts of one predicted (H, W) mask against the expression's ground truth."""
+        if self.released_gt:
+            return released_intersection_union(mask, split.gt_counts(expression, image))
+        return intersection_union(mask, split.gt_mask(expression, image))
+
+    def summarize(self, pairs) -> IoUSummary:
+        """gIoU / cIoU of (I, U) pairs, one per expression."""
+        return summarize_iou(pairs, giou_count_eps=self.giou_count_eps)
+
+
+UNION_SCORING = Scoring(released_gt=False, giou_count_eps=0.0)
+RELEASED_SCORING = Scoring(released_gt=True, giou_count_eps=GIOU_COUNT_EPS)
+SCORING: dict[str, Scoring] = {"all": UNION_SCORING, "glamm": RELEASED_SCORING}
 
 
 def build_tasks(split: ReferSplit, protocol: str, seed: int = 0, limit: int | None = None) -> list[ImageTask]:

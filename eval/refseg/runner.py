@@ -3,7 +3,9 @@
 Every process handles a strided shard of the image list and appends one record per expression to its own
 JSONL file. Scores are computed on rank 0 from the merged records in canonical (image, sentence) order, with
 exact integer sums and ``math.fsum``, so one process, several processes and resumed runs give identical
-numbers.
+numbers. The protocol's ``Scoring`` (``protocols.SCORING``) decides the ground truth and the per-expression
+(I, U) rule of the records (``all``: union of polygons; ``glamm``: the released summed polygons and
+``intersectionAndUnionGPU``) and the gIoU denominator; stats.json names both.
 """
 
 from __future__ import annotations
@@ -20,13 +22,12 @@ from eval.common.progress import progress_bar
 from eval.common.records import RecordStore, open_run_store
 from eval.common.stats import append_stats
 from eval.common.table import print_table
-from eval.metrics.iou import intersection_union, summarize_iou
 
 from .config import RefSegConfig
 from .dataset import ReferSplit, load_refer_split
 from .masks import mask_to_rle
 from .model import build_segmenter
-from .protocols import ImageTask, build_tasks
+from .protocols import SCORING, UNION_SCORING, ImageTask, Scoring, build_tasks
 from .sources import MaskSource, ModelSource, PredictionSource, load_predictions, missing_predictions
 
 __all__ = ["KEY_FIELDS", "SegmenterFactory", "ShardWork", "run_refseg", "make_source", "evaluate_shard"]
@@ -58,10 +59,10 @@ def make_source(config: RefSegConfig, tasks: list[ImageTask], factory: Segmenter
 
 
 def _task_records(split: ReferSplit, task: ImageTask, masks: np.ndarray, visual_tokens: int | None,
-                  save_masks: bool) -> list[dict]:
+                  save_masks: bool, scoring: Scoring) -> list[dict]:
     records = []
     for expr, question, mask in zip(task.expressions, task.questions, masks):
-        inter, union = intersection_union(mask, split.gt_mask(expr, task.image))
+        inter, union = scoring.intersection_union(split, expr, task.image, mask)
         record = {"ref_id": expr.ref_id, "sent_id": expr.sent_id, "image_id": expr.image_id,
                   "ann_id": expr.ann_id, "sentence": expr.sentence, "question": question,
                   "intersection": inter, "union": union}
@@ -74,8 +75,9 @@ def _task_records(split: ReferSplit, task: ImageTask, masks: np.ndarray, visual_
 
 
 def evaluate_shard(tasks: list[ImageTask], split: ReferSplit, store: RecordStore,
-                   source_fn: Callable[[], MaskSource], info: DistInfo, save_masks: bool = False) -> ShardWork:
-    """Segment the tasks not yet fully recorded and append their records; returns what was done."""
+                   source_fn: Callable[[], MaskSource], info: DistInfo, save_masks: bool = False,
+                   scoring: Scoring = UNION_SCORING) -> ShardWork:
+    """Segment the tasks not yet fully recorded and append their (I, U) records under ``scoring``."""
     todo = [t for t in tasks if not all(store.has(k) for k in t.keys)]
     work = ShardWork()
     if not todo:
@@ -87,7 +89,7 @@ def evaluate_shard(tasks: list[ImageTask], split: ReferSplit, store: RecordStore
         for task in todo:
             image = split.load_image(task.image) if source.needs_image else None
             pred = source.predict(task, image)
-            for record in _task_records(split, task, pred.masks, pred.num_visual_tokens, save_masks):
+            for record in _task_records(split, task, pred.masks, pred.num_visual_tokens, save_masks, scoring):
                 if not store.has(store.key(record)):
                     store.add(record)
             for stage, seconds in pred.timings.items():
@@ -97,8 +99,18 @@ def evaluate_shard(tasks: list[ImageTask], split: ReferSplit, store: RecordStore
     return work
 
 
+def _run_meta(config: RefSegConfig) -> dict:
+    """The inputs pinned for --resume: the config's, plus the ground-truth rule when it is not the union rule
+    (so records of a glamm run made before glamm scored against the released summed polygons are refused)."""
+    meta = config.run_meta()
+    scoring = SCORING[config.protocol]
+    if scoring.released_gt:
+        meta["ground_truth"] = scoring.ground_truth
+    return meta
+
+
 def _open_store(config: RefSegConfig, info: DistInfo) -> RecordStore:
-    return open_run_store(config.results_path, config.run_id, KEY_FIELDS, config.run_meta(), resume=config.resume,
+    return open_run_store(config.results_path, config.run_id, KEY_FIELDS, _run_meta(config), resume=config.resume,
                           info=info)
 
 
@@ -133,13 +145,15 @@ def _sum_work(parts: list[ShardWork]) -> ShardWork:
 
 def _stats_entry(config: RefSegConfig, tasks: list[ImageTask], values: list[tuple], work: ShardWork,
                  info: DistInfo, seconds: float) -> dict:
-    summary = summarize_iou((i, u) for i, u, _ in values)
+    scoring = SCORING[config.protocol]
+    summary = scoring.summarize((i, u) for i, u, _ in values)
     tokens = [t for _, _, t in values if t is not None]
     images = work.images
     entry = {
         "dataset": config.dataset, "split": config.split, "method": config.method, "budget": config.budget,
         "protocol": config.protocol, "seed": config.seed if config.protocol == "glamm" else None,
         "giou": summary.giou, "ciou": summary.ciou,
+        "ground_truth": scoring.ground_truth, "giou_denominator": scoring.giou_denominator,
         "n_expressions": summary.n_expressions, "n_images": len(tasks),
         "sum_intersection": summary.sum_intersection, "sum_union": summary.sum_union,
         "seconds": round(seconds, 3), "images_segmented_this_run": images,
@@ -177,7 +191,7 @@ def run_refseg(config: RefSegConfig, segmenter_factory: SegmenterFactory | None 
         saved = make_source(config, tasks, factory) if config.predictions else None
         with _open_store(config, info) as store:
             work = evaluate_shard(mine, split, store, lambda: saved or make_source(config, tasks, factory), info,
-                                  config.save_masks)
+                                  config.save_masks, SCORING[config.protocol])
             local = _local_values(store, mine)
         parts = gather_objects((local, work), info)
         entry = None

@@ -3,7 +3,11 @@
 ``write_synthetic_refer(root)`` writes ``root/Refer_Segm/{refcoco,refcoco+,refcocog}/refs(unc|umd).p`` +
 ``instances.json`` and small JPEGs in ``root/Refer_Segm/coco_2014/train2014/``, in the real layouts.
 Annotations cycle through polygon, multi-polygon, uncompressed-RLE (list counts) and compressed-RLE
-(string counts) segmentations; optionally one annotation has an empty segmentation. ``SyntheticSegmenter``
+(string counts) segmentations; optionally one annotation has an empty segmentation. With
+``overlapping_polygons=True`` the polygon annotations have parts that overlap (two shifted copies of a
+polygon, three polygons around one centre, and a "stack" of 255 copies of a corner triangle plus a square
+across it), so the union of the parts and the released summed-polygon ground truth differ: values 2 and 3,
+the ignore label 255, and 256 wrapping to 0. ``SyntheticSegmenter``
 has ``GLaMMSegmenter.segment``'s interface and returns masks that depend deterministically on the image, the
 question (and, for ``prune_scope="image"``, all questions of the image), the budget and the method.
 """
@@ -27,6 +31,8 @@ __all__ = ["SPLITS", "SyntheticRefer", "write_synthetic_refer", "SyntheticResult
 
 SPLITS = {"unc": ("train", "val", "testA", "testB"), "umd": ("train", "val", "test")}
 _SEG_KINDS = ("polygon", "rle_list", "polygon_multi", "rle_str")
+_OVERLAP_SEG_KINDS = ("polygon_overlap", "rle_list", "polygon_stack", "polygon", "polygon_triple", "rle_str")
+_STACK_DEPTH = 255  # copies of the stacked triangle: the released ground truth holds 255 (its ignore label) there
 _WORDS = (("red", "blue", "small", "left", "tall", "striped"), ("car", "man", "dog", "cup", "chair", "kite"),
           ("on the left", "in front", "near the window", "at the back", "Right", ""))
 
@@ -63,7 +69,29 @@ def _uncompressed_counts(mask: np.ndarray) -> list[int]:
     return counts if flat[0] == 0 else [0] + counts
 
 
+def _shifted(poly: list[float], dx: float, dy: float, h: int, w: int) -> list[float]:
+    xs = np.clip(np.asarray(poly[0::2]) + dx, 0, w - 1)
+    ys = np.clip(np.asarray(poly[1::2]) + dy, 0, h - 1)
+    return [round(float(v), 2) for xy in zip(xs, ys) for v in xy]
+
+
+def _overlapping_polygons(kind: str, rng: np.random.Generator, h: int, w: int) -> list[list[float]]:
+    if kind == "polygon_overlap":  # a polygon and a copy shifted by a few pixels: a large area covered twice
+        first = _random_polygon(rng, h, w)
+        return [first, _shifted(first, float(rng.integers(1, 4)), float(rng.integers(1, 4)), h, w)]
+    if kind == "polygon_triple":  # three polygons around one centre: values 1, 2 and 3
+        centre = _random_polygon(rng, h, w)
+        return [centre] + [_shifted(centre, float(rng.integers(-4, 5)), float(rng.integers(-4, 5)), h, w)
+                           for _ in range(2)]
+    # "polygon_stack": 255 copies of a corner triangle (value 255) and a square across it (256 -> 0, and 1)
+    triangle = [0.0, 0.0, 10.0, 0.0, 0.0, 10.0]
+    square = [3.0, 3.0, 12.0, 3.0, 12.0, 12.0, 3.0, 12.0]
+    return [list(triangle) for _ in range(_STACK_DEPTH)] + [square]
+
+
 def _segmentation(kind: str, rng: np.random.Generator, h: int, w: int) -> Any:
+    if kind in ("polygon_overlap", "polygon_triple", "polygon_stack"):
+        return _overlapping_polygons(kind, rng, h, w)
     if kind == "polygon":
         return [_random_polygon(rng, h, w)]
     if kind == "polygon_multi":
@@ -93,11 +121,13 @@ def _write_images(image_dir: Path, n_images: int, rng: np.random.Generator) -> l
     return infos
 
 
-def _annotations(infos: list[dict], rng: np.random.Generator, empty_annotation: bool) -> list[dict]:
+def _annotations(infos: list[dict], rng: np.random.Generator, empty_annotation: bool,
+                 overlapping_polygons: bool = False) -> list[dict]:
+    kinds = _OVERLAP_SEG_KINDS if overlapping_polygons else _SEG_KINDS
     anns, kind_index = [], 0
     for info in infos:
         for _ in range(int(rng.integers(1, 4))):
-            kind = _SEG_KINDS[kind_index % len(_SEG_KINDS)]
+            kind = kinds[kind_index % len(kinds)]
             kind_index += 1
             seg = _segmentation(kind, rng, info["height"], info["width"])
             anns.append({"id": 5000 + len(anns), "image_id": info["id"], "category_id": 1, "iscrowd": 0,
@@ -124,8 +154,13 @@ def _refs(anns: list[dict], image_split: dict[int, str], rng: np.random.Generato
 
 
 def write_synthetic_refer(root: str | Path, datasets: Sequence[str] = ("refcoco", "refcocog"),
-                          images_per_split: int = 2, seed: int = 0, empty_annotation: bool = True) -> SyntheticRefer:
-    """Write a tiny REFER-format dataset under ``root`` (the ``--dataset_dir``); returns what went where."""
+                          images_per_split: int = 2, seed: int = 0, empty_annotation: bool = True,
+                          overlapping_polygons: bool = False) -> SyntheticRefer:
+    """Write a tiny REFER-format dataset under ``root`` (the ``--dataset_dir``); returns what went where.
+
+    ``overlapping_polygons``: polygon annotations with overlapping parts (see the module docstring); the
+    default datasets are unchanged by this option's existence (same draws, same files).
+    """
     unknown = [d for d in datasets if d not in SPLIT_BY]
     if unknown:
         raise ValueError(f"unknown dataset(s) {unknown}; choose from {sorted(SPLIT_BY)}")
@@ -133,7 +168,7 @@ def write_synthetic_refer(root: str | Path, datasets: Sequence[str] = ("refcoco"
     refer_root = Path(root) / "Refer_Segm"
     n_images = images_per_split * max(len(SPLITS[SPLIT_BY[d]]) for d in datasets)
     infos = _write_images(refer_root / "coco_2014" / "train2014", n_images, rng)
-    anns = _annotations(infos, rng, empty_annotation)
+    anns = _annotations(infos, rng, empty_annotation, overlapping_polygons)
     result = SyntheticRefer(dataset_dir=Path(root))
     for d_index, dataset in enumerate(datasets):
         splits = SPLITS[SPLIT_BY[dataset]]

@@ -108,10 +108,10 @@ def test_missing_predictions_are_named_and_only_allowed_on_request(mevis, tmp_pa
     assert not load_stats(tmp_path / "res")
     assert main(argv + ["--allow-missing"]) == 0
     (entry,) = load_stats(tmp_path / "res")
-    j, f, _ = ref_mevis(mevis.root / "valid_u", tmp_path / "pred")  # missing = empty masks
+    j, f, _ = ref_mevis(mevis.root / "valid_u", tmp_path / "pred")  # missing = J = F = 0
     assert entry["J"] == pytest.approx(j, abs=1e-6) and entry["F"] == pytest.approx(f, abs=1e-6)
     assert entry["missing"] == {"videos": 1, "expressions": 1, "frames": 1}
-    assert "scored as empty masks" in capsys.readouterr().err
+    assert "J = F = 0" in capsys.readouterr().err
 
 
 def test_limit_scores_the_first_videos_only(mevis, tmp_path):

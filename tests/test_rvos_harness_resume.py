@@ -149,7 +149,7 @@ def test_failures_are_recorded_with_traceback_reported_and_retried(mevis, full, 
     assert all(r["status"] in ("ok", "no_seg") for k, r in records.items() if k[0] != "video01")
     assert not (tmp_path / "res" / "predictions" / RUN / "video01").exists()
     assert not load_stats(tmp_path / "res")  # nothing scored without --allow-missing
-    # retried and failing again, scored as empty masks on request: exit 1, but an entry with the failures
+    # retried and failing again, scored by the official missing-prediction rule on request: exit 1, but an entry with the failures
     assert main(argv + ["--resume", "--allow-missing"]) == 1
     (partial,) = load_stats(tmp_path / "res")
     j, f, _ = ref_mevis(mevis.root / "valid_u", tmp_path / "res" / "predictions" / RUN)

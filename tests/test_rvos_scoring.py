@@ -75,12 +75,18 @@ def read_pred(path):
 
 
 def ref_mevis(split_dir, pred_dir):
-    """tools/eval_mevis.py restated: union of RLEs per frame, frame means, expression means."""
+    """tools/eval_mevis.py restated: union of RLEs per frame, frame means, expression means. A missing video scores
+    [0, 0] per expression (as the official script); a missing expression folder or frame (the official script
+    crashes) scores 0 too, litelvlm's extension of that rule."""
     meta = json.loads((split_dir / "meta_expressions.json").read_text())["videos"]
     mask_dict = json.loads((split_dir / "mask_dict.json").read_text())
     js, fs = [], []
     for vid, entry in meta.items():
         for exp_id, exp in entry["expressions"].items():
+            if not (pred_dir / vid).exists():
+                js.append(0.0)
+                fs.append(0.0)
+                continue
             jj, ff = [], []
             for i, frame in enumerate(entry["frames"]):
                 width, height = Image.open(split_dir / "JPEGImages" / vid / f"{frame}.jpg").size
@@ -91,7 +97,8 @@ def ref_mevis(split_dir, pred_dir):
                 gt = gt > 0
                 pred = read_pred(pred_dir / vid / exp_id / f"{frame}.png")
                 if pred is None:
-                    pred = np.zeros_like(gt)
+                    jj, ff = [0.0], [0.0]
+                    break
                 jj.append(ref_j(gt, pred))
                 ff.append(ref_f(gt, pred))
             js.append(np.mean(jj))
@@ -128,7 +135,7 @@ def test_mevis_matches_restatement_and_perfect_is_one(tmp_path):
     assert perfect["J"] == perfect["F"] == perfect["J&F"] == 1.0
 
 
-def test_missing_predictions_error_or_empty(tmp_path):
+def test_missing_predictions_error_or_zero(tmp_path):
     synth = write_synthetic_mevis(tmp_path / "mevis", CFG)
     ds = MevisDataset(tmp_path / "mevis")
     noisy_predictions(synth, tmp_path / "pred", seed=1)
@@ -140,10 +147,15 @@ def test_missing_predictions_error_or_empty(tmp_path):
     msg = str(err.value)
     assert "1 missing videos (e.g. video01)" in msg and "1 missing expressions (e.g. video00/1)" in msg
     assert "1 missing frames (e.g. video00/0/00002.png)" in msg and "allow_missing=True" in msg
+    assert "J = F = 0" in msg
     out = score_expressions(ds, tmp_path / "pred", allow_missing=True)
     j, f, _ = ref_mevis(tmp_path / "mevis/valid_u", tmp_path / "pred")
     assert out["missing"] == {"videos": 1, "expressions": 1, "frames": 1}
     assert out["J"] == pytest.approx(j, abs=1e-6) and out["F"] == pytest.approx(f, abs=1e-6)
+    kinds = {(d["video"], d["exp_id"]): (d["missing"], d["missing_frames"]) for d in out["expressions"]}
+    assert kinds == {("video00", "0"): ("frames", 1), ("video00", "1"): ("expression", 4), ("video00", "2"): (None, 0),
+                     ("video01", "0"): ("video", 4), ("video01", "1"): ("video", 4), ("video01", "2"): ("video", 4)}
+    assert all(d["J"] == d["F"] == 0.0 for d in out["expressions"] if d["missing"])
     with pytest.raises(FileNotFoundError, match="predictions folder not found"):
         score_expressions(ds, tmp_path / "absent", allow_missing=True)
 

@@ -50,7 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--predictions", metavar="PRED_DIR",
                    help="score PRED_DIR/<video>/<exp_id>/<frame>.png (nonzero = object) instead of running a model")
     p.add_argument("--allow-missing", "--allow_missing", dest="allow_missing", action="store_true",
-                   help="score missing videos / expressions / frames (and failed ones) as empty masks")
+                   help="score despite missing videos / expressions / frames (failed ones included), by the "
+                        "official scorers' rules: mevis: each expression with a missing video, expression folder or "
+                        "frame gets J = F = 0 (eval_mevis.py does so for a missing video and crashes on the others); "
+                        "davis: a missing expression or frame is an empty proposal, but a video without any "
+                        "prediction is still an error (the DAVIS scorer stops on missing sequences); splits without "
+                        "GT (ytvos, mevis valid): missing frames go into the upload zip as empty masks")
     p.add_argument("--davis-annotations", "--davis_annotations", dest="davis_annotations",
                    help="DAVIS-2017 Annotations_unsupervised folder (default: DATASET_DIR/valid/Annotations)")
     p.add_argument("--segmenter-factory", dest="segmenter_factory",

@@ -1,4 +1,9 @@
-"""Prediction folders ``PRED_DIR/<video>/<exp_id>/<frame>.png`` (nonzero = object): write, read, check."""
+"""Prediction folders ``PRED_DIR/<video>/<exp_id>/<frame>.png`` (nonzero = object): write, read, check.
+
+What a folder lacks is classified per expression (:func:`sample_missing`): ``"video"`` (no ``<video>`` folder),
+``"expression"`` (the video folder exists, ``<exp_id>`` does not) or ``"frames"`` (some frame PNGs absent). How a
+missing item is scored under ``allow_missing`` depends on the benchmark and lives in eval/rvos/scoring.py.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ __all__ = [
     "write_prediction_masks",
     "write_mask_sequence",
     "read_prediction_mask",
+    "sample_missing",
     "find_missing_predictions",
     "check_predictions",
     "load_prediction_masks",
@@ -59,18 +65,41 @@ def read_prediction_mask(path: str | Path) -> np.ndarray:
 
 @dataclass
 class MissingPredictions:
-    """What a prediction folder lacks: whole videos, expression folders of present videos, frame files."""
+    """What a prediction folder lacks: whole videos, expression folders of present videos, frame files.
+
+    ``per_expression`` maps every incomplete expression's key ``<video>/<exp_id>`` to (kind, number of missing
+    frame PNGs) with kind ``"video"``, ``"expression"`` or ``"frames"``.
+    """
 
     pred_dir: Path
     videos: list[str] = field(default_factory=list)
     expressions: list[str] = field(default_factory=list)
     frames: list[str] = field(default_factory=list)
+    per_expression: dict[str, tuple[str, int]] = field(default_factory=dict, repr=False)
 
     def __bool__(self) -> bool:
         return bool(self.videos or self.expressions or self.frames)
 
     def as_dict(self) -> dict[str, int]:
         return {"videos": len(self.videos), "expressions": len(self.expressions), "frames": len(self.frames)}
+
+    def kind(self, sample: RVOSSample) -> str | None:
+        """``"video"``, ``"expression"``, ``"frames"`` or None (complete) for one expression."""
+        entry = self.per_expression.get(sample.key)
+        return entry[0] if entry else None
+
+    def n_missing_frames(self, sample: RVOSSample) -> int:
+        """How many of the expression's frame PNGs are absent (all of them for a missing video / expression)."""
+        entry = self.per_expression.get(sample.key)
+        return entry[1] if entry else 0
+
+    def videos_without_predictions(self, samples: list[RVOSSample]) -> list[str]:
+        """Videos (in ``samples`` order) for which not one frame PNG of any of their expressions exists."""
+        empty: dict[str, bool] = {}
+        for s in samples:
+            nothing = s.key in self.per_expression and self.n_missing_frames(s) == len(s.frames)
+            empty[s.video_id] = empty.get(s.video_id, True) and nothing
+        return [v for v, nothing in empty.items() if nothing]
 
     def summary(self, limit: int = 5) -> str:
         parts = []
@@ -85,6 +114,18 @@ class MissingPredictionsError(FileNotFoundError):
     """Raised when predictions are missing and missing ones were not allowed."""
 
 
+def sample_missing(pred_dir: str | Path, sample: RVOSSample) -> tuple[str | None, list[str]]:
+    """(kind, absent frame names) of one expression: kind ``"video"`` when ``<video>/`` is absent, ``"expression"``
+    when ``<video>/<exp_id>/`` is, ``"frames"`` when some ``<frame>.png`` are, None when complete."""
+    video_dir = Path(pred_dir) / sample.video_id
+    if not video_dir.is_dir():
+        return "video", list(sample.frames)
+    if not (video_dir / sample.exp_id).is_dir():
+        return "expression", list(sample.frames)
+    absent = [f for f in sample.frames if not prediction_path(pred_dir, sample.video_id, sample.exp_id, f).is_file()]
+    return ("frames" if absent else None), absent
+
+
 def find_missing_predictions(pred_dir: str | Path, samples: list[RVOSSample]) -> MissingPredictions:
     """List the videos, expression folders and frame PNGs that ``samples`` need but ``pred_dir`` lacks."""
     pred_dir = Path(pred_dir)
@@ -92,31 +133,38 @@ def find_missing_predictions(pred_dir: str | Path, samples: list[RVOSSample]) ->
         raise FileNotFoundError(f"predictions folder not found: {pred_dir}")
     missing = MissingPredictions(pred_dir)
     for sample in samples:
-        video_dir = pred_dir / sample.video_id
-        if not video_dir.is_dir():
+        kind, absent = sample_missing(pred_dir, sample)
+        if kind is None:
+            continue
+        missing.per_expression[sample.key] = (kind, len(absent))
+        if kind == "video":
             if sample.video_id not in missing.videos:
                 missing.videos.append(sample.video_id)
-            continue
-        if not (video_dir / sample.exp_id).is_dir():
+        elif kind == "expression":
             missing.expressions.append(sample.key)
-            continue
-        for frame in sample.frames:
-            if not prediction_path(pred_dir, sample.video_id, sample.exp_id, frame).is_file():
-                missing.frames.append(f"{sample.key}/{frame}.png")
+        else:
+            missing.frames += [f"{sample.key}/{frame}.png" for frame in absent]
     return missing
 
 
-def check_predictions(pred_dir: str | Path, samples: list[RVOSSample], allow_missing: bool) -> MissingPredictions:
-    """Find missing predictions; raise MissingPredictionsError listing them unless ``allow_missing``."""
+def check_predictions(pred_dir: str | Path, samples: list[RVOSSample], allow_missing: bool,
+                      hint: str = "Pass allow_missing=True to accept them") -> MissingPredictions:
+    """Find missing predictions; raise MissingPredictionsError listing them (then ``hint``) unless
+    ``allow_missing``. What allow_missing does with them is the caller's rule (eval/rvos/scoring.py)."""
     missing = find_missing_predictions(pred_dir, samples)
     if missing and not allow_missing:
-        raise MissingPredictionsError(missing.summary() + ". Pass allow_missing=True to score them as empty masks.")
+        raise MissingPredictionsError(f"{missing.summary()}. {hint}.")
     return missing
 
 
 def load_prediction_masks(pred_dir: str | Path, sample: RVOSSample, shape: tuple[int, int],
                           allow_missing: bool = False) -> tuple[np.ndarray, int]:
-    """(T, H, W) bool predictions of ``sample`` and how many frames were missing (read as empty masks)."""
+    """(T, H, W) bool predictions of ``sample`` and how many frames were missing.
+
+    A missing frame raises MissingPredictionsError unless ``allow_missing``, which reads it as an empty mask: the
+    Ref-DAVIS17 rule (an object never painted in the merged label maps is an empty proposal). MeViS scoring does
+    not read incomplete expressions at all (they score 0, see eval/rvos/scoring.py).
+    """
     out = np.zeros((len(sample.frames), *shape), dtype=bool)
     n_missing = 0
     for i, frame in enumerate(sample.frames):

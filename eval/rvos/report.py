@@ -23,7 +23,7 @@ from eval.common.table import format_table, print_table
 from .config import RVOSConfig
 from .datasets import RVOSDataset
 from .predictions import MissingPredictions, MissingPredictionsError, find_missing_predictions
-from .scoring import score_rvos
+from .scoring import check_scorable, missing_rule, score_rvos
 from .submission import write_submission_zip
 
 __all__ = ["RunOutcome", "SampleFailuresError", "check_complete", "score_or_zip", "finish_model_run",
@@ -31,7 +31,8 @@ __all__ = ["RunOutcome", "SampleFailuresError", "check_complete", "score_or_zip"
 
 
 class SampleFailuresError(RuntimeError):
-    """Some expressions failed to segment; ``entry`` is the stats entry when they were scored as empty masks."""
+    """Some expressions failed to segment; ``entry`` is the stats entry when they were scored anyway under
+    --allow-missing (as missing predictions: the benchmark's rule in eval/rvos/scoring.py)."""
 
     def __init__(self, message: str, entry: dict | None = None):
         super().__init__(message)
@@ -61,12 +62,16 @@ class RunOutcome:
 
 
 def check_complete(dataset: RVOSDataset, pred_dir: Path, allow_missing: bool) -> MissingPredictions:
-    """Find the videos / expressions / frames ``pred_dir`` lacks; an error unless ``allow_missing`` (then warned)."""
+    """Find the videos / expressions / frames ``pred_dir`` lacks; an error unless ``allow_missing``, then warned
+    with the benchmark's rule (``missing_rule``). Ref-DAVIS17 videos without any prediction are an error even with
+    ``allow_missing`` (``check_scorable``: the official DAVIS scorer stops on missing sequences)."""
     missing = find_missing_predictions(pred_dir, list(dataset.samples()))
     if missing and not allow_missing:
-        raise MissingPredictionsError(missing.summary() + "; pass --allow-missing to score them as empty masks")
+        raise MissingPredictionsError(f"{missing.summary()}; pass --allow-missing to score them "
+                                      f"({missing_rule(dataset)})")
     if missing:
-        print(f"warning: {missing.summary()}; scored as empty masks (--allow-missing)", file=sys.stderr, flush=True)
+        check_scorable(dataset, missing)
+        print(f"warning: {missing.summary()}; --allow-missing: {missing_rule(dataset)}", file=sys.stderr, flush=True)
     return missing
 
 
@@ -140,7 +145,7 @@ def _ordered_records(records: dict[tuple, dict], dataset: RVOSDataset) -> list[d
 def _failure_message(failed: list[dict], total: int, config: RVOSConfig) -> str:
     videos = sorted({r["video"] for r in failed})
     names = ", ".join(f"{r['video']}/{r['exp_id']}" for r in failed[:5]) + (", ..." if len(failed) > 5 else "")
-    hint = "" if config.allow_missing else " or add --allow-missing to score them as empty masks"
+    hint = "" if config.allow_missing else " or add --allow-missing to score them as missing predictions"
     return (f"{len(failed)} of {total} expressions failed in {len(videos)} video(s) ({names}); first error: "
             f"{failed[0]['error']}; tracebacks are in {Path(config.results_path) / 'records'}; rerun with --resume "
             f"to retry them{hint}")

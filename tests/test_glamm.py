@@ -45,7 +45,7 @@ def test_tiny_checkpoint_is_written_in_the_released_layout(tiny_glamm_dirs):
     groups = {"model.layers.0.mlp.up_proj.weight": torch.bfloat16, "lm_head.weight": torch.bfloat16,
               "model.mm_projector.0.weight": torch.bfloat16, "model.region_encoder.roi_align.updims.weight": torch.bfloat16,
               "model.grounding_encoder.mask_decoder.iou_token.weight": torch.float32,
-              "model.text_hidden_fcs.0.2.weight": torch.float32, "model.layers.0.self_attn.rotary_emb.inv_freq": torch.float32}
+              "model.text_hidden_fcs.0.2.weight": torch.float32, "model.layers.0.self_attn.rotary_emb.inv_freq": torch.bfloat16}
     assert {k: dtypes[k] for k in groups} == groups
     config = json.loads((root / "config.json").read_text())
     assert config["model_type"] == "llava" and "rope_theta" not in config and config["with_region"] is True
@@ -199,3 +199,29 @@ def test_rotary_buffers_that_contradict_the_config_are_refused(tmp_path, tiny_gl
     bad = _rewrite_without(tiny_glamm_dirs["glamm"], tmp_path / "theta", add={"model.layers.1.self_attn.rotary_emb.inv_freq": wrong})
     with pytest.raises(ValueError, match=r"model\.layers\.1\.self_attn\.rotary_emb\.inv_freq.*rope_theta"):
         GLaMMSegmenter.from_pretrained(bad, vision_tower=tiny_glamm_dirs["clip"])
+
+
+def test_a_llama_written_by_transformers_431_loads_and_matches_its_hidden_states(tmp_path):
+    """tests/fixtures/llama_transformers431: written by transformers 4.31.0's save_pretrained (make_fixture.py
+    there), with 4.31's own fp32 hidden states on a fixed input. Spliced into a tiny GLaMM folder, it loads
+    without edits (its inv_freq keys, no rope_theta) and litelvlm's LLaMA reproduces 4.31's states."""
+    from pathlib import Path
+
+    from litelvlm.glamm.model import GLaMM
+
+    fixture = Path(__file__).parent / "fixtures" / "llama_transformers431"
+    theirs = CheckpointDir(fixture)
+    assert "model.layers.1.self_attn.rotary_emb.inv_freq" in theirs.keys()
+    glamm = make_tiny_glamm(tmp_path)["glamm"]
+    ours = CheckpointDir(glamm)
+    state = ours.load([k for k in ours.keys() if not k.startswith(("model.embed_tokens", "model.layers", "model.norm", "lm_head"))])
+    state.update(theirs.load(theirs.keys()))
+    for f in glamm.glob("pytorch_model*"):
+        f.unlink()
+    write_sharded(state, glamm, weight_format="bin")
+    model = GLaMM.from_checkpoint(glamm)
+    assert len(model.load_summary.ignored_buffers) == 2
+    probe = torch.load(fixture / "probe.pt")
+    with torch.no_grad():
+        hidden = model.llm.model(inputs_embeds=probe["emb"]).last_hidden_state
+    torch.testing.assert_close(hidden, probe["hidden"], rtol=1e-4, atol=2e-5)

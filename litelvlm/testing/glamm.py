@@ -101,7 +101,7 @@ def _llama_state(vocab: int, hidden: int, layers: int, seed: int) -> dict[str, t
 
 
 def _rotary_buffers(hidden: int, heads: int, layers: int, theta: float = 10000.0) -> dict[str, torch.Tensor]:
-    """The ``rotary_emb.inv_freq`` buffer every LLaMA layer of transformers 4.28-4.31 saves (fp32)."""
+    """The ``rotary_emb.inv_freq`` buffer every LLaMA layer of transformers 4.28-4.31 saves (cast with the model)."""
     dim = hidden // heads
     inv_freq = 1.0 / (theta ** (torch.arange(0, dim, 2).float() / dim))
     return {f"model.layers.{i}.self_attn.rotary_emb.inv_freq": inv_freq.clone() for i in range(layers)}
@@ -128,7 +128,7 @@ def _glamm_groups(vocab: int, hidden: int, layers: int, clip_width: int, sam_dim
 
 # dtypes the released GLaMM-RefSeg stores each group in (FACTS §2); None keeps the tensor's own dtype.
 RELEASED_DTYPES = {"llm": torch.bfloat16, "mm_projector": torch.bfloat16, "region_encoder": torch.bfloat16,
-                   "grounding_encoder": torch.float32, "text_hidden_fcs": torch.float32, "buffers": None}
+                   "grounding_encoder": torch.float32, "text_hidden_fcs": torch.float32, "buffers": torch.bfloat16}
 
 
 def _ordered_state(groups: dict[str, dict], dtypes: dict) -> dict[str, torch.Tensor]:

@@ -114,18 +114,43 @@ def _add_bench(sub) -> None:
     p.set_defaults(func=_bench)
 
 
+def _precision(args) -> int:
+    from .bench.precision_cli import run_precision
+
+    return run_precision(args)
+
+
+def _add_precision(sub) -> None:
+    p = sub.add_parser("precision", help="how many kept tokens change between fp32, bf16-eager (released) and bf16-SDPA CLIP")
+    p.add_argument("--vision-tower", default=None, help="a local CLIP folder (default: the tiny random CLIP, or --scale)")
+    p.add_argument("--scale", default="tiny", choices=["tiny", "quick", "default", "full"],
+                   help="random CLIP towers when no --vision-tower: the tiny test CLIP or GLaMM's CLIP at a bench scale "
+                        "(default: %(default)s)")
+    p.add_argument("--image", action="append", default=None, help="image file (repeatable; default: the bundled sample scene "
+                   "and 7 crops/flips of it)")
+    p.add_argument("--text", action="append", default=None, help="text scored jointly, as the released image-scope pruning "
+                   "(repeatable; default: 3 GLaMM questions)")
+    p.add_argument("--budget", type=int, action="append", default=None, help="token budget (repeatable; default: 64 192)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random towers (default: 0)")
+    p.add_argument("--json", default=None, help="also write the results as JSON to this file")
+    p.set_defaults(func=_precision)
+
+
 def _segment_video(args) -> int:
     from video.cli import segment_video_to_folder
 
     from dataclasses import asdict
 
-    from video.segmenter import load_segmenter_config
+    from video.preset import load_preset
 
-    options = asdict(load_segmenter_config(args.config)) if args.config else {}
+    preset = load_preset(args.preset)
+    options = asdict(preset.segmenter)
     options.update({k: v for k, v in (("layout", args.layout), ("answer", args.answer), ("mask_mode", args.mask_mode)) if v is not None})
+    dtype = _dtype(args.dtype) if args.dtype else preset.dtype(args.device)
     report = segment_video_to_folder(
         args.video, args.text, budget=args.budget, checkpoint=args.checkpoint, vision_tower=args.vision_tower,
-        video_tower=args.video_tower, out_dir=args.out, method=args.method, device=args.device, dtype=_dtype(args.dtype), **options,
+        video_tower=args.video_tower, out_dir=args.out, method=args.method, device=args.device, dtype=dtype,
+        attn_implementation=preset.attn_implementation(), clip_attn_implementation=preset.clip_attn_implementation(), **options,
     )
     for row in report["expressions"]:
         status = "masks" if row["has_seg"] else "no [SEG] emitted: empty masks"
@@ -141,7 +166,9 @@ def _add_segment_video(sub) -> None:
     p.add_argument("--budget", type=int, default=None, help="CLIP tokens kept per frame (default: all 576)")
     _add_model_args(p, checkpoint_flag="--checkpoint", checkpoint_help="local VideoGLaMM checkpoint folder")
     p.add_argument("--video-tower", default=None, help="InternVideo2-Stage2 .pt (default: the copy inside the checkpoint)")
-    p.add_argument("--config", default=None, help="YAML of VideoSegmenterConfig fields (e.g. configs/videoglamm_released.yaml)")
+    p.add_argument("--preset", "--config", dest="preset", default="default",
+                   help="settings: 'default' (litelvlm's), 'released' (the released protocol) or a preset YAML path "
+                        "(video/presets/*.yaml; default: %(default)s)")
     p.add_argument("--layout", default=None, choices=["cells", "regrid", "unpooled"], help="how kept tokens reach the LLM")
     p.add_argument("--answer", default=None, help="teacher-force this answer instead of generating (e.g. 'Sure, [SEG].')")
     p.add_argument("--mask-mode", default=None, choices=["propagate", "framewise"])
@@ -156,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_segment(sub)
     _add_segment_video(sub)
     _add_bench(sub)
+    _add_precision(sub)
     return parser
 
 

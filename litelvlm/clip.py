@@ -44,9 +44,10 @@ def quiet_transformers():
             hf_logging.enable_progress_bar()
 
 
-def _load_tower(cls, path: Path, device, dtype):
+def _load_tower(cls, path: Path, device, dtype, attn_implementation: str | None = None):
+    options = {"attn_implementation": attn_implementation} if attn_implementation else {}
     with quiet_transformers():
-        model, info = cls.from_pretrained(path, dtype=dtype, output_loading_info=True)
+        model, info = cls.from_pretrained(path, dtype=dtype, output_loading_info=True, **options)
     if info.get("missing_keys"):
         missing = sorted(info["missing_keys"])
         raise ValueError(f"{cls.__name__} weights in {path} lack {len(missing)} keys, e.g. {missing[:5]}")
@@ -68,13 +69,17 @@ class ClipTowers:
         return ClipTokenPruner(self.vision, self.text, select_layer, tokenizer=self.tokenizer, method=method, **method_options)
 
 
-def load_clip_towers(path: str | Path, device="cpu", dtype: torch.dtype | None = None) -> ClipTowers:
-    """Load CLIP's vision and text towers with projections from a local openai-layout directory."""
+def load_clip_towers(path: str | Path, device="cpu", dtype: torch.dtype | None = None,
+                     attn_implementation: str | None = None) -> ClipTowers:
+    """Load CLIP's vision and text towers with projections from a local openai-layout directory.
+
+    ``attn_implementation``: ``eager`` reproduces the released transformers 4.x CLIP (eager only), which
+    matters in bf16/fp16 (the kept tokens change); None: transformers' default (SDPA)."""
     from transformers import AutoTokenizer, CLIPImageProcessorPil, CLIPTextModelWithProjection, CLIPVisionModelWithProjection
 
     p = require_local_dir(path, "CLIP vision tower")
-    vision = _load_tower(CLIPVisionModelWithProjection, p, device, dtype)
-    text = _load_tower(CLIPTextModelWithProjection, p, device, dtype)
+    vision = _load_tower(CLIPVisionModelWithProjection, p, device, dtype, attn_implementation)
+    text = _load_tower(CLIPTextModelWithProjection, p, device, dtype, attn_implementation)
     with quiet_transformers():
         tokenizer = AutoTokenizer.from_pretrained(p)
         processor = CLIPImageProcessorPil.from_pretrained(p)
@@ -86,7 +91,7 @@ def random_clip_towers(arch, device="cpu", dtype=torch.float32) -> "ClipTowers":
     with the tiny offline tokenizer: for benchmarks (speed does not depend on weight values)."""
     from transformers import CLIPImageProcessorPil, CLIPTextConfig, CLIPTextModelWithProjection, CLIPVisionConfig, CLIPVisionModelWithProjection
 
-    from .testing.clip import tiny_clip_tokenizer
+    from .tiny_clip import tiny_clip_tokenizer
 
     tokenizer = tiny_clip_tokenizer()
     vision_cfg = CLIPVisionConfig(hidden_size=arch.clip_width, intermediate_size=arch.clip_mlp, num_hidden_layers=arch.clip_layers,

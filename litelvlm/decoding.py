@@ -1,4 +1,5 @@
-"""Greedy decoding of a transformers causal LM from prompt embeddings, reading ``[SEG]`` states.
+"""Decoding a transformers causal LM from prompt embeddings (greedy, or sampling as ``generate()`` does),
+reading ``[SEG]`` states.
 
 The hidden state used for a ``[SEG]`` mask is the last-layer state of the position that predicts
 it (the position just before ``[SEG]``), the same state a teacher-forced forward gives. With the KV
@@ -15,7 +16,7 @@ from typing import Callable
 
 import torch
 
-__all__ = ["Generation", "greedy_generate", "plain_forward"]
+__all__ = ["Generation", "Sampling", "generate", "plain_forward"]
 
 
 @dataclass
@@ -32,6 +33,48 @@ def _step_logits(llm, hidden_last: torch.Tensor) -> torch.Tensor:
     return llm.lm_head(hidden_last)
 
 
+@dataclass(frozen=True)
+class Sampling:
+    """Multinomial sampling as transformers' ``generate(do_sample=True)`` does it (4.41 and 5 alike):
+    logits in fp32 divided by ``temperature`` (when != 1), tokens outside the ``top_k`` highest set to
+    -inf (when top_k > 0), then outside the smallest set whose probability reaches ``top_p`` (when < 1,
+    at least one kept), softmax, one multinomial draw. The defaults are transformers' own."""
+
+    temperature: float = 1.0
+    top_k: int = 50
+    top_p: float = 1.0
+
+    def __post_init__(self):
+        if self.temperature <= 0 or self.top_k < 0 or not 0 < self.top_p <= 1:
+            raise ValueError(f"invalid sampling settings {self}: need temperature > 0, top_k >= 0, 0 < top_p <= 1")
+
+    @classmethod
+    def from_generation_config(cls, config: dict) -> "Sampling | None":
+        """The checkpoint's sampling (``generation_config.json`` fields), or None when it decodes greedily."""
+        if not config.get("do_sample"):
+            return None
+        return cls(float(config.get("temperature", 1.0)), int(config.get("top_k", 50) or 0), float(config.get("top_p", 1.0)))
+
+    def warp(self, logits: torch.Tensor) -> torch.Tensor:
+        """(V,) logits -> the scores the draw is made from (-inf outside the kept set)."""
+        scores = logits.float()
+        if self.temperature != 1.0:
+            scores = scores / self.temperature
+        if self.top_k:
+            kth = torch.topk(scores, min(self.top_k, scores.shape[-1])).values[..., -1, None]
+            scores = scores.masked_fill(scores < kth, float("-inf"))
+        if self.top_p < 1.0:
+            ascending, order = torch.sort(scores, descending=False)
+            remove = ascending.softmax(-1).cumsum(-1) <= 1 - self.top_p
+            remove[..., -1:] = False
+            scores = scores.masked_fill(remove.scatter(-1, order, remove), float("-inf"))
+        return scores
+
+    def pick(self, logits: torch.Tensor, generator: torch.Generator | None = None) -> int:
+        probs = torch.softmax(self.warp(logits), dim=-1)
+        return int(torch.multinomial(probs, 1, generator=generator))
+
+
 def plain_forward(llm, use_cache: bool) -> Callable:
     """The default ``forward(inputs_embeds, state) -> (final-norm hidden (1, L, H), state)``: the LLM with
     its own KV cache as the state (``use_cache``), or a full pass without one."""
@@ -44,7 +87,7 @@ def plain_forward(llm, use_cache: bool) -> Callable:
 
 
 @torch.no_grad()
-def greedy_generate(
+def generate(
     llm,
     prompt_fn: Callable[[], torch.Tensor],
     *,
@@ -53,8 +96,11 @@ def greedy_generate(
     seg_token_id: int,
     use_cache: bool = True,
     forward: Callable | None = None,
+    sampling: Sampling | None = None,
+    generator: torch.Generator | None = None,
 ) -> Generation:
-    """Greedy decoding of one sequence. ``prompt_fn()`` returns the prompt embeddings (1, L, H).
+    """Decode one sequence, greedily (``sampling`` None) or by sampling with ``generator``.
+    ``prompt_fn()`` returns the prompt embeddings (1, L, H).
 
     ``forward(inputs_embeds, state) -> (hidden (1, L, H), state)`` (default ``plain_forward``): with
     ``use_cache`` it gets the prompt and state None first, then one token and the state it returned;
@@ -80,7 +126,8 @@ def greedy_generate(
             hidden, _ = forward(sequence, None)
         passes += 1
         last = hidden[:, -1]
-        token = int(_step_logits(llm, last).argmax(-1))
+        logits = _step_logits(llm, last)[0]
+        token = int(logits.argmax(-1)) if sampling is None else sampling.pick(logits, generator)
         if token == seg_token_id:
             seg_states.append(last[0])
         generated.append(token)

@@ -34,7 +34,7 @@ def run_demo(out_dir: str | Path, texts: list[str], budgets: list[int], clip_dir
     weights = "random (tiny CLIP written on the fly)" if clip_dir is None else str(clip_dir)
     with tempfile.TemporaryDirectory() as tmp:
         if clip_dir is None:
-            from .testing import make_tiny_clip
+            from .tiny_clip import make_tiny_clip
 
             clip_dir = make_tiny_clip(Path(tmp) / "clip", seed=seed)
         clip = load_clip_towers(clip_dir)

@@ -3,7 +3,7 @@
 import torch
 from transformers import Phi3Config, Phi3ForCausalLM
 
-from litelvlm.decoding import greedy_generate
+from litelvlm.decoding import generate
 
 
 def _tiny_phi3(seed=0):
@@ -26,9 +26,9 @@ def test_cached_equals_uncached_and_seg_states_match_a_teacher_forced_pass():
         calls["n"] += 1
         return prompt
 
-    cached = greedy_generate(llm, prompt_fn, max_new_tokens=8, eos_token_ids={2}, seg_token_id=7, use_cache=True)
+    cached = generate(llm, prompt_fn, max_new_tokens=8, eos_token_ids={2}, seg_token_id=7, use_cache=True)
     assert calls["n"] == 1 and cached.forward_passes == len(cached.token_ids)
-    uncached = greedy_generate(llm, prompt_fn, max_new_tokens=8, eos_token_ids={2}, seg_token_id=7, use_cache=False)
+    uncached = generate(llm, prompt_fn, max_new_tokens=8, eos_token_ids={2}, seg_token_id=7, use_cache=False)
     assert calls["n"] == 1 + len(uncached.token_ids)  # the released loop rebuilds the prompt every step
     assert cached.token_ids == uncached.token_ids
     torch.testing.assert_close(cached.seg_hidden, uncached.seg_hidden, rtol=1e-4, atol=1e-5)
@@ -45,5 +45,5 @@ def test_no_seg_gives_an_empty_state_tensor_and_eos_stops():
     llm = _tiny_phi3(1)
     with torch.no_grad():
         llm.lm_head.weight[2] = llm.model.norm.weight * 5  # EOS wins immediately
-    gen = greedy_generate(llm, lambda: torch.randn(1, 5, 32), max_new_tokens=8, eos_token_ids={2}, seg_token_id=7)
+    gen = generate(llm, lambda: torch.randn(1, 5, 32), max_new_tokens=8, eos_token_ids={2}, seg_token_id=7)
     assert gen.token_ids == [2] and gen.stopped_by == "eos" and gen.seg_hidden.shape == (0, 32)

@@ -35,36 +35,36 @@ def test_segment_video_bad_input_is_one_line(tmp_path, tiny_videoglamm_kwargs, c
     assert len(err) == 1 and "video not found" in err[0]
 
 
-def test_shipped_configs_load_and_the_default_one_is_the_default():
-    from pathlib import Path
-
+def test_shipped_presets_load_and_the_default_one_is_the_default():
     import pytest
 
+    from video.preset import PRESET_DIR
     from video.segmenter import VideoSegmenterConfig, load_segmenter_config
 
-    root = Path(__file__).resolve().parents[1] / "configs"
-    assert load_segmenter_config(root / "videoglamm_default.yaml") == VideoSegmenterConfig()
-    released = load_segmenter_config(root / "videoglamm_released.yaml")
+    assert load_segmenter_config("default") == VideoSegmenterConfig()
+    assert load_segmenter_config(PRESET_DIR / "default.yaml") == VideoSegmenterConfig()
+    released = load_segmenter_config("released")
     assert released.layout == "regrid" and released.use_cache is False
-    bad = Path(__file__).resolve().parent / "data_bad_config.yaml"
-    with pytest.raises(FileNotFoundError, match="segmenter config not found"):
-        load_segmenter_config(bad)
+    with pytest.raises(FileNotFoundError, match="preset not found"):
+        load_segmenter_config("data_bad_config.yaml")
 
 
-def test_segment_video_reads_a_config_file(tmp_path, tiny_videoglamm_kwargs):
+def test_segment_video_reads_a_preset_file(tmp_path, tiny_videoglamm_kwargs):
     frames = np.random.default_rng(4).integers(0, 256, size=(4, 32, 40, 3), dtype=np.uint8)
     folder = tmp_path / "frames"
     folder.mkdir()
     for i, f in enumerate(frames):
         Image.fromarray(f).save(folder / f"{i:05d}.jpg")
     config = tmp_path / "c.yaml"
-    config.write_text("layout: unpooled\nanswer: 'Sure, [SEG].'\n")
+    config.write_text("segmenter: {layout: unpooled, answer: 'Sure, [SEG].'}\n")
     out = tmp_path / "out"
-    argv = ["segment-video", "--video", str(folder), "--text", "the dog", "--budget", "81", "--config", str(config),
+    argv = ["segment-video", "--video", str(folder), "--text", "the dog", "--budget", "81", "--preset", str(config),
             "--checkpoint", str(tiny_videoglamm_kwargs["checkpoint"]), "--vision-tower", str(tiny_videoglamm_kwargs["vision_tower"]),
             "--video-tower", str(tiny_videoglamm_kwargs["video_tower"]), "--out", str(out)]
     assert main(argv) == 0
     report = json.loads((out / "result.json").read_text())
     assert report["clip_tokens_per_frame"] == 81 and report["expressions"][0]["has_seg"]
-    config.write_text("layuot: cells\n")
+    config.write_text("segmenter: {layuot: cells}\n")
+    assert main(argv) == 2
+    config.write_text("layout: cells\n")  # the flat format of the first config files: refused with a clear error
     assert main(argv) == 2

@@ -16,7 +16,7 @@ from torch import nn
 
 from litelvlm.checkpoint import WEIGHT_FILES, CheckpointDir
 from litelvlm.testing import make_tiny_videoglamm, write_sharded
-from litelvlm.testing.videoglamm import PHI3_SPECIAL_TOKENS
+from video.tokenizer_files import PHI3_SPECIAL_TOKENS
 from video.internvideo2 import InternVideo2Config
 from video.model import (
     IMAGE_TOKEN_INDEX,
@@ -162,7 +162,7 @@ def test_every_part_holds_the_checkpoint_tensors(model, stored, tiny):
     assert set(decoder) == set(hf) and all(torch.equal(decoder[k], _f(v)) for k, v in hf.items())
     pt = torch.load(tiny["video_tower"], map_location="cpu", weights_only=True)["module"]
     assert all(torch.equal(v, pt["vision_encoder." + k]) for k, v in model.video_encoder.state_dict().items())
-    assert model.llm.config.sliding_window == 2047 and model.config.select_layer == -2
+    assert model.llm.config.sliding_window == 2047 + 1 and model.config.select_layer == -2  # released: window + 1 keys
     assert (model.config.image_pool_side, model.config.video_pool_side, model.config.num_frames) == (12, 8, 16)
 
 
@@ -308,15 +308,16 @@ def test_seg_prompts_apply_text_hidden_fcs(model, stored):
 
 
 def test_phi3_sliding_window_from_the_config_limits_attention(model):
-    """Window 2047: after one layer, position 2060 no longer sees position 0; position 2000 still does."""
+    """config.json's window 2047, as the released run applies it (2048 keys): after one layer, position 2048 no
+    longer sees position 0; position 2047 still does (transformers 5 with 2047 would cut it)."""
     embeds = torch.randn(1, 2061, model.hidden_size, generator=torch.Generator().manual_seed(4))
     mask = torch.ones(1, 2061, dtype=torch.long)
     first_layer = lambda e: model.llm.model(inputs_embeds=e, attention_mask=mask, output_hidden_states=True).hidden_states[1][0]  # noqa: E731
     base = first_layer(embeds)
     embeds[0, 0] += 5.0
     moved = first_layer(embeds)
-    assert torch.equal(base[2060], moved[2060])
-    assert not torch.allclose(base[2000], moved[2000])
+    assert torch.equal(base[2060], moved[2060]) and torch.equal(base[2048], moved[2048])
+    assert not torch.allclose(base[2047], moved[2047]) and not torch.allclose(base[2000], moved[2000])
 
 
 # ----------------------------------------------------------------------------- architectures
@@ -375,7 +376,7 @@ def test_config_from_dict_reads_the_released_fields():
            "rope_theta": 10000.0, "mm_vision_select_layer": -2, "mm_projector_type": "mlp2x_gelu", "image_mm_projector_type": "linear",
            "seg_token_idx": 7, "out_dim": 256, "mm_vision_tower": "x.pt", "image_mm_vision_tower": "openai/clip-vit-large-patch14-336"}
     config = VideoGLaMMConfig.from_dict(raw)
-    assert config.llm_fields["sliding_window"] == 2047 and config.llm_fields["rope_parameters"]["rope_theta"] == 10000.0
+    assert config.llm_fields["sliding_window"] == 2048 and config.llm_fields["rope_parameters"]["rope_theta"] == 10000.0  # 2047 + 1
     assert (config.video_projector_type, config.image_projector_type, config.seg_token_idx) == ("mlp2x_gelu", "linear", 7)
     assert (config.video_tower, config.vision_tower) == ("x.pt", "openai/clip-vit-large-patch14-336")
     with pytest.raises(ValueError, match="attention_bias"):

@@ -26,7 +26,7 @@ def build_random_video_segmenter(scale: str, device="cpu", dtype=None, seed: int
     from transformers import LlamaTokenizer
 
     from litelvlm.bench.image import SCALES
-    from litelvlm.testing.videoglamm import write_phi3_tokenizer
+    from .tokenizer_files import write_phi3_tokenizer
 
     from .model import VideoGLaMM, VideoGLaMMArchitecture
     from .segmenter import VideoSegmenter, VideoSegmenterConfig

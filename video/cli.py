@@ -16,13 +16,14 @@ __all__ = ["segment_video_to_folder"]
 
 
 def segment_video_to_folder(video_path, texts, *, budget, checkpoint, vision_tower, video_tower, out_dir, method="litelvlm",
-                            device="cpu", dtype=None, **config) -> dict:
+                            device="cpu", dtype=None, attn_implementation=None, clip_attn_implementation=None, **config) -> dict:
     """Segment ``texts`` in the video; write ``<expr>/<frame>.png`` masks (0/255), ``overlay.mp4``, ``result.json``."""
     from .segmenter import VideoSegmenter
 
     frames, names, fps = read_video(video_path)  # fail on a bad video before loading the model
     segmenter = VideoSegmenter.from_pretrained(checkpoint, vision_tower=vision_tower, video_tower=video_tower,
-                                               device=device, dtype=dtype, **config)
+                                               device=device, dtype=dtype, attn_implementation=attn_implementation,
+                                               clip_attn_implementation=clip_attn_implementation, **config)
     result = segmenter.segment(frames, texts, budget=budget, method=method)
     out = Path(out_dir)
     rows = []

@@ -73,7 +73,7 @@ class VideoFastVPlan:
                                     use_cache=use_cache)
 
     def generation_forward(self, llm, prompt_token_ids: torch.Tensor, use_cache: bool):
-        """A ``greedy_generate`` ``forward``: FastV prefill, then (with the cache) one-token decode steps.
+        """A ``generate`` ``forward``: FastV prefill, then (with the cache) one-token decode steps.
 
         Decode position ids continue from the original length in layers < K, and in layers >= K from
         the original length (``keep_position_ids``) or the pruned one. ``forward.kept`` holds the first

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-__all__ = ["read_video", "read_frame_folder", "sample_frame_indices", "split_clips", "write_mp4", "FRAME_SUFFIXES"]
+__all__ = ["read_video", "read_frame_folder", "sample_frame_indices", "split_clips", "write_mp4", "FRAME_SUFFIXES",
+           "SHORT_CLIP_SAMPLING"]
 
 FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
 
@@ -66,17 +67,33 @@ def read_video(path: str | Path, backend: str | None = None) -> tuple[np.ndarray
     return frames, [f"{i:05d}" for i in range(len(frames))], fps
 
 
-def sample_frame_indices(num_frames: int, num_samples: int = 16) -> np.ndarray:
-    """``num_samples`` frame indices spread evenly over ``num_frames`` (np.linspace, truncated)."""
+SHORT_CLIP_SAMPLING = ("linspace", "repeat_last")
+
+
+def sample_frame_indices(num_frames: int, num_samples: int = 16, short: str = "linspace") -> np.ndarray:
+    """``num_samples`` frame indices of a clip of ``num_frames`` frames.
+
+    A clip with more frames than samples: spread evenly (np.linspace, truncated), as released. A shorter
+    clip: ``linspace`` (litelvlm's default) spreads the repeats over the clip, so every 4-frame InternVideo2
+    chunk spans time; ``repeat_last`` keeps every frame once and repeats the last one, as the released
+    ``EncPreprocessor_VideoGPTPlus`` pads."""
     if num_frames < 1:
         raise ValueError("a clip needs at least one frame")
+    if short not in SHORT_CLIP_SAMPLING:
+        raise ValueError(f"short clip sampling must be one of {SHORT_CLIP_SAMPLING}, got {short!r}")
+    if num_frames < num_samples and short == "repeat_last":
+        return np.array(list(range(num_frames)) + [num_frames - 1] * (num_samples - num_frames))
+    if num_frames == num_samples:
+        return np.arange(num_frames)
     return np.linspace(0, num_frames - 1, num_samples).astype(int)
 
 
-def split_clips(num_frames: int, clip_length: int = 64) -> list[range]:
-    """Consecutive clips of at most ``clip_length`` frames covering the video."""
+def split_clips(num_frames: int, clip_length: int | None = 64) -> list[range]:
+    """Consecutive clips of at most ``clip_length`` frames covering the video (None: one clip, the whole video)."""
+    if clip_length is None:
+        return [range(0, num_frames)]
     if clip_length < 1:
-        raise ValueError(f"clip_length must be >= 1, got {clip_length}")
+        raise ValueError(f"clip_length must be >= 1 or None (whole video), got {clip_length}")
     return [range(s, min(s + clip_length, num_frames)) for s in range(0, num_frames, clip_length)]
 
 

@@ -20,10 +20,11 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from litelvlm.checkpoint import CheckpointDir
+from litelvlm.checkpoint import CheckpointDir, LoadSummary, split_rotary_buffers
 from litelvlm.clip import quiet_transformers, require_local_dir
 from litelvlm.glamm.model import rope_parameters
-from litelvlm.lvlm import LVLMArchitecture, build_llm, load_into, mlp_from_weights, pick_attn_implementation, scaled_depth
+from litelvlm.lvlm import (LVLMArchitecture, build_llm, check_rotary_buffers, load_into, mlp_from_weights, pick_attn_implementation,
+                           scaled_depth)
 
 from .internvideo2 import InternVideo2Config, InternVideo2VisionEncoder, load_internvideo2, preprocess_internvideo2_frames
 from .layout import adaptive_pool_tokens
@@ -35,6 +36,8 @@ __all__ = [
     "VideoGLaMMArchitecture",
     "VideoGLaMMTokenizer",
     "load_videoglamm_tokenizer",
+    "load_generation_config",
+    "transformers5_sliding_window",
     "adaptive_pool_tokens",
     "hiera_large_sam2",
     "PHI3_FIELDS",
@@ -73,6 +76,17 @@ PROJECTOR_TYPE = re.compile(r"^(linear|mlp(\d+)x_gelu)$")
 
 
 # ----------------------------------------------------------------------------- config
+
+
+def transformers5_sliding_window(released: int | None) -> int | None:
+    """The ``sliding_window`` to give transformers 5's Phi-3 for a checkpoint's config value.
+
+    The released run (transformers 4.41, eager) masks keys with ``i - j > sliding_window``
+    (``_make_causal_mask(diagonal=-sliding_window - 1)``): each query sees ``sliding_window + 1`` keys.
+    transformers 5 keeps ``j > i - sliding_window``: exactly ``sliding_window`` keys. VideoGLaMM's prompts
+    (~3,400 tokens) exceed the window (2047), so the value is raised by one to give the released states."""
+    return None if released is None else int(released) + 1
+
 
 
 def _check_projector_type(kind: str, what: str) -> str:
@@ -115,6 +129,8 @@ class VideoGLaMMConfig:
         if raw.get("use_sam2") is False:
             raise ValueError(f"{where}: use_sam2=false (a SAM-1 VideoGLaMM variant); only the SAM2 release is supported")
         fields["rope_parameters"] = rope_parameters(fields.pop("rope_theta", 10000.0), fields.pop("rope_scaling", None))
+        if "sliding_window" in fields:
+            fields["sliding_window"] = transformers5_sliding_window(fields["sliding_window"])
         return cls(
             llm_fields=fields,
             select_layer=int(raw.get("mm_vision_select_layer", -2)),
@@ -188,16 +204,25 @@ def _check_key_groups(keys: list[str], root: Path, external_video_tower: bool) -
         log.info("skipping the checkpoint's InternVideo2 copy (%d keys under %s): video_tower was given", len(tower), VIDEO_TOWER_PREFIX)
 
 
-def _load_llm(ckpt: CheckpointDir, config: VideoGLaMMConfig, device, dtype, attn_implementation: str) -> nn.Module:
+def _load_llm(ckpt: CheckpointDir, config: VideoGLaMMConfig, device, dtype, attn_implementation: str,
+              summary: LoadSummary) -> nn.Module:
+    """Phi-3 from the checkpoint; rotary ``inv_freq`` buffers (saved by some transformers-4 versions) are
+    checked against the config and ignored."""
     from transformers import Phi3Config, Phi3ForCausalLM
 
-    keys = [k for k in ckpt.keys() if k.startswith(LLM_PREFIXES)]
+    keys, rotary_keys = split_rotary_buffers([k for k in ckpt.keys() if k.startswith(LLM_PREFIXES)])
     if "model.embed_tokens.weight" not in keys:
         raise ValueError(f"{ckpt.path}: no model.embed_tokens.weight (the Phi-3 weights)")
     rows = ckpt.load(["model.embed_tokens.weight"])["model.embed_tokens.weight"].shape[0]
     llm = build_llm(Phi3Config, Phi3ForCausalLM, dict(config.llm_fields, vocab_size=rows), attn_implementation=attn_implementation)
     cast = lambda t: t.to(device=device, dtype=dtype)  # noqa: E731 - applied per tensor as shards are read
-    return load_into(llm, ckpt.load(keys, cast), "Phi-3", device, dtype)
+    stored: dict[str, torch.dtype] = {}
+    tensors = ckpt.load(keys, cast, stored)
+    summary.add_loaded("llm", tensors, stored)
+    llm = load_into(llm, tensors, "Phi-3", device, dtype)
+    check_rotary_buffers(ckpt.load(rotary_keys), llm, str(ckpt.path))
+    summary.ignored_buffers = rotary_keys
+    return llm
 
 
 def _load_mlp(ckpt: CheckpointDir, prefix: str, build, what: str, device, dtype) -> nn.Module:
@@ -283,7 +308,8 @@ class VideoGLaMM(nn.Module):
         config = VideoGLaMMConfig.from_dir(root)
         ckpt = CheckpointDir(root)
         _check_key_groups(ckpt.keys(), root, external_video_tower=video_tower is not None)
-        llm = _load_llm(ckpt, config, device, dtype, pick_attn_implementation(device, attn_implementation))
+        summary = LoadSummary(root)
+        llm = _load_llm(ckpt, config, device, dtype, pick_attn_implementation(device, attn_implementation), summary)
         image_projector = _load_mlp(ckpt, IMAGE_PROJECTOR_PREFIX, lambda sd: _projector_from_weights(
             config.image_projector_type, sd, "image_mm_projector"), "image_mm_projector", device, dtype)
         video_projector = _load_mlp(ckpt, VIDEO_PROJECTOR_PREFIX, lambda sd: _projector_from_weights(
@@ -291,7 +317,10 @@ class VideoGLaMM(nn.Module):
         fcs = _load_mlp(ckpt, FCS_PREFIX, _text_hidden_fcs_from_weights, "text_hidden_fcs", device, dtype)
         decoder = _load_pixel_decoder(ckpt, device, dtype)
         encoder = _load_video_encoder(ckpt, video_tower, device, dtype)
-        return cls(llm, image_projector, video_projector, fcs, decoder, encoder, config)
+        model = cls(llm, image_projector, video_projector, fcs, decoder, encoder, config)
+        model.load_summary = summary
+        log.info("%s", summary)
+        return model
 
     @classmethod
     def from_architecture(cls, arch: "VideoGLaMMArchitecture", device="cpu", dtype: torch.dtype = torch.float32, seed: int = 0,
@@ -431,7 +460,7 @@ class VideoGLaMMArchitecture(LVLMArchitecture):
     llm_heads: int = 32
     llm_mlp: int = 8192
     llm_vocab: int = 32012  # Phi-3's 32011 tokens + [SEG] (VideoGLaMM resizes the embedding to the tokenizer)
-    llm_sliding_window: int | None = 2047
+    llm_sliding_window: int | None = 2047  # config.json's value (the released run sees one key more)
     video: InternVideo2Config = field(default_factory=InternVideo2Config.stage2_1b_224p_f4)
     sam2: Sam2Architecture = field(default_factory=hiera_large_sam2)
     num_frames: int = 16
@@ -455,7 +484,7 @@ class VideoGLaMMArchitecture(LVLMArchitecture):
             vocab_size=self.llm_vocab, hidden_size=self.llm_width, intermediate_size=self.llm_mlp,
             num_hidden_layers=self.llm_layers, num_attention_heads=self.llm_heads, num_key_value_heads=self.llm_heads,
             max_position_embeddings=4096, original_max_position_embeddings=4096, rms_norm_eps=1e-5,
-            sliding_window=self.llm_sliding_window, tie_word_embeddings=False, bos_token_id=1, eos_token_id=32000,
+            sliding_window=transformers5_sliding_window(self.llm_sliding_window), tie_word_embeddings=False, bos_token_id=1, eos_token_id=32000,
             pad_token_id=0, rope_parameters=rope_parameters(10000.0, None),
         )
         return VideoGLaMMConfig(
@@ -492,6 +521,16 @@ def _eos_ids(root: Path, tokenizer) -> list[int]:
             raise ValueError(f"{root}: neither generation_config.json nor the tokenizer names an eos token")
         return [tokenizer.eos_token_id]
     return [eos] if isinstance(eos, int) else list(eos)
+
+
+def load_generation_config(path: str | Path) -> dict:
+    """The sampling settings of the checkpoint's ``generation_config.json`` with transformers' defaults
+    (do_sample False, temperature 1.0, top_k 50, top_p 1.0): what ``generate()`` uses when the released
+    code passes none of them."""
+    file = Path(path) / "generation_config.json"
+    raw = json.loads(file.read_text()) if file.exists() else {}
+    defaults = {"do_sample": False, "temperature": 1.0, "top_k": 50, "top_p": 1.0}
+    return {k: (raw[k] if raw.get(k) is not None else v) for k, v in defaults.items()}
 
 
 def load_videoglamm_tokenizer(path: str | Path) -> VideoGLaMMTokenizer:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from litelvlm.lvlm import IMAGE_PLACEHOLDER, IMAGE_TOKEN_INDEX, format_question, tokenize_with_image
+from litelvlm.lvlm import IMAGE_PLACEHOLDER, IMAGE_TOKEN_INDEX, tokenize_with_image
 
-__all__ = ["SYSTEM", "QUESTION", "DEFAULT_ANSWER", "SEG_TOKEN", "video_question", "build_chat", "prompt_ids"]
+__all__ = ["SYSTEM", "QUESTION", "DEFAULT_ANSWER", "SEG_TOKEN", "EXPRESSION_TEXTS", "expression_text", "video_question",
+           "build_chat", "prompt_ids"]
 
 SYSTEM = "You are a helpful AI assistant."
 QUESTION = "What is {expression} in this video? Please respond with segmentation masks."
@@ -12,9 +13,27 @@ DEFAULT_ANSWER = "Sure, [SEG]."
 SEG_TOKEN = "[SEG]"
 
 
-def video_question(expression: str, template: str = QUESTION) -> str:
-    """The question about ``expression`` (lower-cased, as the released evaluations do)."""
-    return format_question(template, expression)
+EXPRESSION_TEXTS = ("strip", "lower", "collapse")
+
+
+def expression_text(expression: str, mode: str = "strip") -> str:
+    """The expression as it goes into the question: ``strip`` (litelvlm: stripped, lower-cased), ``lower``
+    (released Ref-DAVIS17 / Ref-YouTube-VOS: ``exp.lower()`` only) or ``collapse`` (released MeViS: its
+    dataset's ``" ".join(exp.lower().split())``)."""
+    if not isinstance(expression, str) or not expression.strip():
+        raise ValueError(f"empty referring expression: {expression!r}")
+    if mode == "strip":
+        return expression.strip().lower()
+    if mode == "lower":
+        return expression.lower()
+    if mode == "collapse":
+        return " ".join(expression.lower().split())
+    raise ValueError(f"expression_text must be one of {EXPRESSION_TEXTS}, got {mode!r}")
+
+
+def video_question(expression: str, template: str = QUESTION, mode: str = "strip") -> str:
+    """The question about ``expression`` (its text per ``mode``, see ``expression_text``)."""
+    return template.format(expression=expression_text(expression, mode))
 
 
 def build_chat(question: str, num_frames: int = 16, answer: str | None = None) -> str:

@@ -23,59 +23,65 @@ import numpy as np
 import torch
 
 from litelvlm.clip import ClipTowers, load_clip_towers
-from litelvlm.decoding import greedy_generate
+from litelvlm.decoding import Sampling, generate
 from litelvlm.lvlm import IMAGE_TOKEN_INDEX, check_expressions, default_dtype, hidden_before, pick_attn_implementation, splice_and_pad
 from litelvlm.pruning import ClipTokenPruner, get_method
 from litelvlm.pruning.methods import FastVSelector
 from litelvlm.timing import StageTimer
 
 from .fastv import VideoFastVPlan, fastv_quota
-from .io import sample_frame_indices, split_clips
+from .io import SHORT_CLIP_SAMPLING, sample_frame_indices, split_clips
 from .layout import LAYOUTS, layout_frame_tokens
-from .prompt import build_chat, prompt_ids, video_question
+from .prompt import EXPRESSION_TEXTS, build_chat, expression_text, prompt_ids, video_question
 
-__all__ = ["VideoSegmenterConfig", "VideoSegmentationResult", "VideoSegmenter", "load_segmenter_config"]
+__all__ = ["VideoSegmenterConfig", "VideoSegmentationResult", "VideoSegmenter", "load_segmenter_config", "DECODINGS", "SEG_OBJECTS"]
+
+DECODINGS = ("greedy", "checkpoint")
+SEG_OBJECTS = ("union", "first")
 
 
 @dataclass
 class VideoSegmenterConfig:
-    """Choices that are not the model's: how pruned tokens reach the LLM, decoding, clips, masks."""
+    """Choices that are not the model's: how pruned tokens reach the LLM, decoding, clips, masks.
+
+    The presets in ``video/presets/`` set every field: ``default`` (litelvlm) and ``released`` (the
+    released protocol); the README lists where they differ and why."""
 
     layout: str = "cells"  # cells | regrid | unpooled (video/layout.py)
     litelvlm_cell: int = 2  # with layout "cells", LiteLVLM selects at 2x2-cell granularity (0/1: per token)
     num_frames: int = 16
-    clip_length: int = 64
-    answer: str | None = None  # None: greedy generation; a string (e.g. "Sure, [SEG].") is teacher forced
+    clip_length: int | None = 64  # frames per clip; None: the whole video in one clip
+    short_clip_sampling: str = "linspace"  # linspace | repeat_last: sampling of a clip shorter than num_frames
+    answer: str | None = None  # None: generation; a string (e.g. "Sure, [SEG].") is teacher forced
+    decoding: str = "greedy"  # greedy | checkpoint (the checkpoint's generation_config.json: sampling if do_sample)
     max_new_tokens: int = 32
     use_cache: bool = True  # False reproduces the released loop (encoders + full prefill per token)
     mask_mode: str = "propagate"  # propagate | framewise | none (no pixel decoding: LLM-side timing only)
+    seg_objects: str = "union"  # union | first: an expression's mask from all its [SEG] objects, or object 0
     prune_text: str = "question"  # question | expression: what the CLIP text tower scores
+    expression_text: str = "strip"  # strip | lower | collapse (video/prompt.py expression_text)
+    seed: int | None = None  # sampling: a generator seeded per call; None uses torch's global generator
 
     def __post_init__(self):
-        if self.layout not in LAYOUTS:
-            raise ValueError(f"layout must be one of {LAYOUTS}, got {self.layout!r}")
-        if self.mask_mode not in ("propagate", "framewise", "none"):
-            raise ValueError(f"mask_mode must be 'propagate', 'framewise' or 'none', got {self.mask_mode!r}")
-        if self.prune_text not in ("question", "expression"):
-            raise ValueError(f"prune_text must be 'question' or 'expression', got {self.prune_text!r}")
+        choices = {"layout": LAYOUTS, "mask_mode": ("propagate", "framewise", "none"), "prune_text": ("question", "expression"),
+                   "short_clip_sampling": SHORT_CLIP_SAMPLING, "decoding": DECODINGS, "seg_objects": SEG_OBJECTS,
+                   "expression_text": EXPRESSION_TEXTS}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if self.num_frames < 1 or self.num_frames % 4:
             raise ValueError(f"num_frames must be a positive multiple of 4 (InternVideo2 chunks), got {self.num_frames}")
+        if self.clip_length is not None and self.clip_length < 1:
+            raise ValueError(f"clip_length must be a positive number of frames or null (whole video), got {self.clip_length}")
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
 
 
-def load_segmenter_config(path) -> VideoSegmenterConfig:
-    """A ``VideoSegmenterConfig`` from a YAML file of its fields (see configs/videoglamm_*.yaml)."""
-    import yaml
-    from dataclasses import fields
+def load_segmenter_config(path, benchmark: str | None = None) -> VideoSegmenterConfig:
+    """The ``VideoSegmenterConfig`` of a preset (a name in video/presets/ or a YAML path)."""
+    from .preset import load_preset
 
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"segmenter config not found: {p}")
-    raw = yaml.safe_load(p.read_text()) or {}
-    known = {f.name for f in fields(VideoSegmenterConfig)}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ValueError(f"{p}: unknown fields {unknown}; known: {sorted(known)}")
-    return VideoSegmenterConfig(**raw)
+    return load_preset(path, benchmark).segmenter
 
 
 @dataclass
@@ -110,8 +116,10 @@ class VideoSegmenter:
     """Segment referring expressions in a video with VideoGLaMM, pruning CLIP tokens per frame."""
 
     def __init__(self, model, clip: ClipTowers, tokenizer, *, seg_token_id: int, eos_token_ids: set[int],
-                 device="cpu", dtype=torch.float32, config: VideoSegmenterConfig | None = None):
+                 device="cpu", dtype=torch.float32, config: VideoSegmenterConfig | None = None,
+                 generation_config: dict | None = None):
         self.model = model
+        self.generation_config = dict(generation_config or {})
         self.clip = clip
         self.tokenizer = tokenizer
         self.seg_token_id = seg_token_id
@@ -124,17 +132,19 @@ class VideoSegmenter:
     @classmethod
     def from_pretrained(cls, checkpoint: str | Path, vision_tower: str | Path | None = None, video_tower: str | Path | None = None,
                         device: str = "cpu", dtype: torch.dtype | None = None, attn_implementation: str | None = None,
-                        **config) -> "VideoSegmenter":
-        """Load from a local VideoGLaMM folder, a local CLIP folder and (optionally) the InternVideo2 ``.pt``."""
-        from .model import VideoGLaMM, load_videoglamm_tokenizer
+                        clip_attn_implementation: str | None = None, **config) -> "VideoSegmenter":
+        """Load from a local VideoGLaMM folder, a local CLIP folder and (optionally) the InternVideo2 ``.pt``.
+        ``config``: ``VideoSegmenterConfig`` fields."""
+        from .model import VideoGLaMM, load_generation_config, load_videoglamm_tokenizer
 
         dtype = dtype or default_dtype(device)
+        segmenter_config = VideoSegmenterConfig(**config)  # bad options fail before any weight is read
         model = VideoGLaMM.from_checkpoint(checkpoint, video_tower=video_tower, device=device, dtype=dtype,
                                            attn_implementation=pick_attn_implementation(device, attn_implementation))
-        clip = load_clip_towers(vision_tower or model.config.vision_tower, device, dtype)
+        clip = load_clip_towers(vision_tower or model.config.vision_tower, device, dtype, attn_implementation=clip_attn_implementation)
         tokenizer, ids = load_videoglamm_tokenizer(checkpoint)
         return cls(model, clip, tokenizer, seg_token_id=ids["seg"], eos_token_ids=set(ids["eos"]), device=device,
-                   dtype=dtype, config=VideoSegmenterConfig(**config))
+                   dtype=dtype, config=segmenter_config, generation_config=load_generation_config(checkpoint))
 
     # ------------------------------------------------------------------ per clip
     def _encode_clip(self, sampled: np.ndarray, timer: StageTimer) -> _ClipEncoding:
@@ -184,7 +194,11 @@ class VideoSegmenter:
         hidden = self.model.prefill_hidden(batch.inputs_embeds, batch.attention_mask)
         return hidden_before(hidden, batch.token_ids, self.seg_token_id), None
 
-    def _generate(self, prompt_fn, question: str, plan: VideoFastVPlan | None):
+    def _sampling(self) -> Sampling | None:
+        """None (greedy) unless the config follows the checkpoint and its generation config samples."""
+        return Sampling.from_generation_config(self.generation_config) if self.config.decoding == "checkpoint" else None
+
+    def _generate(self, prompt_fn, question: str, plan: VideoFastVPlan | None, generator: torch.Generator | None):
         """Greedy generation for one expression, and with FastV the prompt prefill's kept CLIP indices."""
         ids = prompt_ids(build_chat(question, self.config.num_frames), self.tokenizer)
 
@@ -195,9 +209,9 @@ class VideoSegmenter:
         if plan is not None:  # the prompt's token ids (-1 at visual positions) from the clip's visual tokens
             prompt_token_ids = splice_and_pad([ids], [[prompt_fn.first]], self.model.embed_tokens, IMAGE_TOKEN_INDEX).token_ids
             forward = plan.generation_forward(self.model.llm, prompt_token_ids, self.config.use_cache)
-        gen = greedy_generate(self.model.llm, embeds, max_new_tokens=self.config.max_new_tokens,
-                              eos_token_ids=self.eos_token_ids, seg_token_id=self.seg_token_id,
-                              use_cache=self.config.use_cache, forward=forward)
+        gen = generate(self.model.llm, embeds, max_new_tokens=self.config.max_new_tokens, eos_token_ids=self.eos_token_ids,
+                       seg_token_id=self.seg_token_id, use_cache=self.config.use_cache, forward=forward,
+                       sampling=self._sampling(), generator=generator)
         return gen, (plan.clip_indices(forward.kept) if plan is not None else None)
 
     def _visual_source(self, sampled, first, text_embeds, e, budget, selector, timer):
@@ -216,7 +230,7 @@ class VideoSegmenter:
         return visual
 
     def _segment_clip(self, clip_frames, text_embeds, questions, budget, selector, timer, stats) -> tuple[np.ndarray, list, list]:
-        sampled = clip_frames[sample_frame_indices(len(clip_frames), self.config.num_frames)]
+        sampled = clip_frames[sample_frame_indices(len(clip_frames), self.config.num_frames, self.config.short_clip_sampling)]
         enc = self._encode_clip(sampled, timer)
         visual, kept, plan = [], [], None
         with timer("selection"):
@@ -247,7 +261,7 @@ class VideoSegmenter:
         with timer("llm_generate"):
             for e, q in enumerate(questions):
                 source = self._visual_source(sampled, visual[e], text_embeds, e, budget, selector, timer)
-                gen, frame_kept = self._generate(source, q, plan)
+                gen, frame_kept = self._generate(source, q, plan, stats["generator"])
                 seg_states.append(gen.seg_hidden)
                 answers.append(self.tokenizer.decode(gen.token_ids))
                 fastv_kept.append(frame_kept)
@@ -255,7 +269,8 @@ class VideoSegmenter:
         return seg_states, answers, (fastv_kept if plan is not None else None)
 
     def _clip_masks(self, clip_frames: np.ndarray, seg_states: list[torch.Tensor]) -> np.ndarray:
-        """(E, T, H, W): union over each expression's [SEG] objects; empty where it has none."""
+        """(E, T, H, W): each expression's mask, the union of its [SEG] objects (``seg_objects="first"``:
+        object 0 only, every object still propagated as released); empty where it has none."""
         num, (t, h, w) = len(seg_states), clip_frames.shape[:3]
         masks = np.zeros((num, t, h, w), dtype=bool)
         counts = [s.shape[0] for s in seg_states]
@@ -265,9 +280,10 @@ class VideoSegmenter:
         objects = self.model.pixel_decoder.segment(clip_frames, prompts, (h, w), mode=self.config.mask_mode)
         objects = objects.cpu().numpy() if isinstance(objects, torch.Tensor) else np.asarray(objects)
         start = 0
+        take = 1 if self.config.seg_objects == "first" else None  # released: object 0 of several [SEG]
         for e, n in enumerate(counts):
             if n:
-                masks[e] = objects[start : start + n].any(axis=0)
+                masks[e] = objects[start : start + (take or n)].any(axis=0)
             start += n
         return masks
 
@@ -290,12 +306,14 @@ class VideoSegmenter:
             method = "none"
         selector = self._selector(method)
         timer = StageTimer(self.device)
-        questions = [video_question(e) for e in expressions]
+        questions = [video_question(e, mode=self.config.expression_text) for e in expressions]
         calls_before = self.pruner.text_calls
         with timer("clip_text"):  # once per expression for the whole video
-            texts = questions if self.config.prune_text == "question" else [e.strip().lower() for e in expressions]
+            texts = questions if self.config.prune_text == "question" else [expression_text(e, self.config.expression_text) for e in expressions]
             text_embeds = self.pruner.text_embeds(texts) if selector.uses_text else None
-        stats = {"clip_tokens": [], "video_tokens": 0, "forward_passes": 0, "seg_counts": [0] * len(expressions)}
+        generator = None if self.config.seed is None else torch.Generator().manual_seed(self.config.seed)
+        stats = {"clip_tokens": [], "video_tokens": 0, "forward_passes": 0, "seg_counts": [0] * len(expressions),
+                 "generator": generator}
         masks, kept, answers = [], [[] for _ in expressions], [[] for _ in expressions]
         for clip in split_clips(len(frames), self.config.clip_length):
             clip_masks, clip_kept, clip_answers = self._segment_clip(frames[clip.start : clip.stop], text_embeds, questions,

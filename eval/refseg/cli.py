@@ -14,7 +14,7 @@ from eval.common.cli import run_harness_cli
 from eval.common.stats import load_stats
 from eval.common.table import print_table
 
-from .config import DEFAULT_VISION_TOWER, DTYPES, RefSegConfig
+from .config import ATTN_IMPLEMENTATIONS, DEFAULT_VISION_TOWER, DTYPES, RefSegConfig
 from .protocols import PROTOCOLS
 from .runner import SegmenterFactory, run_refseg
 
@@ -39,12 +39,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="visual tokens kept per image (default: %(default)s = all)")
     p.add_argument("--method", default="litelvlm", help="token-pruning method (default: %(default)s)")
     p.add_argument("--protocol", choices=sorted(PROTOCOLS), default="all",
-                   help="all: every sentence, fixed template; glamm: released sampling, seeded (default: all)")
+                   help="all: every sentence, fixed template, union ground truth; glamm: the released procedure (up to 3 "
+                        "sampled sentences per image in one conversation, seeded; summed-polygon ground truth and the "
+                        "released gIoU; bf16 with eager attention unless --dtype / --attn-implementation say otherwise) "
+                        "(default: all)")
     p.add_argument("--seed", type=int, default=0, help="seed of the glamm protocol's draws (default: 0)")
     p.add_argument("--limit", type=int, help="evaluate only the first N images (sorted by id)")
     p.add_argument("--resume", action="store_true", help="continue a run from its records files")
     p.add_argument("--device", default="auto", help="'auto' (cuda:LOCAL_RANK if available, else cpu) or a device")
-    p.add_argument("--dtype", choices=DTYPES, default="auto", help="model dtype (auto: the model's default)")
+    p.add_argument("--dtype", choices=DTYPES, default="auto",
+                   help="model dtype (auto: bfloat16 for --protocol glamm as released, else fp32 on CPU / bf16 on GPU)")
+    p.add_argument("--attn-implementation", "--attn_implementation", dest="attn_implementation",
+                   choices=ATTN_IMPLEMENTATIONS, default="auto",
+                   help="attention of CLIP and the LLM (auto: eager for --protocol glamm, the released transformers 4 "
+                        "path whose bf16 rounding decides ties among kept tokens; else SDPA / flash-attn)")
     p.add_argument("--predictions", help="score saved predictions (JSONL of ref_id, sent_id, rle) instead of a model")
     p.add_argument("--allow-missing", "--allow_missing", dest="allow_missing", action="store_true",
                    help="with --predictions: score expressions without a prediction as empty masks")
@@ -67,7 +75,8 @@ def config_from_args(args: argparse.Namespace) -> RefSegConfig:
         checkpoint=args.version, vision_tower=args.vision_tower, budget=args.budget, method=args.method,
         protocol=args.protocol, seed=args.seed, limit=args.limit, resume=args.resume, device=args.device,
         dtype=args.dtype, predictions=args.predictions, allow_missing=args.allow_missing,
-        save_masks=args.save_masks, segmenter_factory=args.segmenter_factory, dist_backend=args.dist_backend)
+        save_masks=args.save_masks, segmenter_factory=args.segmenter_factory, dist_backend=args.dist_backend,
+        attn_implementation=args.attn_implementation)
 
 
 def show_stats(results_path: str) -> None:

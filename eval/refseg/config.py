@@ -9,10 +9,11 @@ from pathlib import Path
 from .dataset import parse_refer_seg_data
 from .protocols import PROTOCOLS
 
-__all__ = ["DEFAULT_VISION_TOWER", "DTYPES", "RefSegConfig"]
+__all__ = ["DEFAULT_VISION_TOWER", "DTYPES", "ATTN_IMPLEMENTATIONS", "RefSegConfig"]
 
 DEFAULT_VISION_TOWER = "openai/clip-vit-large-patch14-336"
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+ATTN_IMPLEMENTATIONS = ("auto", "eager", "sdpa", "flash_attention_2")
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class RefSegConfig:
     save_masks: bool = False
     segmenter_factory: str | None = None
     dist_backend: str | None = None
+    attn_implementation: str = "auto"
 
     def __post_init__(self) -> None:
         parse_refer_seg_data(self.refer_seg_data)
@@ -48,6 +50,8 @@ class RefSegConfig:
             raise ValueError(f"--limit must be a positive number of images, got {self.limit}")
         if self.dtype not in DTYPES:
             raise ValueError(f"--dtype must be one of {DTYPES}, got {self.dtype!r}")
+        if self.attn_implementation not in ATTN_IMPLEMENTATIONS:
+            raise ValueError(f"--attn-implementation must be one of {ATTN_IMPLEMENTATIONS}, got {self.attn_implementation!r}")
         if not self.method or not re.fullmatch(r"[A-Za-z0-9_.+-]+", self.method):
             raise ValueError(f"--method must be a method name (letters, digits, _ . + -), got {self.method!r}")
         if self.allow_missing and not self.predictions:
@@ -75,6 +79,20 @@ class RefSegConfig:
             parts.append("pred")
         return "_".join(parts)
 
+    @property
+    def model_dtype(self) -> str:
+        """The dtype the model runs in: --dtype, or for ``auto`` bfloat16 under the released glamm protocol."""
+        if self.dtype != "auto":
+            return self.dtype
+        return "bfloat16" if self.protocol == "glamm" else "auto"
+
+    @property
+    def model_attn_implementation(self) -> str | None:
+        """CLIP's and the LLM's attention: --attn-implementation, or for ``auto`` eager under glamm (released)."""
+        if self.attn_implementation != "auto":
+            return self.attn_implementation
+        return "eager" if self.protocol == "glamm" else None
+
     def run_meta(self) -> dict:
         """Inputs that must not change when a run is resumed."""
         def absolute(p: str | None) -> str | None:
@@ -82,5 +100,6 @@ class RefSegConfig:
 
         return {"checkpoint": absolute(self.checkpoint), "vision_tower": self.vision_tower,
                 "dataset_dir": absolute(self.dataset_dir), "predictions": absolute(self.predictions),
-                "allow_missing": self.allow_missing, "dtype": self.dtype,
+                "allow_missing": self.allow_missing, "dtype": self.model_dtype,
+                "attn_implementation": self.model_attn_implementation,
                 "segmenter_factory": self.segmenter_factory}

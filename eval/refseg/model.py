@@ -26,5 +26,7 @@ def build_segmenter(config: RefSegConfig) -> Any:
                  "pass the local openai/clip-vit-large-patch14-336 folder with --vision-tower or VISION_TOWER")
     from litelvlm.glamm import GLaMMSegmenter
 
+    attn = config.model_attn_implementation
     return GLaMMSegmenter.from_pretrained(config.checkpoint, vision_tower=config.vision_tower,
-                                          device=resolve_device(config.device), dtype=resolve_dtype(config.dtype))
+                                          device=resolve_device(config.device), dtype=resolve_dtype(config.model_dtype),
+                                          attn_implementation=attn, clip_attn_implementation=attn)

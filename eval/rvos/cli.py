@@ -42,11 +42,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num_retain_tokens", "--num-retain-tokens", dest="budget", type=int, default=FULL_TOKENS,
                    metavar="N", help="CLIP tokens kept per frame (default: %(default)s = all, no pruning)")
     p.add_argument("--method", default="litelvlm", help="token-pruning method (default: %(default)s)")
+    p.add_argument("--preset", default="released",
+                   help="VideoGLaMM settings: 'released' (the released protocol per benchmark: whole videos for mevis/ytvos, "
+                        "64-frame clips for davis, object 0, 512 sampled new tokens, fp16 eager on GPU), 'default' "
+                        "(litelvlm's own, see README) or a YAML path (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random generators, per video (default: 0)")
     p.add_argument("--limit", type=int, help="evaluate only the first N videos (dataset order)")
     p.add_argument("--resume", action="store_true", help="continue a run from its records; retries failed ones")
     p.add_argument("--device", default="auto", help="'auto' (cuda:LOCAL_RANK if available, else cpu) or a device")
-    p.add_argument("--dtype", choices=DTYPES, default="auto", help="model dtype (auto: the model's default)")
+    p.add_argument("--dtype", choices=DTYPES, default="auto", help="model dtype (auto: the preset's, else the device's default)")
     p.add_argument("--predictions", metavar="PRED_DIR",
                    help="score PRED_DIR/<video>/<exp_id>/<frame>.png (nonzero = object) instead of running a model")
     p.add_argument("--allow-missing", "--allow_missing", dest="allow_missing", action="store_true",
@@ -77,7 +81,7 @@ def config_from_args(args: argparse.Namespace) -> RVOSConfig:
         method=args.method, seed=args.seed, limit=args.limit, resume=args.resume, device=args.device,
         dtype=args.dtype, predictions=args.predictions, allow_missing=args.allow_missing,
         davis_annotations=args.davis_annotations, segmenter_factory=args.segmenter_factory,
-        dist_backend=args.dist_backend)
+        dist_backend=args.dist_backend, preset=args.preset)
 
 
 def _percent(value) -> float | None:

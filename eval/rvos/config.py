@@ -38,6 +38,7 @@ class RVOSConfig:
     davis_annotations: str | None = None
     segmenter_factory: str | None = None
     dist_backend: str | None = None
+    preset: str = "released"
 
     def __post_init__(self) -> None:
         if self.benchmark not in BENCHMARKS:
@@ -53,6 +54,8 @@ class RVOSConfig:
             raise ValueError(f"--dtype must be one of {DTYPES}, got {self.dtype!r}")
         if not self.method or not re.fullmatch(r"[A-Za-z0-9_.+-]+", self.method):
             raise ValueError(f"--method must be a method name (letters, digits, _ . + -), got {self.method!r}")
+        if not self.preset or not re.fullmatch(r"[A-Za-z0-9_./~-]+", self.preset):
+            raise ValueError(f"--preset must be a preset name (released, default) or a YAML path, got {self.preset!r}")
         if self.davis_annotations and self.benchmark != "davis":
             raise ValueError("--davis-annotations only applies to --benchmark davis")
         if self.predictions is None:
@@ -83,6 +86,8 @@ class RVOSConfig:
     def run_id(self) -> str:
         """Name of this run's records and predictions folder: what it evaluates and how (not --limit)."""
         run_id = f"{self.benchmark}_{self.split_name}_{self.method}_b{self.budget}"
+        if self.preset != "released" and not self.predictions:  # the released protocol keeps the plain name
+            run_id += "_" + Path(self.preset).stem
         return run_id + "_pred" if self.predictions else run_id
 
     @property
@@ -105,4 +110,4 @@ class RVOSConfig:
         return {"checkpoint": absolute(self.checkpoint), "vision_tower": self.vision_tower,
                 "video_tower": absolute(self.video_tower), "dataset_dir": absolute(self.dataset_dir),
                 "davis_annotations": absolute(self.davis_annotations), "dtype": self.dtype, "seed": self.seed,
-                "segmenter_factory": self.segmenter_factory}
+                "segmenter_factory": self.segmenter_factory, "preset": self.preset}

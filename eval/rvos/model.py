@@ -30,6 +30,7 @@ def _require(path: str, what: str, hint: str, is_file: bool = False) -> None:
 
 def check_model_inputs(config: RVOSConfig) -> None:
     """Fail early (before any record is written) on a bad ``--segmenter-factory`` or missing checkpoint paths."""
+    run_preset(config)  # a bad preset fails before any work
     if config.segmenter_factory:
         import_callable(config.segmenter_factory)
         return
@@ -41,16 +42,31 @@ def check_model_inputs(config: RVOSConfig) -> None:
                  "pass the InternVideo2-Stage2 1B .pt file with --video-tower or VIDEO_TOWER", is_file=True)
 
 
+def run_preset(config: RVOSConfig):
+    """The run's ``VideoPreset`` (video/presets/), with the benchmark's overrides applied."""
+    from video.preset import load_preset
+
+    return load_preset(config.preset, config.benchmark)
+
+
 def build_video_segmenter(config: RVOSConfig) -> Any:
-    """The segmenter of this run: ``--segmenter-factory`` if given (called with the config), else VideoGLaMM."""
+    """The segmenter of this run: ``--segmenter-factory`` if given (called with the config), else VideoGLaMM built
+    as ``--preset`` says (dtype, attention, segmenter settings); an explicit ``--dtype`` wins over the preset's."""
     if config.segmenter_factory:
         return import_callable(config.segmenter_factory)(config)
     check_model_inputs(config)
+    from dataclasses import asdict
+
     from video.segmenter import VideoSegmenter
 
+    preset = run_preset(config)
+    device = resolve_device(config.device)
+    dtype = resolve_dtype(config.dtype) if config.dtype != "auto" else preset.dtype(device)
     return VideoSegmenter.from_pretrained(checkpoint=config.checkpoint, vision_tower=config.vision_tower,
-                                          video_tower=config.video_tower, device=resolve_device(config.device),
-                                          dtype=resolve_dtype(config.dtype))
+                                          video_tower=config.video_tower, device=device, dtype=dtype,
+                                          attn_implementation=preset.attn_implementation(),
+                                          clip_attn_implementation=preset.clip_attn_implementation(),
+                                          **asdict(preset.segmenter))
 
 
 @dataclass

@@ -66,14 +66,17 @@ class GLaMMSegmenter:
         device: str = "cpu",
         dtype: torch.dtype | None = None,
         attn_implementation: str | None = None,
+        clip_attn_implementation: str | None = None,
     ) -> "GLaMMSegmenter":
         """Load GLaMM from a local GLaMM-RefSeg folder and CLIP from ``vision_tower`` (a local folder;
-        default: the path named in the checkpoint's config)."""
+        default: the path named in the checkpoint's config). The released evaluation ran bf16 with
+        transformers 4's eager attention: ``dtype=torch.bfloat16, clip_attn_implementation="eager"``
+        reproduces its kept tokens (``litelvlm precision`` measures how much SDPA changes them)."""
         from ..tokenizer import ReleasedLlamaTokenizer
 
         dtype = dtype or default_dtype(device)
         model = GLaMM.from_checkpoint(glamm_dir, device, dtype, pick_attn_implementation(device, attn_implementation))
-        clip = load_clip_towers(vision_tower or model.config.vision_tower, device, dtype)
+        clip = load_clip_towers(vision_tower or model.config.vision_tower, device, dtype, attn_implementation=clip_attn_implementation)
         tokenizer = ReleasedLlamaTokenizer.from_pretrained(glamm_dir)  # the released ids from the checkpoint's tokenizer.model
         return cls(model, clip, tokenizer, device, dtype)
 

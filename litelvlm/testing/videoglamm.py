@@ -15,46 +15,9 @@ from pathlib import Path
 import torch
 
 from .clip import make_tiny_clip
-from .glamm import write_llama_tokenizer, write_sharded
+from .glamm import write_sharded
 
-__all__ = ["make_tiny_videoglamm", "write_phi3_tokenizer", "PHI3_SPECIAL_TOKENS", "VIDEOGLAMM_ADDED_TOKENS"]
-
-# Phi-3-mini-4k-instruct's added tokens (ids 32000..32010 after the 32000 sentencepiece pieces), in id order.
-PHI3_SPECIAL_TOKENS = (
-    "<|endoftext|>", "<|assistant|>", "<|placeholder1|>", "<|placeholder2|>", "<|placeholder3|>", "<|placeholder4|>",
-    "<|system|>", "<|end|>", "<|placeholder5|>", "<|placeholder6|>", "<|user|>",
-)
-VIDEOGLAMM_ADDED_TOKENS = PHI3_SPECIAL_TOKENS + ("[SEG]",)  # VideoGLaMM: tokenizer.add_tokens("[SEG]")
-PHI3_MAX_LENGTH = 4096
-
-
-def _token_entry(content: str, *, special: bool, rstrip: bool = False) -> dict:
-    return {"content": content, "lstrip": False, "normalized": not special, "rstrip": rstrip, "single_word": False, "special": special}
-
-
-def write_phi3_tokenizer(out: Path) -> dict[str, int]:
-    """A tiny sentencepiece ``tokenizer.model`` plus the tokenizer files a VideoGLaMM checkpoint saves:
-    Phi-3's special tokens right after the pieces, then ``[SEG]`` (a normal added token), pad = ``<unk>``,
-    eos = ``<|endoftext|>``, no BOS added. Returns the token -> id map of the added tokens plus ``vocab_size``."""
-    vocab = write_llama_tokenizer(out, added=VIDEOGLAMM_ADDED_TOKENS, model_max_length=PHI3_MAX_LENGTH)
-    first = vocab - len(VIDEOGLAMM_ADDED_TOKENS)
-    ids = {tok: first + i for i, tok in enumerate(VIDEOGLAMM_ADDED_TOKENS)}
-    decoder = {"0": _token_entry("<unk>", special=True), "1": _token_entry("<s>", special=True),
-               "2": dict(_token_entry("</s>", special=False, rstrip=True), normalized=False)}
-    for tok, i in ids.items():
-        entry = _token_entry(tok, special=True, rstrip=tok != "<|endoftext|>") if tok != "[SEG]" else _token_entry(tok, special=False)
-        decoder[str(i)] = entry
-    (out / "tokenizer_config.json").write_text(json.dumps({
-        "add_bos_token": False, "add_eos_token": False, "added_tokens_decoder": decoder, "bos_token": "<s>",
-        "clean_up_tokenization_spaces": False, "eos_token": "<|endoftext|>", "legacy": False,
-        "model_max_length": PHI3_MAX_LENGTH, "pad_token": "<unk>", "padding_side": "left", "sp_model_kwargs": {},
-        "tokenizer_class": "LlamaTokenizer", "unk_token": "<unk>", "use_default_system_prompt": False,
-    }, indent=2))
-    (out / "special_tokens_map.json").write_text(json.dumps(
-        {"bos_token": "<s>", "eos_token": "<|endoftext|>", "pad_token": "<unk>", "unk_token": "<unk>"}, indent=2))
-    (out / "added_tokens.json").write_text(json.dumps(ids, indent=2))
-    return dict(ids, vocab_size=vocab)
-
+__all__ = ["make_tiny_videoglamm"]
 
 def _linear_pair(generator: torch.Generator, fan_in: int, fan_out: int) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.randn(fan_out, fan_in, generator=generator) / fan_in**0.5, 0.02 * torch.randn(fan_out, generator=generator)
@@ -88,7 +51,7 @@ def _video_tower_state(video_config, seed: int) -> dict[str, torch.Tensor]:
 
 
 def _config_json(*, hidden: int, layers: int, heads: int, vocab: int, ids: dict, clip_width: int, video_width: int,
-                 out_dim: int, dtype: torch.dtype) -> dict:
+                 out_dim: int, dtype: torch.dtype, sliding_window: int) -> dict:
     from video.model import CLIP_TOWER_NAME, VIDEO_TOWER_NAME
 
     return {
@@ -105,7 +68,7 @@ def _config_json(*, hidden: int, layers: int, heads: int, vocab: int, ids: dict,
         "num_attention_heads": heads, "num_hidden_layers": layers, "num_key_value_heads": heads,
         "original_max_position_embeddings": 4096, "out_dim": out_dim, "pad_token_id": 0, "pretrain_image_mm_mlp_adapter": None,
         "pretrain_mm_mlp_adapter": None, "resid_pdrop": 0.0, "rms_norm_eps": 1e-05, "rope_scaling": None, "rope_theta": 10000.0,
-        "seg_token_idx": ids["[SEG]"], "sliding_window": 2047, "tie_word_embeddings": False,
+        "seg_token_idx": ids["[SEG]"], "sliding_window": sliding_window, "tie_word_embeddings": False,
         "torch_dtype": str(dtype).replace("torch.", ""), "train_mask_decoder": True, "use_cache": False, "use_mm_proj": True,
         "use_sam2": True, "vision_tower": VIDEO_TOWER_NAME, "vocab_size": vocab,
     }
@@ -113,12 +76,13 @@ def _config_json(*, hidden: int, layers: int, heads: int, vocab: int, ids: dict,
 
 def make_tiny_videoglamm(out_dir: str | Path, *, weight_format: str = "bin", num_shards: int = 2, dtype: torch.dtype = torch.bfloat16,
                          hidden: int = 64, layers: int = 2, heads: int = 4, seed: int = 0,
-                         include_video_tower: bool = True) -> dict[str, Path]:
+                         include_video_tower: bool = True, sliding_window: int = 2047, extra_state: dict | None = None) -> dict[str, Path]:
     """Write a tiny random VideoGLaMM setup under ``out_dir``; return the keyword arguments of
     ``VideoSegmenter.from_pretrained``: ``{"checkpoint": dir, "vision_tower": CLIP dir, "video_tower": .pt}``.
 
     ``weight_format`` "bin" is what the release uses (``pytorch_model-*.bin`` + index); "safetensors" is
     also accepted. ``include_video_tower=False`` leaves ``model.vision_tower.*`` out of the checkpoint.
+    ``sliding_window``: config.json's Phi-3 window (Phi-3-mini-4k: 2047); ``extra_state``: tensors added as is.
     """
     from video.internvideo2 import InternVideo2Config, write_tiny_internvideo2
     from video.sam2 import VIDEOGLAMM_SAM2_PREFIX, tiny_sam2_architecture, write_tiny_sam2_state_dict
@@ -130,6 +94,8 @@ def make_tiny_videoglamm(out_dir: str | Path, *, weight_format: str = "bin", num
     write_tiny_internvideo2(video_pt, video_config, seed=seed)
     ckpt = root / "VideoGLaMM"
     ckpt.mkdir(parents=True, exist_ok=True)
+    from video.tokenizer_files import write_phi3_tokenizer
+
     ids = write_phi3_tokenizer(ckpt)
     vocab = ids.pop("vocab_size")
     clip_width = json.loads((clip_dir / "config.json").read_text())["vision_config"]["hidden_size"]
@@ -143,9 +109,10 @@ def make_tiny_videoglamm(out_dir: str | Path, *, weight_format: str = "bin", num
     state.update({VIDEOGLAMM_SAM2_PREFIX + k: v for k, v in sam2.items()})
     if include_video_tower:
         state.update(_video_tower_state(video_config, seed))
+    state.update(extra_state or {})
     write_sharded({k: v.to(dtype) for k, v in state.items()}, ckpt, weight_format=weight_format, num_shards=num_shards)
     config = _config_json(hidden=hidden, layers=layers, heads=heads, vocab=vocab, ids=ids, clip_width=clip_width,
-                          video_width=video_config.width, out_dim=out_dim, dtype=dtype)
+                          video_width=video_config.width, out_dim=out_dim, dtype=dtype, sliding_window=sliding_window)
     (ckpt / "config.json").write_text(json.dumps(config, indent=2))
     eos = [ids["<|endoftext|>"], ids["<|assistant|>"], ids["<|end|>"]]
     (ckpt / "generation_config.json").write_text(json.dumps(

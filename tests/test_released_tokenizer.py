@@ -191,3 +191,35 @@ def test_seg_positions_follow_from_the_released_ids(toks, variant):
     assert read == [i + visual - 2 for i in seg_index]
     released_mask = torch.cat([torch.zeros(visual - 1, dtype=torch.bool), torch.tensor(ids[1:]) == ADDED["[SEG]"], torch.zeros(1, dtype=torch.bool)])
     assert released_mask.nonzero().flatten().tolist() == read
+
+
+# ---------------------------------------------------------------------------- ids written by the released transformers
+
+FIXTURES = __import__("pathlib").Path(__file__).parent / "fixtures" / "tokenizers"
+
+
+@pytest.mark.parametrize("name, rules, legacy", [
+    ("glamm_legacy_absent", "4.31", None), ("glamm_legacy_false", "4.31", None), ("glamm_plain_eos", "4.31", None),
+    ("glamm_legacy_false@4.28", "4.31", True), ("phi3_videoglamm", "4.41", None),
+])
+def test_ids_equal_those_the_released_transformers_wrote(name, rules, legacy):
+    """tests/fixtures/tokenizers/expected_ids.json: ids from transformers 4.31.0 / 4.28.0 (GLaMM) and 4.41.2
+    (VideoGLaMM) slow tokenizers on these folders (make_fixture.py there), 155 texts each."""
+    expected = json.loads((FIXTURES / "expected_ids.json").read_text())[name]
+    tok = ReleasedLlamaTokenizer.from_pretrained(FIXTURES / name.split("@")[0], rules=rules, legacy=legacy)
+    got = [tok(text).input_ids for text in expected["texts"]]
+    mismatched = [t for t, g, e in zip(expected["texts"], got, expected["ids"]) if g != e]
+    assert not mismatched, f"{len(mismatched)} texts differ from transformers {expected['transformers']}, e.g. {mismatched[:3]}"
+
+
+def test_videoglamm_prompt_keeps_the_leading_piece_of_the_released_tokenizer():
+    """The VideoGLaMM prompt starts with <|system|>, an added token outside all_special_tokens: transformers 4.41
+    keeps the "▁" it puts in front (Phi-3 id 29871); transformers 5 does not."""
+    from video.prompt import build_chat, prompt_ids, video_question
+
+    tok = ReleasedLlamaTokenizer.from_pretrained(FIXTURES / "phi3_videoglamm", rules="4.41")
+    ids = prompt_ids(build_chat(video_question("the dog"), 16, "Sure, [SEG]."), tok)
+    system = tok.convert_tokens_to_ids("<|system|>")
+    assert ids[:2] == [tok.sp_model.piece_to_id(SPIECE_UNDERLINE), system] and ids.count(IMAGE_TOKEN_INDEX) == 1
+    assert ids[ids.index(IMAGE_TOKEN_INDEX) + 1 : ids.index(IMAGE_TOKEN_INDEX) + 3] == [tok.sp_model.piece_to_id(SPIECE_UNDERLINE),
+                                                                                      tok.sp_model.piece_to_id("<0x0A>")]

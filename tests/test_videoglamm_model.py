@@ -130,7 +130,8 @@ def test_tokenizer_gives_seg_placeholder_and_eos_ids(tiny):
     assert tokenizer.convert_tokens_to_ids("<|user|>") == seg - 1 and tokenizer.eos_token == "<|endoftext|>"
     assert ids["eos"] == tokenizer.convert_tokens_to_ids(["<|endoftext|>", "<|assistant|>", "<|end|>"])
     ids_ = tokenizer("<|user|>\nWhat is the dog in this video?<|end|>\n<|assistant|>\nSure, [SEG].").input_ids
-    assert ids_.count(seg) == 1 and ids_[0] == tokenizer.convert_tokens_to_ids("<|user|>")  # no BOS added
+    # no BOS added; the released 4.41 slow tokenizer keeps a leading "▁" before <|user|> (not an all_special_token)
+    assert ids_.count(seg) == 1 and ids_[:2] == [tokenizer.convert_tokens_to_ids("\u2581"), tokenizer.convert_tokens_to_ids("<|user|>")]
 
 
 def test_tokenizer_disagreeing_with_config_is_refused(tiny, tmp_path):

@@ -23,22 +23,22 @@ ANSWER_TOKENS = 8  # the short answer whose decoding is compared with and withou
 def build_random_video_segmenter(scale: str, device="cpu", dtype=None, seed: int = 0, **config):
     """A ``VideoSegmenter`` over random weights of VideoGLaMM at ``scale`` (full / default / quick)."""
     import torch
-    from transformers import LlamaTokenizer
 
     from litelvlm.bench.image import SCALES
-    from .tokenizer_files import write_phi3_tokenizer
+    from litelvlm.tokenizer import ReleasedLlamaTokenizer
 
     from .model import VideoGLaMM, VideoGLaMMArchitecture
     from .segmenter import VideoSegmenter, VideoSegmenterConfig
+    from .tokenizer_files import write_phi3_tokenizer
 
     dtype = dtype or torch.float32
     width, depth = SCALES[scale]
     arch = VideoGLaMMArchitecture.full() if scale == "full" else VideoGLaMMArchitecture.full().scaled(width, depth)
     model = VideoGLaMM.from_architecture(arch, device, dtype, seed=seed)
     clip = random_clip_towers(arch, device, dtype)
-    with tempfile.TemporaryDirectory() as tmp, quiet_transformers():
+    with tempfile.TemporaryDirectory() as tmp:
         ids = write_phi3_tokenizer(Path(tmp))
-        tokenizer = LlamaTokenizer.from_pretrained(tmp)
+        tokenizer = ReleasedLlamaTokenizer.from_pretrained(tmp, rules="4.41")
     # no eos: decoding always runs the full answer length, so both decoding modes do the same work
     return VideoSegmenter(model, clip, tokenizer, seg_token_id=ids["[SEG]"], eos_token_ids=set(), device=device,
                           dtype=dtype, config=VideoSegmenterConfig(**config)), arch

@@ -534,13 +534,14 @@ def load_generation_config(path: str | Path) -> dict:
 
 
 def load_videoglamm_tokenizer(path: str | Path) -> VideoGLaMMTokenizer:
-    """The Phi-3 sentencepiece tokenizer saved with a VideoGLaMM checkpoint and its ``seg`` / ``image`` /
-    ``eos`` ids. Raises when ``[SEG]`` is unknown or disagrees with ``seg_token_idx`` in config.json."""
-    from transformers import LlamaTokenizer
+    """The Phi-3 sentencepiece tokenizer saved with a VideoGLaMM checkpoint, tokenizing as the released
+    transformers 4.41 slow tokenizer does (``litelvlm.tokenizer``, rules 4.41: a prompt starting with
+    ``<|system|>`` keeps its leading ``▁``), and its ``seg`` / ``image`` / ``eos`` ids. Raises when ``[SEG]``
+    is unknown or disagrees with ``seg_token_idx`` in config.json."""
+    from litelvlm.tokenizer import ReleasedLlamaTokenizer
 
     root = require_local_dir(path, "VideoGLaMM checkpoint", must_contain=("tokenizer.model",))
-    with quiet_transformers():
-        tokenizer = LlamaTokenizer.from_pretrained(root)
+    tokenizer = ReleasedLlamaTokenizer.from_pretrained(root, rules="4.41")
     seg = tokenizer.convert_tokens_to_ids(SEG_TOKEN)
     if seg is None or seg == tokenizer.unk_token_id:
         raise ValueError(f"the tokenizer in {root} does not know the {SEG_TOKEN} token: wrong checkpoint folder?")

@@ -234,3 +234,14 @@ def test_harness_builds_the_preset_segmenter(tmp_path, windowed_kwargs):
     assert seg.generation_config["do_sample"] is True and seg._sampling() == Sampling()
     assert config.run_id == "mevis_valid_u_litelvlm_b576"
     assert RVOSConfig(benchmark="mevis", checkpoint="c", preset="default").run_id == "mevis_valid_u_litelvlm_b576_default"
+
+
+def test_chat_is_the_released_phi3_instruct_conversation():
+    """conv_phi3_instruct, SeparatorStyle.MPT: system + sep, then role + message + sep per turn; an empty
+    assistant message ends with the bare role (apply_for_chat: '<video>\\n' + question, 16 <image>)."""
+    system, roles, sep = "<|system|>\nYou are a helpful AI assistant.", ("\n<|user|>\n", "\n<|assistant|>\n"), "<|end|>"
+    user = "<image>" * 16 + "\n" + "What is the dog in this video? Please respond with segmentation masks."
+    from video.prompt import build_chat
+
+    assert build_chat(video_question("The Dog"), 16) == system + sep + roles[0] + user + sep + roles[1]
+    assert build_chat(video_question("the dog"), 16, "Sure, [SEG].") == system + sep + roles[0] + user + sep + roles[1] + "Sure, [SEG]." + sep

@@ -129,13 +129,18 @@ def barrier(info: DistInfo) -> None:
 
 
 def shutdown_distributed() -> None:
-    """Leave the process group if one was joined."""
+    """Leave the process group if one was joined, after a barrier: a rank that tore its group down (rank 0
+    also stops the rendezvous store) while another still finished its last collective made gloo abort the
+    process ("terminate called without an active exception") on a loaded machine."""
     try:
         import torch.distributed as dist
     except ImportError:
         return
     if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+        try:
+            dist.barrier()
+        finally:
+            dist.destroy_process_group()
 
 
 def _require_initialized(dist) -> None:

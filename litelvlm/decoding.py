@@ -16,6 +16,8 @@ from typing import Callable
 
 import torch
 
+from .hf_compat import cache_kwargs, output_cache
+
 __all__ = ["Generation", "Sampling", "generate", "plain_forward"]
 
 
@@ -80,8 +82,8 @@ def plain_forward(llm, use_cache: bool) -> Callable:
     its own KV cache as the state (``use_cache``), or a full pass without one."""
 
     def forward(inputs_embeds: torch.Tensor, cache):
-        out = llm.model(inputs_embeds=inputs_embeds, past_key_values=cache, use_cache=use_cache)
-        return out.last_hidden_state, out.past_key_values
+        out = llm.model(inputs_embeds=inputs_embeds, use_cache=use_cache, **cache_kwargs(cache))
+        return out.last_hidden_state, output_cache(out)
 
     return forward
 

@@ -28,6 +28,7 @@ from transformers.cache_utils import DynamicCache
 from transformers.masking_utils import create_causal_mask, create_sliding_window_causal_mask
 from transformers.models.llama.modeling_llama import repeat_kv, rotate_half
 
+from .hf_compat import cache_kwargs
 from .lvlm import SplicedBatch
 
 __all__ = ["fastv_prefill", "fastv_prefill_groups", "fastv_decode_step", "last_position_attention", "KeepGroup",
@@ -139,7 +140,7 @@ def last_position_attention(decoder_layer: nn.Module, hidden_states: torch.Tenso
 def _attention_inputs(decoder: nn.Module, rows: _Rows):
     """The causal (or sliding-window) mask and rotary embeddings of ``rows``, built as the model's forward builds them."""
     make_mask = create_causal_mask if _sliding_window(decoder.config) is None else create_sliding_window_causal_mask
-    causal_mask = make_mask(config=decoder.config, inputs_embeds=rows.hidden, attention_mask=rows.mask, past_key_values=None,
+    causal_mask = make_mask(config=decoder.config, inputs_embeds=rows.hidden, attention_mask=rows.mask, **cache_kwargs(None),
                             position_ids=rows.positions)
     return causal_mask, decoder.rotary_emb(rows.hidden, position_ids=rows.positions)
 
@@ -147,7 +148,7 @@ def _attention_inputs(decoder: nn.Module, rows: _Rows):
 def _run_layers(layers, hidden: torch.Tensor, positions: torch.Tensor, causal_mask, position_embeddings, cache=None) -> torch.Tensor:
     for decoder_layer in layers:
         hidden = decoder_layer(hidden, attention_mask=causal_mask, position_embeddings=position_embeddings,
-                               position_ids=positions, past_key_values=cache, use_cache=cache is not None)
+                               position_ids=positions, use_cache=cache is not None, **cache_kwargs(cache))
     return hidden
 
 
@@ -288,5 +289,5 @@ def fastv_decode_step(llm: nn.Module, inputs_embeds: torch.Tensor, cache: Dynami
         for index in indices:
             mask = _window_mask(decoder, cache.get_seq_length(index) + 1, hidden)
             hidden = decoder.layers[index](hidden, attention_mask=mask, position_embeddings=rotary, position_ids=position_ids,
-                                           past_key_values=cache, use_cache=True)
+                                           use_cache=True, **cache_kwargs(cache))
     return decoder.norm(hidden)

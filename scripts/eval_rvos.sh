@@ -14,7 +14,7 @@
 #   LAUNCHER        python | torchrun | deepspeed (default: python for 1 process, torchrun otherwise)
 #   TORCHRUN_ARGS   extra torchrun options for multi-node runs (e.g. "--nnodes 2 --node_rank 0 --master_addr HOST")
 #   MASTER_PORT     rendezvous port (default: 23999)
-#   PYTHON          interpreter (default: python)
+#   PYTHON          interpreter (default: .venv/bin/python from scripts/setup.sh if present, else python3)
 # RESULTS/stats.json gets one entry per run; masks go to RESULTS/predictions/, upload zips to RESULTS/submissions/.
 set -euo pipefail
 

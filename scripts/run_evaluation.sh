@@ -26,5 +26,4 @@ for DATA in "${SPLITS[@]}"; do
     bash "$HERE/single_evaluation.sh" "$CKPT_PATH" "$DATA" "$RESULT_PATH" "$RETAIN_TOKENS" "$@"
 done
 
-export PYTHONPATH="$(dirname "$HERE")${PYTHONPATH:+:$PYTHONPATH}"
-"${PYTHON:-python}" -m eval.refseg --results_path "$RESULT_PATH" --show-stats
+NPROC_PER_NODE=1 LAUNCHER=python bash "$HERE/launch_module.sh" eval.refseg --results_path "$RESULT_PATH" --show-stats

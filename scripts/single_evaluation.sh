@@ -11,7 +11,7 @@
 #   LAUNCHER        python | torchrun | deepspeed (default: python for 1 process, torchrun otherwise)
 #   TORCHRUN_ARGS   extra torchrun options for multi-node runs (e.g. "--nnodes 2 --node_rank 0 --master_addr HOST")
 #   MASTER_PORT     rendezvous port (default: 22999)
-#   PYTHON          interpreter (default: python)
+#   PYTHON          interpreter (default: .venv/bin/python from scripts/setup.sh if present, else python3)
 set -euo pipefail
 
 if [ "$#" -lt 4 ]; then

@@ -55,6 +55,11 @@ def test_short_run_writes_json_report_chart_and_goal_ratios(tmp_path):
     assert rows[64]["flops_g"] < rows[576]["flops_g"]
     assert set(data["flops_shares_at_576"]) == {"full", "quick"}
     assert any("goal llm_prefill_speedup at 192" in line for line in lines)
+    assert not any("kv_cache" in line for line in lines)  # the video section did not run: its goal is not printed
+    assert data["clock"] == "process CPU time" and data["threads"] == 1 and data["weights"] == "random"
+    assert all(r["rounds"] >= 1 and r["spread"] >= 0 and r["wall_image_ms"] > 0 for r in data["image"])
+    assert any(line.startswith("wrote ") and line.endswith("bench.png") for line in lines)
+    assert "random weights" in lines[0] and "process CPU time" in lines[0]
     assert (tmp_path / "out" / "report.md").read_text().startswith("# litelvlm bench")
     assert (tmp_path / "out" / "bench.png").stat().st_size > 1000
     assert result["goals"][0]["value"] == rows[192]["ratios_vs_576"]["llm_prefill_speedup"]
@@ -70,3 +75,55 @@ def test_video_section_reports_tokens_and_cache_speedup():
     for row in rows:
         assert row["decode_forward_passes"] == {"cached": 8, "uncached": 8}
         assert row["kv_cache_decode_speedup"] > 1.0
+
+
+def test_stage_timer_counts_nested_stages_once_and_cpu_time_ignores_waiting():
+    import time
+
+    from litelvlm.timing import StageTimer, use_clock
+
+    with use_clock("cpu"):
+        timer = StageTimer("cpu")
+    with timer("outer"):
+        time.sleep(0.2)  # waiting, as when another process holds the core: wall time, no CPU time
+        with timer("inner"):
+            sum(i * i for i in range(200_000))
+    assert timer.clock == "cpu" and timer.wall_seconds["outer"] >= 0.2 and timer.seconds["outer"] < 0.15
+    assert timer.total == timer.seconds["outer"] < timer.seconds["outer"] + timer.seconds["inner"]
+    assert timer.wall_dict()["total"] == timer.wall_seconds["outer"]
+
+
+def test_rounds_continue_until_the_spread_is_bounded():
+    from litelvlm.bench.image import measure_rounds
+
+    noisy = iter([1.0, 1.0, 1.5, 1.0, 1.0, 1.02, 1.01, 1.0, 0.99, 1.0, 1.0, 1.0])
+    settings = ImageBenchSettings(repeats=3, max_repeats=9, target_spread=0.1)
+    runs = measure_rounds(lambda case: next(noisy), ["a"], settings, key=lambda v: v)
+    assert runs == [[1.0, 1.0, 1.5, 1.0, 1.0]]  # 3 and 4 rounds: spread over 10%; the 5th steadies the quartiles
+    alternating = iter([1.0, 2.0] * 10)
+    capped = measure_rounds(lambda case: next(alternating), ["a"], ImageBenchSettings(repeats=2, max_repeats=4), key=lambda v: v)
+    assert capped == [[1.0, 2.0, 1.0, 2.0]]  # never steadies: stops at max_repeats
+
+
+def test_unusable_outputs_are_refused_before_any_work(tmp_path):
+    import pytest
+
+    from litelvlm.bench import check_outputs
+
+    afile = tmp_path / "f"
+    afile.write_text("x")
+    with pytest.raises(ValueError, match="is an existing file"):
+        check_outputs(afile, None)
+    with pytest.raises(ValueError, match="is a folder"):
+        check_outputs(None, tmp_path)
+
+
+def test_video_total_counts_the_released_loops_nested_encoders_once(tiny_video_segmenter):
+    import numpy as np
+
+    frames = np.random.default_rng(0).integers(0, 256, size=(6, 40, 48, 3), dtype=np.uint8)
+    result = tiny_video_segmenter.segment(frames, ["a dog"], budget=64, use_cache=False, max_new_tokens=3, mask_mode="none")
+    top = result.timings["total"]
+    stages = {k: v for k, v in result.timings.items() if k != "total"}
+    assert result.forward_passes == 3 and top < sum(stages.values())  # encoders re-ran inside llm_generate
+    assert top >= stages["llm_generate"] and result.wall_timings["total"] >= result.wall_timings["llm_generate"]

@@ -64,7 +64,11 @@ def _median(runs: list[dict], key: str) -> float:
 
 
 def measure_video_budgets(settings, budgets, progress=None) -> list[dict]:
-    """One row per per-frame budget; ``settings`` is the image section's ``ImageBenchSettings``."""
+    """One row per per-frame budget; ``settings`` is the image section's ``ImageBenchSettings``. The teacher-forced
+    runs of all budgets are interleaved round by round until their spread is bounded; decoding with and without
+    the KV cache is timed once per budget."""
+    from litelvlm.bench.image import measure_rounds, spread
+
     segmenter, _ = build_random_video_segmenter(settings.scale, settings.device, settings.dtype, settings.seed)
     frames = bench_frames()
     expression = ["the red car on the left"]
@@ -72,20 +76,27 @@ def measure_video_budgets(settings, budgets, progress=None) -> list[dict]:
     masks_ms = None
     if settings.video_masks:
         masks_ms = 1000 * segmenter.segment(frames, expression, budget=None, answer="Sure, [SEG].").timings["mask_decoder"]
-    rows = []
+    llm_only = {"mask_mode": "none"}
+
+    def forced(budget):
+        return segmenter.segment(frames, expression, budget=None if budget == 576 else budget, answer="Sure, [SEG].", **llm_only)
+
     for budget in budgets:
+        for _ in range(settings.warmup):
+            forced(budget)
+    runs = measure_rounds(forced, list(budgets), settings, key=lambda r: r.timings["total"])
+    rows = []
+    for budget, results in zip(budgets, runs):
         run_budget = None if budget == 576 else budget
-        llm_only = {"mask_mode": "none"}
-        forced = [segmenter.segment(frames, expression, budget=run_budget, answer="Sure, [SEG].", **llm_only)
-                  for _ in range(settings.warmup + settings.repeats)][settings.warmup:]
-        timed = [r.timings for r in forced]
+        timed = [r.timings for r in results]
         cached = segmenter.segment(frames, expression, budget=run_budget, max_new_tokens=ANSWER_TOKENS, **llm_only)
         uncached = segmenter.segment(frames, expression, budget=run_budget, max_new_tokens=ANSWER_TOKENS, use_cache=False, **llm_only)
         row = {
-            "budget": budget, "llm_visual_tokens": int(round(forced[0].visual_tokens_per_frame * segmenter.config.num_frames)),
-            "visual_tokens_per_frame": forced[0].visual_tokens_per_frame, "clip_tokens_per_frame": forced[0].clip_tokens_per_frame,
+            "budget": budget, "llm_visual_tokens": int(round(results[0].visual_tokens_per_frame * segmenter.config.num_frames)),
+            "visual_tokens_per_frame": results[0].visual_tokens_per_frame, "clip_tokens_per_frame": results[0].clip_tokens_per_frame,
             "clip_ms": _median(timed, "clip_vision"), "video_encoder_ms": _median(timed, "video_encoder"),
             "selection_ms": _median(timed, "selection"), "llm_prefill_ms": _median(timed, "llm_prefill"),
+            "spread": spread([t["total"] for t in timed]), "rounds": len(timed),
             "mask_decoder_ms_all_budgets": masks_ms, "answer_tokens": ANSWER_TOKENS,
             "decode_cached_ms": 1000 * cached.timings["llm_generate"], "decode_uncached_ms": 1000 * uncached.timings["llm_generate"],
             "decode_forward_passes": {"cached": cached.forward_passes, "uncached": uncached.forward_passes},

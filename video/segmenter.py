@@ -101,9 +101,10 @@ class VideoSegmentationResult:
     visual_tokens_per_frame: float
     clip_tokens_per_frame: float
     method: str
-    timings: dict[str, float] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage and "total" (nested stages once)
     forward_passes: int = 0
     text_tower_calls: int = 0
+    wall_timings: dict[str, float] = field(default_factory=dict)  # wall-clock seconds per stage and "total"
 
 
 @dataclass
@@ -149,7 +150,7 @@ class VideoSegmenter:
     # ------------------------------------------------------------------ per clip
     def _encode_clip(self, sampled: np.ndarray, timer: StageTimer) -> _ClipEncoding:
         with timer("clip_vision"):
-            pixels = self.clip.image_processor(images=list(sampled), return_tensors="pt").pixel_values
+            pixels = self.clip.image_processor(images=list(sampled), return_tensors="pt", input_data_format="channels_last").pixel_values
             frames = self.pruner.encode(pixels.to(self.device, self.dtype))
         with timer("video_encoder"):
             video_tokens = self.model.encode_video(sampled)
@@ -326,13 +327,13 @@ class VideoSegmenter:
         n_frame_rows = len(stats["clip_tokens"])
         clip_per_frame = float(np.mean(stats["clip_tokens"])) if n_frame_rows else 0.0
         timings = timer.as_dict()
-        timings["total"] = sum(timings.values())
         return VideoSegmentationResult(
             masks=all_masks, kept=[torch.cat(k) for k in kept],
             has_seg=[n > 0 for n in stats["seg_counts"]], answers=answers,
             visual_tokens_per_frame=clip_per_frame + stats["video_tokens"] / max(n_frame_rows, 1),
             clip_tokens_per_frame=clip_per_frame, method=selector.name, timings=timings,
             forward_passes=stats["forward_passes"], text_tower_calls=self.pruner.text_calls - calls_before,
+            wall_timings=timer.wall_dict(),
         )
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import platform
 from pathlib import Path
 
@@ -11,14 +13,64 @@ import torch
 from .image import SCALES, ImageBenchSettings, architecture_for, image_calls, run_image_bench
 from .report import check_goals, image_table, markdown_report, render, video_table, write_chart
 
-__all__ = ["run_bench", "SCALES", "ImageBenchSettings", "architecture_for", "describe_device"]
+__all__ = ["run_bench", "SCALES", "ImageBenchSettings", "architecture_for", "describe_device", "check_outputs", "measurement_setup"]
 
 
 def describe_device(device: str) -> str:
     """A human name for the device results were measured on."""
     if torch.device(device).type == "cuda":
         return f"cuda: {torch.cuda.get_device_name()}"
-    return f"cpu: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    threads = torch.get_num_threads()
+    return f"cpu: {platform.processor() or platform.machine()}, {threads} thread{'' if threads == 1 else 's'}"
+
+
+def check_outputs(out_dir: str | Path | None, json_path: str | Path | None) -> None:
+    """Refuse unusable output paths before any work: one line naming the path and the fix."""
+    for path, what in ((out_dir, "--out folder"), (Path(json_path).parent if json_path else None, "--json folder")):
+        if path is None:
+            continue
+        p = Path(path)
+        if p.exists() and not p.is_dir():
+            raise ValueError(f"{what} {p} is an existing file: pass a folder path")
+        try:
+            p.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise ValueError(f"cannot create {what} {p}: {err.strerror}; pass a writable folder") from None
+        if not os.access(p, os.W_OK):
+            raise ValueError(f"{what} {p} is not writable: pass a writable folder")
+    if json_path and Path(json_path).is_dir():
+        raise ValueError(f"--json {json_path} is a folder: pass a file path")
+
+
+@contextlib.contextmanager
+def measurement_setup(device: str):
+    """On CPU: one intra-op thread and process CPU time as the clock (another process competing for the cores
+    barely changes it); on GPU: wall time after synchronising. Yields a description of the setup."""
+    from ..timing import use_clock
+
+    if torch.device(device).type == "cuda":
+        with use_clock("wall"):
+            yield {"clock": "wall (CUDA synchronised)", "threads": None}
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with use_clock("cpu"):
+            yield {"clock": "process CPU time", "threads": 1}
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _load_note(load_before: float, load_after: float, rows: list[dict]) -> str | None:
+    """A warning when other processes competed for the CPU during the run (None when the machine was quiet)."""
+    cores = os.cpu_count() or 1
+    inflation = [r["wall_image_ms"] / r["image_ms"] for r in rows if r.get("wall_image_ms") and r.get("image_ms")]
+    worst = max(inflation, default=1.0)
+    busy = max(load_before, load_after) > cores - 0.5
+    if not busy and worst < 1.3:
+        return None
+    return (f"note: the machine was loaded (load average {load_before:.1f} -> {load_after:.1f} on {cores} cores; wall time up "
+            f"to {worst:.2f}x the CPU time): the ratios and goals use CPU time, which other processes barely inflate")
 
 
 def run_bench(settings: ImageBenchSettings, *, video: bool = True, out_dir: str | Path | None = None,
@@ -28,33 +80,57 @@ def run_bench(settings: ImageBenchSettings, *, video: bool = True, out_dir: str 
 
     from .video import run_video_bench, video_available, video_summary
 
+    check_outputs(out_dir, json_path)
     n_image = image_calls(settings)
     video_budgets = (576, 196, 81) if video and video_available() else ()
     result = {"device": describe_device(settings.device), "scale": settings.scale, "dtype": str(settings.dtype).replace("torch.", ""),
-              "expressions": settings.expressions, "repeats": settings.repeats, "image": [], "video": []}
-    with tqdm(total=n_image + len(video_budgets), desc="litelvlm bench", unit="step") as bar:
+              "expressions": settings.expressions, "repeats": settings.repeats, "weights": "random", "image": [], "video": []}
+    load_before = os.getloadavg()[0]
+    with measurement_setup(settings.device) as setup, tqdm(total=n_image + len(video_budgets), desc="litelvlm bench", unit="step") as bar:
+        result.update(setup, device=describe_device(settings.device))  # after the thread count is set
         image = run_image_bench(settings, progress=bar)
         result.update({"image": image["rows"], "architecture": image["architecture"],
                        "flops_shares_at_576": image["flops_shares_at_576"], "weights_mib": image["weights_mib"]})
         if video_budgets:
             result["video"] = run_video_bench(settings, video_budgets, progress=bar)
             result["video_summary"] = video_summary(result["video"])
+    result["load_average"] = [load_before, os.getloadavg()[0]]
+    result["load_note"] = _load_note(load_before, result["load_average"][1], result["image"])
     result["goals"] = check_goals(result)
+    _print_results(result, echo)
+    written = _write_outputs(result, out_dir, json_path)
+    for path in written:
+        echo(f"wrote {path}")
+    return result
+
+
+def _print_results(result: dict, echo) -> None:
+    how = f"{result['clock']}" + (f", {result['threads']} thread" if result.get("threads") else "")
+    echo(f"Image (GLaMM, random weights, {result['scale']} scale, {result['device']}): medians in ms ({how}); "
+         f"x = ratio against 576 tokens; spread = interquartile range / median over the rounds")
     echo(render(image_table(result["image"])))
     if result["video"]:
         echo("")
+        echo(f"Video (VideoGLaMM, random weights, 16-frame clip): medians in ms ({how})")
         echo(render(video_table(result["video"])))
     echo("")
+    if result.get("load_note"):
+        echo(result["load_note"])
     for goal in result["goals"]:
-        value = "missing" if goal["value"] is None else f"{goal['value']:.2f}"
-        echo(f"goal {goal['what']}: >= {goal['minimum']} -> {value} [{'met' if goal['met'] else 'NOT met'}]")
+        echo(f"goal {goal['what']}: >= {goal['minimum']} -> {goal['value']:.2f} [{'met' if goal['met'] else 'NOT met'}]")
+
+
+def _write_outputs(result: dict, out_dir, json_path) -> list[Path]:
+    written = []
     if json_path:
-        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(json.dumps(result, indent=2))
+        written.append(Path(json_path))
     if out_dir:
         out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
         (out / "report.md").write_text(markdown_report(result))
-        write_chart(result, out / "bench.png")
+        written.append(out / "report.md")
+        if write_chart(result, out / "bench.png"):
+            written.append(out / "bench.png")
         (out / "bench.json").write_text(json.dumps(result, indent=2))
-    return result
+        written.append(out / "bench.json")
+    return written

@@ -15,7 +15,8 @@ from ..viz import load_rgb
 from .flops import flops_shares, glamm_stage_flops
 from .memory import MemoryProbe
 
-__all__ = ["SCALES", "ImageBenchSettings", "architecture_for", "run_image_bench", "image_cases", "image_calls", "REFCOCO_LIKE_EXPRESSIONS"]
+__all__ = ["SCALES", "ImageBenchSettings", "architecture_for", "run_image_bench", "image_cases", "image_calls", "REFCOCO_LIKE_EXPRESSIONS",
+           "spread", "measure_rounds"]
 
 # (width factor, depth factor) applied uniformly to every component; token counts never change.
 SCALES = {"full": (1.0, 1.0), "default": (1 / 8, 1 / 4), "quick": (1 / 16, 1 / 8)}
@@ -37,10 +38,45 @@ class ImageBenchSettings:
     methods: tuple[str, ...] = ("litelvlm",)
     expressions: int = 7
     video_masks: bool = False  # also time SAM2 propagation (budget-independent; slow on CPU)
-    repeats: int = 3
+    repeats: int = 3  # rounds at least; more (up to max_repeats) until every case's spread is within target_spread
+    max_repeats: int = 9
+    target_spread: float = 0.10  # interquartile range / median of a case's per-round times (see spread)
     warmup: int = 1
     seed: int = 0
     extra: dict = field(default_factory=dict)
+
+
+def spread(values: list[float]) -> float:
+    """Relative spread of repeated measurements: interquartile range / median from 4 values on (one outlier
+    does not keep it high), (max - min) / median below that, 0 for fewer than two."""
+    if len(values) < 2:
+        return 0.0
+    middle = statistics.median(values)
+    if middle <= 0:
+        return 0.0
+    if len(values) < 4:
+        return (max(values) - min(values)) / middle
+    q1, _, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return (q3 - q1) / middle
+
+
+def measure_rounds(run_case, cases, settings: ImageBenchSettings, key, progress=None) -> list[list]:
+    """Results of ``run_case(case)`` for every case, round-robin (drift and other processes hit every case
+    alike): at least ``repeats`` rounds, more until each case's ``key(result)`` spread is within
+    ``target_spread`` or ``max_repeats`` rounds ran."""
+    runs: list[list] = [[] for _ in cases]
+    rounds = 0
+    while True:
+        for i, case in enumerate(cases):
+            runs[i].append(run_case(case))
+        rounds += 1
+        if rounds < settings.repeats:
+            continue
+        if rounds >= max(settings.repeats, settings.max_repeats) or all(spread([key(r) for r in rs]) <= settings.target_spread for rs in runs):
+            return runs
+        if progress is not None:  # one more round than announced
+            progress.total += len(cases)
+            progress.refresh()
 
 
 def architecture_for(scale: str) -> GLaMMArchitecture:
@@ -59,28 +95,29 @@ def _text_tokens(segmenter, expressions) -> float:
 
 
 def _measure_all(segmenter, image, expressions, settings, cases, progress) -> list[dict]:
-    """Warm every case up, then time the cases round-robin (so drift hits all alike), then measure memory."""
+    """Warm every case up, then time the cases round-robin until their spread is bounded, then measure memory."""
 
-    def run(method, budget, **kwargs):
+    def run(case, **kwargs):
+        method, budget = case
         result = segmenter.segment(image, expressions, budget=budget, method=method, **kwargs)
         if progress is not None:
             progress.update(1)
         return result
 
-    for method, budget in cases:
+    for case in cases:
         for _ in range(settings.warmup):
-            run(method, budget)
-    runs: list[list[dict]] = [[] for _ in cases]
-    for _ in range(settings.repeats):
-        for i, (method, budget) in enumerate(cases):
-            runs[i].append(run(method, budget).timings)
+            run(case)
+    runs = measure_rounds(run, cases, settings, key=lambda r: r.timings["total"], progress=progress)
     measured = []
-    for (method, budget), timings in zip(cases, runs):
+    for case, results in zip(cases, runs):
         probe = MemoryProbe(settings.device)
-        run(method, budget, timer=probe)
+        run(case, timer=probe)
+        timings = [r.timings for r in results]
         measured.append({
-            "stage_ms": {s: 1000 * statistics.median(r.get(s, 0.0) for r in timings) for s in STAGES},
-            "image_ms": 1000 * statistics.median(r["total"] for r in timings),
+            "stage_ms": {s: 1000 * statistics.median(t.get(s, 0.0) for t in timings) for s in STAGES},
+            "image_ms": 1000 * statistics.median(t["total"] for t in timings),
+            "wall_image_ms": 1000 * statistics.median(r.wall_timings["total"] for r in results),
+            "spread": spread([t["total"] for t in timings]), "rounds": len(results),
             "activation_bytes": probe.activation_bytes,
         })
     return measured
@@ -98,6 +135,7 @@ def _row(arch, segmenter, measured, budget, method, n_expr, text_tokens) -> dict
         "llm_prefill_ms": measured["stage_ms"]["llm_prefill"],
         "llm_prefill_ms_per_expression": measured["stage_ms"]["llm_prefill"] / n_expr,
         "per_expression_ms": measured["image_ms"] / n_expr, "image_ms": measured["image_ms"],
+        "wall_image_ms": measured["wall_image_ms"], "spread": measured["spread"], "rounds": measured["rounds"],
         "stage_ms": measured["stage_ms"],
         "activation_mib": act.get("llm_prefill", 0.0), "activation_mib_per_stage": act,
         "peak_activation_mib": max(act.values()) if act else 0.0,

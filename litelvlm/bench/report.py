@@ -17,17 +17,19 @@ VIDEO_GOALS = (("kv_cache_decode_speedup", 5.0),)
 
 
 def check_goals(result: dict) -> list[dict]:
-    """Each goal with its measured value and whether it is met (absent rows are reported as missing)."""
+    """Each goal that this run measured, with its value and whether it is met (goals whose rows or sections
+    were not run are left out, not reported as failed)."""
     goals = []
     for method, budget, name, minimum in IMAGE_GOALS:
         row = next((r for r in result.get("image", []) if r["method"] == method and r["budget"] == budget), None)
         value = row.get("ratios_vs_576", {}).get(name) if row else None
-        goals.append({"section": "image", "what": f"{name} at {budget} ({method})", "minimum": minimum, "value": value,
-                      "met": value is not None and value >= minimum})
+        if value is not None:
+            goals.append({"section": "image", "what": f"{name} at {budget} ({method})", "minimum": minimum, "value": value,
+                          "met": value >= minimum})
     for name, minimum in VIDEO_GOALS:
-        value = result.get("video_summary", {}).get(name)
-        goals.append({"section": "video", "what": name, "minimum": minimum, "value": value,
-                      "met": value is not None and value >= minimum})
+        value = (result.get("video_summary") or {}).get(name)
+        if value is not None:
+            goals.append({"section": "video", "what": name, "minimum": minimum, "value": value, "met": value >= minimum})
     return goals
 
 
@@ -36,22 +38,29 @@ def _fmt(value, digits=1) -> str:
 
 
 def image_table(rows: list[dict]) -> list[list[str]]:
-    header = ["method", "budget", "prefill ms", "x", "per-expr ms", "x", "act MiB", "x", "GFLOPs/expr", "x"]
+    header = ["method", "budget", "prefill ms", "x", "per-expr ms", "x", "spread", "wall/expr ms", "act MiB", "x", "GFLOPs/expr", "x"]
     table = [header]
     for r in rows:
         ratio = r.get("ratios_vs_576", {})
+        wall = r.get("wall_image_ms")
         table.append([r["method"], str(r["budget"]), _fmt(r["llm_prefill_ms"]), _fmt(ratio.get("llm_prefill_speedup"), 2),
-                      _fmt(r["per_expression_ms"]), _fmt(ratio.get("per_expression_speedup"), 2), _fmt(r["activation_mib"]),
+                      _fmt(r["per_expression_ms"]), _fmt(ratio.get("per_expression_speedup"), 2), _pct(r.get("spread")),
+                      _fmt(None if wall is None else wall / r["expressions"]), _fmt(r["activation_mib"]),
                       _fmt(ratio.get("activation_reduction"), 2), _fmt(r["flops_g"]), _fmt(ratio.get("flops_reduction"), 2)])
     return table
 
 
+def _pct(value) -> str:
+    return "-" if value is None else f"{100 * value:.0f}%"
+
+
 def video_table(rows: list[dict]) -> list[list[str]]:
-    header = ["budget/frame", "LLM visual tokens", "CLIP ms", "video enc ms", "prefill ms", "decode (cache) ms", "decode (no cache) ms", "x"]
+    header = ["budget/frame", "LLM visual tokens", "CLIP ms", "video enc ms", "prefill ms", "spread", "decode (cache) ms",
+              "decode (no cache) ms", "x"]
     table = [header]
     for r in rows:
         table.append([str(r["budget"]), str(r["llm_visual_tokens"]), _fmt(r["clip_ms"]), _fmt(r["video_encoder_ms"]),
-                      _fmt(r["llm_prefill_ms"]), _fmt(r["decode_cached_ms"]), _fmt(r.get("decode_uncached_ms")),
+                      _fmt(r["llm_prefill_ms"]), _pct(r.get("spread")), _fmt(r["decode_cached_ms"]), _fmt(r.get("decode_uncached_ms")),
                       _fmt(r.get("kv_cache_decode_speedup"), 2)])
     return table
 
@@ -72,8 +81,13 @@ def _md_table(table: list[list[str]]) -> str:
 def markdown_report(result: dict) -> str:
     """A self-contained Markdown summary of one benchmark run."""
     parts = [f"# litelvlm bench — scale `{result['scale']}` on {result['device']}", ""]
+    how = result.get("clock", "wall") + (f", {result['threads']} thread" if result.get("threads") else "")
     parts.append(f"Random weights (speed does not depend on weight values); dtype {result['dtype']}; "
-                 f"{result.get('expressions', '?')} expressions per image; medians of {result.get('repeats', '?')} runs after warm-up.")
+                 f"{result.get('expressions', '?')} expressions per image; times are medians ({how}) over at least "
+                 f"{result.get('repeats', '?')} interleaved rounds after warm-up, more until each case's spread "
+                 f"(interquartile range / median) is within 10%.")
+    if result.get("load_note"):
+        parts += ["", result["load_note"]]
     if result.get("image"):
         parts += ["", "## Image (GLaMM)", "", _md_table(image_table(result["image"]))]
         shares = result.get("flops_shares_at_576", {})
@@ -99,17 +113,22 @@ def write_chart(result: dict, path: str | Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    clock = result.get("clock", "wall time")
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.9))
     for method in sorted({r["method"] for r in rows}):
         mine = sorted((r for r in rows if r["method"] == method), key=lambda r: r["budget"])
         budgets = [r["budget"] for r in mine]
-        for ax, key, label in zip(axes, ("llm_prefill_ms", "per_expression_ms", "activation_mib"),
-                                  ("LLM prefill (ms, all expressions)", "per expression end to end (ms)", "LLM activation (MiB)")):
+        for ax, key, label, unit in zip(axes, ("llm_prefill_ms", "per_expression_ms", "activation_mib"),
+                                        ("LLM prefill, all expressions", "per expression, end to end", "LLM activation memory"),
+                                        (f"ms ({clock})", f"ms ({clock})", "MiB")):
             ax.plot(budgets, [r[key] for r in mine], marker="o", label=method)
             ax.set_title(label, fontsize=10)
-            ax.set_xlabel("visual tokens")
-    axes[0].legend()
-    fig.suptitle(f"litelvlm bench — {result['scale']} scale, {result['device']}", fontsize=11)
+            ax.set_xlabel("visual tokens kept per image")
+            ax.set_ylabel(unit)
+    for ax in axes:
+        ax.legend(title="method", fontsize=8)
+    fig.suptitle(f"litelvlm bench on RANDOM WEIGHTS (speed and memory only) — GLaMM at the {result['scale']} scale, "
+                 f"{result['device']}", fontsize=11)
     fig.tight_layout()
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -39,8 +39,9 @@ class SegmentationResult:
     kept: list[torch.Tensor]
     num_visual_tokens: int
     method: str
-    timings: dict[str, float] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage and "total", in the timer's clock
     seg_embeddings: torch.Tensor | None = field(default=None, repr=False)
+    wall_timings: dict[str, float] = field(default_factory=dict)  # wall-clock seconds per stage and "total"
 
 
 class GLaMMSegmenter:
@@ -142,7 +143,7 @@ class GLaMMSegmenter:
         model = self.model
 
         with timer("clip_vision"):
-            clip_pixels = self.clip.image_processor(images=[image], return_tensors="pt").pixel_values
+            clip_pixels = self.clip.image_processor(images=[image], return_tensors="pt", input_data_format="channels_last").pixel_values
             frames = self.pruner.encode(clip_pixels.to(self.device, self.dtype))
         with timer("clip_text"):
             text_embeds = self.pruner.text_embeds(self._texts_for_pruning(expressions, questions, prune_text))
@@ -167,9 +168,8 @@ class GLaMMSegmenter:
             masks = (logits.float() > 0).cpu().numpy()
 
         kept_rows = [kept[0 if kept.shape[0] == 1 else i].cpu() for i in range(len(expressions))]
-        timings = timer.as_dict()
-        timings["total"] = sum(timings.values())
-        return SegmentationResult(masks, kept_rows, int(kept.shape[1]), selector.name, timings, seg_embeddings.float().cpu())
+        return SegmentationResult(masks, kept_rows, int(kept.shape[1]), selector.name, timer.as_dict(), seg_embeddings.float().cpu(),
+                                  timer.wall_dict())
 
     def _check_inputs(self, image, expressions, prune_scope, conversation):
         expressions = check_expressions(expressions)

@@ -11,6 +11,14 @@
   ``seed_everything``, ``derive_seed``.
 * ``progress``: ``progress_bar``, a tqdm bar with ETA shown on one rank.
 * ``table``: ``format_table`` / ``print_table`` for end-of-run summaries.
+* ``names``: dataset-controlled names: ``safe_name`` (a plain file / folder name or an error), ``inside`` (a path
+  stays inside a root, symbolic links resolved), ``safe_path`` (both, joined), ``zip_entry`` (checked zip names).
+* ``files``: ``read_json`` (errors name the file and position), ``read_plain_pickle`` (no globals: a crafted pickle
+  cannot run code), ``prepare_results_dir`` (create / check the results folder is a writable folder up front).
+* ``images``: ``check_image_file`` / ``check_rgb_image`` / ``check_label_image`` (cheap pre-run checks: header,
+  size, JPEG EOI / PNG IEND end), ``read_rgb_image`` (strict, 16-bit aware), ``read_label_image`` (8/16-bit labels).
+* ``lock``: ``results_session`` / ``acquire_run_lock``: one run of a run id per results folder at a time (rank 0
+  holds the lock of a multi-process run), stale locks of dead runs taken over with a note.
 
 Typical harness loop: ``with distributed_session() as info:``; order the items deterministically; ``mine = shard(items,
 info.rank, info.world_size)``; open ``RecordStore(record_path(dir, run_id, info.rank), key_fields,
@@ -19,6 +27,10 @@ per item; ``gather_objects`` the records of ``mine``; rank 0 merges in canonical
 ``append_stats`` and prints the table.
 """
 
+from .files import DataFileError, prepare_results_dir, read_json, read_plain_pickle
+from .images import check_image_file, check_label_image, check_rgb_image, read_label_image, read_rgb_image
+from .lock import ResultsInUseError, acquire_run_lock, results_session, run_lock
+from .names import UnsafeNameError, inside, safe_name, safe_path, zip_entry
 from .distributed import (DistInfo, barrier, dist_info, distributed_session, gather_objects, init_distributed, shard,
                           shutdown_distributed)
 from .model import derive_seed, import_callable, resolve_device, resolve_dtype, seed_everything
@@ -37,4 +49,8 @@ __all__ = [
     "record_path", "run_record_paths",
     "append_stats", "load_stats",
     "format_table", "print_table",
+    "DataFileError", "prepare_results_dir", "read_json", "read_plain_pickle",
+    "check_image_file", "check_label_image", "check_rgb_image", "read_label_image", "read_rgb_image",
+    "ResultsInUseError", "acquire_run_lock", "results_session", "run_lock",
+    "UnsafeNameError", "inside", "safe_name", "safe_path", "zip_entry",
 ]

@@ -206,7 +206,12 @@ def check_run_meta(results_dir: str | os.PathLike, run_id: str, meta: dict[str, 
     path = Path(results_dir) / "records" / f"{run_id}.meta.json"
     meta = json.loads(json.dumps(meta))
     if not fresh and path.exists():
-        stored = json.loads(path.read_text(encoding="utf-8"))
+        from .files import read_json
+
+        stored = read_json(path, "run meta file", f"move {path.parent} away or choose another results path")
+        if not isinstance(stored, dict):
+            raise ValueError(f"run meta file {path} must hold a JSON object; move {path.parent} away or choose "
+                             f"another results path")
         changed = sorted(k for k in set(stored) | set(meta) if stored.get(k) != meta.get(k))
         if changed:
             details = "; ".join(f"{k}: recorded {stored.get(k)!r}, now {meta.get(k)!r}" for k in changed)

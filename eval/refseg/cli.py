@@ -26,7 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m eval.refseg",
                                 description="RefCOCO / RefCOCO+ / RefCOCOg referring segmentation (cIoU, gIoU) "
                                             "of GLaMM with visual-token pruning.")
-    p.add_argument("--version", help="GLaMM checkpoint folder (e.g. checkpoints/GLaMM-RefSeg)")
+    p.add_argument("--version", help="GLaMM checkpoint folder, e.g. checkpoints/GLaMM-RefSeg (default: none; required "
+                                     "unless --predictions is given)")
     p.add_argument("--vision-tower", "--vision_tower", dest="vision_tower", default=DEFAULT_VISION_TOWER,
                    help="local folder of the CLIP ViT-L/14-336 checkpoint (default: %(default)s, a local path)")
     p.add_argument("--dataset_dir", "--dataset-dir", dest="dataset_dir", default="./data",
@@ -34,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--refer_seg_data", "--refer-seg-data", dest="refer_seg_data", default="refcocog|val",
                    help="'dataset|split', e.g. 'refcoco|testA' (default: %(default)s)")
     p.add_argument("--results_path", "--results-path", dest="results_path", default="runs/refseg",
-                   help="results folder: stats.json and records/ (default: %(default)s)")
+                   help="results folder: stats.json and records/; created if missing, must be writable; one run of a "
+                        "run id at a time (default: %(default)s)")
     p.add_argument("--num_retain_tokens", "--num-retain-tokens", dest="budget", type=int, default=576, metavar="N",
                    help="visual tokens kept per image (default: %(default)s = all)")
     p.add_argument("--method", default="litelvlm", help="token-pruning method (default: %(default)s)")
@@ -42,27 +44,39 @@ def build_parser() -> argparse.ArgumentParser:
                    help="all: every sentence, fixed template, union ground truth; glamm: the released procedure (up to 3 "
                         "sampled sentences per image in one conversation, seeded; summed-polygon ground truth and the "
                         "released gIoU; bf16 with eager attention unless --dtype / --attn-implementation say otherwise) "
-                        "(default: all)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the glamm protocol's draws (default: 0)")
-    p.add_argument("--limit", type=int, help="evaluate only the first N images (sorted by id)")
-    p.add_argument("--resume", action="store_true", help="continue a run from its records files")
-    p.add_argument("--device", default="auto", help="'auto' (cuda:LOCAL_RANK if available, else cpu) or a device")
+                        "(default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the glamm protocol's draws (default: %(default)s)")
+    p.add_argument("--limit", type=int, help="evaluate only the first N images, sorted by id (default: all images)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue a run from its records files (default: %(default)s: existing records are an error)")
+    p.add_argument("--device", default="auto",
+                   help="'auto' (cuda:LOCAL_RANK if available, else cpu) or a device (default: %(default)s)")
     p.add_argument("--dtype", choices=DTYPES, default="auto",
-                   help="model dtype (auto: bfloat16 for --protocol glamm as released, else fp32 on CPU / bf16 on GPU)")
+                   help="model dtype (auto: bfloat16 for --protocol glamm as released, else fp32 on CPU / bf16 on GPU) "
+                        "(default: %(default)s)")
     p.add_argument("--attn-implementation", "--attn_implementation", dest="attn_implementation",
                    choices=ATTN_IMPLEMENTATIONS, default="auto",
                    help="attention of CLIP and the LLM (auto: eager for --protocol glamm, the released transformers 4 "
-                        "path whose bf16 rounding decides ties among kept tokens; else SDPA / flash-attn)")
-    p.add_argument("--predictions", help="score saved predictions (JSONL of ref_id, sent_id, rle) instead of a model")
+                        "path whose bf16 rounding decides ties among kept tokens; else SDPA / flash-attn) "
+                        "(default: %(default)s)")
+    p.add_argument("--predictions", help="score saved predictions (JSONL of ref_id, sent_id, rle) instead of a model "
+                                         "(default: none, run the model)")
     p.add_argument("--allow-missing", "--allow_missing", dest="allow_missing", action="store_true",
-                   help="with --predictions: score expressions without a prediction as empty masks")
+                   help="with --predictions: score expressions without a prediction as empty masks "
+                        "(default: %(default)s: missing predictions are an error)")
+    p.add_argument("--allow-truncated-images", "--allow_truncated_images", dest="allow_truncated_images",
+                   action="store_true",
+                   help="decode truncated / incomplete JPEGs in part as the released code does (OpenCV), with a "
+                        "warning naming each (default: %(default)s: such an image is an error naming it)")
     p.add_argument("--save-masks", "--save_masks", dest="save_masks", action="store_true",
-                   help="store each predicted mask (COCO RLE) in the records")
-    p.add_argument("--segmenter-factory", dest="segmenter_factory",
-                   help="'module:callable' called with the run config to build the segmenter (default: GLaMM)")
-    p.add_argument("--dist-backend", dest="dist_backend", choices=["nccl", "gloo"],
-                   help="torch.distributed backend when launched with WORLD_SIZE > 1 (default: nccl if CUDA)")
-    p.add_argument("--show-stats", action="store_true", help="print the results folder's stats.json as a table")
+                   help="store each predicted mask (COCO RLE) in the records (default: %(default)s)")
+    p.add_argument("--segmenter-factory", "--segmenter_factory", dest="segmenter_factory",
+                   help="'module:callable' called with the run config to build the segmenter (default: none, GLaMM)")
+    p.add_argument("--dist-backend", "--dist_backend", dest="dist_backend", choices=["nccl", "gloo"],
+                   help="torch.distributed backend when launched with WORLD_SIZE > 1 (default: nccl if CUDA, else "
+                        "gloo)")
+    p.add_argument("--show-stats", "--show_stats", dest="show_stats", action="store_true",
+                   help="print the results folder's stats.json as a table and exit (default: %(default)s)")
     p.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--pretrained", action="store_true", help=argparse.SUPPRESS)
     return p
@@ -76,7 +90,7 @@ def config_from_args(args: argparse.Namespace) -> RefSegConfig:
         protocol=args.protocol, seed=args.seed, limit=args.limit, resume=args.resume, device=args.device,
         dtype=args.dtype, predictions=args.predictions, allow_missing=args.allow_missing,
         save_masks=args.save_masks, segmenter_factory=args.segmenter_factory, dist_backend=args.dist_backend,
-        attn_implementation=args.attn_implementation)
+        attn_implementation=args.attn_implementation, allow_truncated_images=args.allow_truncated_images)
 
 
 def show_stats(results_path: str) -> None:

@@ -39,6 +39,7 @@ class RefSegConfig:
     segmenter_factory: str | None = None
     dist_backend: str | None = None
     attn_implementation: str = "auto"
+    allow_truncated_images: bool = False
 
     def __post_init__(self) -> None:
         parse_refer_seg_data(self.refer_seg_data)

@@ -9,16 +9,25 @@ split containing "test", ``testAB``/``testBC``/``testAC`` exact.
 Ground truth of an expression (its ref's annotation), by two rules: ``ReferSplit.gt_mask`` is the union of the
 annotation's polygons (bool), ``ReferSplit.gt_counts`` the released GLaMM/LISA uint8 sum of the polygons
 (see ``masks.segmentation_to_counts``).
+
+Inputs are checked when the split is read: the refs pickle is read without allowing any Python global (a crafted
+file cannot run code), JSON errors name the file and position, image file names must be plain names
+(``eval.common.names.safe_name``), and every ref of the split must point at an annotation of ``instances.json``
+with a polygon-list or RLE segmentation. ``check_images`` checks the images of the tasks to run (existence,
+header, completeness, size) before a model loads.
 """
 
 from __future__ import annotations
 
-import json
-import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Iterable
 
 import numpy as np
+
+from eval.common.files import DataFileError, read_json, read_plain_pickle
+from eval.common.images import check_image_file
+from eval.common.names import name_problem, safe_path
 
 from .masks import segmentation_to_counts, segmentation_to_mask
 
@@ -31,6 +40,7 @@ __all__ = [
     "refer_files",
     "split_matches",
     "load_refer_split",
+    "check_images",
 ]
 
 SPLIT_BY = {"refcoco": "unc", "refcoco+": "unc", "refcocog": "umd"}
@@ -82,19 +92,22 @@ class ReferSplit:
         return sum(len(img.expressions) for img in self.images)
 
     def image_path(self, image: ReferImage) -> Path:
-        """Path of the image's JPEG."""
-        return self.image_dir / image.file_name
+        """Path of the image's JPEG (its file name checked to be a plain name inside the image folder)."""
+        return safe_path(self.image_dir, image.file_name, what="image file name")
 
-    def load_image(self, image: ReferImage) -> np.ndarray:
-        """(H, W, 3) uint8 RGB pixels, decoded with OpenCV as in the released code."""
+    def load_image(self, image: ReferImage, allow_truncated: bool = False) -> np.ndarray:
+        """(H, W, 3) uint8 RGB pixels, decoded with OpenCV as in the released code (16-bit images keep their high
+        byte). The file is checked first (``check_image_file``): a truncated JPEG, which OpenCV would decode in part
+        without an error, is refused naming the file unless ``allow_truncated`` (then warned about)."""
         import cv2
 
         path = self.image_path(image)
         if not path.is_file():
             raise FileNotFoundError(f"image file not found: {path} (COCO train2014 images belong in {self.image_dir})")
+        check_image_file(path, "image", allow_truncated=allow_truncated)
         bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if bgr is None:
-            raise ValueError(f"could not decode image {path}")
+            raise ValueError(f"could not decode image {path}; re-download it")
         if bgr.shape[:2] != (image.height, image.width):
             raise ValueError(f"image {path} is {bgr.shape[1]}x{bgr.shape[0]} but instances.json says "
                              f"{image.width}x{image.height}")
@@ -153,10 +166,13 @@ def _require_file(path: Path, what: str) -> None:
                                 f"<dataset_dir>/Refer_Segm/coco_2014/train2014/)")
 
 
+_LAYOUT_HINT = ("expected layout: <dataset_dir>/Refer_Segm/{refcoco,refcoco+,refcocog}/refs(unc|umd).p + "
+                "instances.json, images in <dataset_dir>/Refer_Segm/coco_2014/train2014/")
+
+
 def _load_refs(path: Path) -> list[dict]:
     _require_file(path, "refs file")
-    with open(path, "rb") as handle:
-        refs = pickle.load(handle)
+    refs = read_plain_pickle(path, "refs file", "re-download the REFER refs file")
     if not isinstance(refs, list):
         raise ValueError(f"{path} must hold a pickled list of refs, found {type(refs).__name__}")
     return refs
@@ -164,15 +180,20 @@ def _load_refs(path: Path) -> list[dict]:
 
 def _load_instances(path: Path) -> tuple[dict[int, dict], dict[int, dict]]:
     _require_file(path, "instances.json")
-    data = json.loads(path.read_text(encoding="utf-8"))
+    data = read_json(path, "instances.json", _LAYOUT_HINT)
     images = {int(img["id"]): img for img in data["images"]}
     annotations = {int(ann["id"]): ann for ann in data["annotations"]}
     return images, annotations
 
 
-def _image_entry(info: dict) -> ReferImage:
+def _image_entry(info: dict, instances_path: Path) -> ReferImage:
     image_id = int(info["id"])
     file_name = info.get("file_name") or f"COCO_train2014_{image_id:012d}.jpg"
+    problem = name_problem(file_name)
+    if problem is not None:
+        raise DataFileError(f"{instances_path}: image {image_id} has the file_name {file_name!r}, which {problem}; "
+                            f"image file names must be plain names inside {{dataset_dir}}/Refer_Segm/coco_2014/"
+                            f"train2014: fix instances.json")
     return ReferImage(image_id=image_id, file_name=file_name, height=int(info["height"]), width=int(info["width"]))
 
 
@@ -182,12 +203,44 @@ def _split_images(chosen: list[dict], image_infos: dict[int, dict], instances_pa
         image_id = int(ref["image_id"])
         if image_id not in image_infos:
             raise ValueError(f"image {image_id} of ref {ref['ref_id']} is missing from {instances_path}")
-        image = images.setdefault(image_id, _image_entry(image_infos[image_id]))
+        image = images.setdefault(image_id, _image_entry(image_infos[image_id], instances_path))
         for sent in ref["sentences"]:
             image.expressions.append(ReferExpression(
                 ref_id=int(ref["ref_id"]), sent_id=int(sent["sent_id"]), image_id=image_id,
                 ann_id=int(ref["ann_id"]), sentence=str(sent["sent"])))
     return [images[i] for i in sorted(images)]
+
+
+def _segmentation_problem(segmentation: Any) -> str | None:
+    """Why a COCO segmentation cannot be decoded (None when it looks decodable: a polygon list or an RLE dict)."""
+    if isinstance(segmentation, list):
+        bad = [p for p in segmentation if not (isinstance(p, (list, tuple)) and len(p) >= 6)]
+        return "has a polygon with fewer than 3 points" if bad else None
+    if isinstance(segmentation, dict):
+        return None if "size" in segmentation and "counts" in segmentation else "is an RLE dict without size/counts"
+    return f"is a {type(segmentation).__name__}, not a polygon list or an RLE dict"
+
+
+def _check_annotations(images: list[ReferImage], annotations: dict[int, dict], instances_path: Path) -> None:
+    """Every expression's annotation exists and has a decodable-looking segmentation (all problems in one line)."""
+    problems: list[str] = []
+    seen: set[int] = set()
+    for image in images:
+        for expr in image.expressions:
+            if expr.ann_id in seen:
+                continue
+            seen.add(expr.ann_id)
+            ann = annotations.get(expr.ann_id)
+            if ann is None:
+                problems.append(f"annotation {expr.ann_id} of ref {expr.ref_id} is not in instances.json")
+                continue
+            problem = _segmentation_problem(ann.get("segmentation"))
+            if problem:
+                problems.append(f"the segmentation of annotation {expr.ann_id} (ref {expr.ref_id}) {problem}")
+    if problems:
+        more = "; ..." if len(problems) > 3 else ""
+        raise DataFileError(f"{instances_path}: {len(problems)} problem(s) with the annotations of this split: "
+                            f"{'; '.join(problems[:3])}{more}; fix or re-download the file")
 
 
 def load_refer_split(dataset_dir: str | Path, dataset: str, split: str) -> ReferSplit:
@@ -207,5 +260,27 @@ def load_refer_split(dataset_dir: str | Path, dataset: str, split: str) -> Refer
     except (KeyError, TypeError) as err:
         raise ValueError(f"{refs_path} holds a ref without the REFER field {err} (ref_id, ann_id, image_id, split, "
                          f"sentences[].sent / sent_id)") from None
+    _check_annotations(images, annotations, instances_path)
     return ReferSplit(dataset=dataset, split=split, split_by=SPLIT_BY[dataset], image_dir=image_dir,
                       images=images, annotations=annotations)
+
+
+def check_images(split: ReferSplit, images: Iterable[ReferImage], allow_truncated: bool = False) -> None:
+    """Before a model loads: every image exists, its header decodes, it is complete (``check_image_file``) and
+    its size is the one instances.json gives. All problems are reported in one line (count and first few)."""
+    problems: list[str] = []
+    for image in images:
+        try:
+            info = check_image_file(split.image_path(image), "image", allow_truncated=allow_truncated)
+        except (FileNotFoundError, ValueError) as err:
+            problems.append(str(err.args[0] if err.args else err))
+            continue
+        if info.shape != (image.height, image.width):
+            problems.append(f"image {info.path} is {info.width}x{info.height} but instances.json says "
+                            f"{image.width}x{image.height}")
+    if problems:
+        more = "; ..." if len(problems) > 3 else ""
+        raise DataFileError(f"{len(problems)} image problem(s) in {split.dataset}|{split.split}, found before the run: "
+                            f"{'; '.join(problems[:3])}{more}; fix or re-download these images"
+                            + (" (or pass --allow-truncated-images to decode truncated JPEGs in part, as the released "
+                               "code does)" if not allow_truncated and any("truncated" in p for p in problems) else ""))

@@ -18,13 +18,14 @@ from typing import Any, Callable
 import numpy as np
 
 from eval.common.distributed import DistInfo, barrier, distributed_session, gather_objects, shard
+from eval.common.lock import results_session
 from eval.common.progress import progress_bar
 from eval.common.records import RecordStore, open_run_store
 from eval.common.stats import append_stats
 from eval.common.table import print_table
 
 from .config import RefSegConfig
-from .dataset import ReferSplit, load_refer_split
+from .dataset import ReferSplit, check_images, load_refer_split
 from .masks import mask_to_rle
 from .model import build_segmenter
 from .protocols import SCORING, UNION_SCORING, ImageTask, Scoring, build_tasks
@@ -76,8 +77,9 @@ def _task_records(split: ReferSplit, task: ImageTask, masks: np.ndarray, visual_
 
 def evaluate_shard(tasks: list[ImageTask], split: ReferSplit, store: RecordStore,
                    source_fn: Callable[[], MaskSource], info: DistInfo, save_masks: bool = False,
-                   scoring: Scoring = UNION_SCORING) -> ShardWork:
-    """Segment the tasks not yet fully recorded and append their (I, U) records under ``scoring``."""
+                   scoring: Scoring = UNION_SCORING, allow_truncated: bool = False) -> ShardWork:
+    """Segment the tasks not yet fully recorded and append their (I, U) records under ``scoring``
+    (``allow_truncated``: decode truncated JPEGs in part, see ``ReferSplit.load_image``)."""
     todo = [t for t in tasks if not all(store.has(k) for k in t.keys)]
     work = ShardWork()
     if not todo:
@@ -87,7 +89,7 @@ def evaluate_shard(tasks: list[ImageTask], split: ReferSplit, store: RecordStore
     with progress_bar(total=len(tasks), initial=len(tasks) - len(todo), desc=desc, enabled=info.is_main,
                       unit="img") as bar:
         for task in todo:
-            image = split.load_image(task.image) if source.needs_image else None
+            image = split.load_image(task.image, allow_truncated) if source.needs_image else None
             pred = source.predict(task, image)
             for record in _task_records(split, task, pred.masks, pred.num_visual_tokens, save_masks, scoring):
                 if not store.has(store.key(record)):
@@ -180,18 +182,23 @@ def run_refseg(config: RefSegConfig, segmenter_factory: SegmenterFactory | None 
     """Evaluate one dataset split; returns the stats entry on rank 0 (None on other ranks).
 
     ``segmenter_factory(config)`` builds the model (default ``build_segmenter``); it is only called when
-    some image still needs segmenting, and never when scoring saved predictions.
+    some image still needs segmenting, and never when scoring saved predictions. Before any work rank 0 checks
+    that the results folder is writable and takes the run's lock (``eval.common.lock``: a second run of the same
+    run id into the same folder is refused); the dataset, and for a model run every image, is checked up front.
     """
     started = time.perf_counter()
-    with distributed_session(config.dist_backend) as info:
+    with distributed_session(config.dist_backend) as info, \
+            results_session(config.results_path, config.run_id, info, subdirs=("records",)):
         split = load_refer_split(config.dataset_dir, config.dataset, config.split)
         tasks = build_tasks(split, config.protocol, config.seed, config.limit)
         mine = shard(tasks, info.rank, info.world_size)
         factory = segmenter_factory or build_segmenter
         saved = make_source(config, tasks, factory) if config.predictions else None
+        if saved is None:  # the model reads the images: check them all before it loads
+            check_images(split, [t.image for t in tasks], config.allow_truncated_images)
         with _open_store(config, info) as store:
             work = evaluate_shard(mine, split, store, lambda: saved or make_source(config, tasks, factory), info,
-                                  config.save_masks, SCORING[config.protocol])
+                                  config.save_masks, SCORING[config.protocol], config.allow_truncated_images)
             local = _local_values(store, mine)
         parts = gather_objects((local, work), info)
         entry = None

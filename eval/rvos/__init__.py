@@ -18,6 +18,7 @@ from .datasets import (
     RefYtvosDataset,
     RVOSDataset,
     RVOSSample,
+    check_inputs,
     open_rvos_dataset,
     read_frames,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "RefYtvosDataset",
     "RVOSDataset",
     "RVOSSample",
+    "check_inputs",
     "open_rvos_dataset",
     "read_frames",
     "MissingPredictions",

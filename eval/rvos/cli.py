@@ -28,13 +28,15 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Referring video object segmentation (J, F, J&F) of VideoGLaMM with "
                                             "visual-token pruning, or scoring of saved predictions.")
     p.add_argument("--benchmark", choices=sorted(BENCHMARKS), help="davis (Ref-DAVIS17), ytvos (Ref-YouTube-VOS) "
-                   "or mevis")
+                   "or mevis (default: none, required)")
     p.add_argument("--dataset_dir", "--dataset-dir", dest="dataset_dir", default="./data",
                    help="the benchmark's root folder (layouts in eval/rvos/datasets.py; default: %(default)s)")
-    p.add_argument("--split", help=f"split folder (default: {DEFAULT_SPLITS})")
+    p.add_argument("--split", help=f"split folder (default: the benchmark's, {DEFAULT_SPLITS})")
     p.add_argument("--results_path", "--results-path", dest="results_path", default="runs/rvos",
-                   help="results folder: stats.json, records/, predictions/, submissions/ (default: %(default)s)")
-    p.add_argument("--version", help="VideoGLaMM checkpoint folder")
+                   help="results folder: stats.json, records/, predictions/, submissions/; created if missing, must be "
+                        "writable; one run of a run id at a time (default: %(default)s)")
+    p.add_argument("--version", help="VideoGLaMM checkpoint folder (default: none; required unless --predictions is "
+                                     "given)")
     p.add_argument("--vision-tower", "--vision_tower", dest="vision_tower", default=DEFAULT_VISION_TOWER,
                    help="local folder of the CLIP ViT-L/14-336 checkpoint (default: %(default)s, a local path)")
     p.add_argument("--video-tower", "--video_tower", dest="video_tower",
@@ -46,27 +48,37 @@ def build_parser() -> argparse.ArgumentParser:
                    help="VideoGLaMM settings: 'released' (the released protocol per benchmark: whole videos for mevis/ytvos, "
                         "64-frame clips for davis, object 0, 512 sampled new tokens, fp16 eager on GPU), 'default' "
                         "(litelvlm's own, see README) or a YAML path (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random generators, per video (default: 0)")
-    p.add_argument("--limit", type=int, help="evaluate only the first N videos (dataset order)")
-    p.add_argument("--resume", action="store_true", help="continue a run from its records; retries failed ones")
-    p.add_argument("--device", default="auto", help="'auto' (cuda:LOCAL_RANK if available, else cpu) or a device")
-    p.add_argument("--dtype", choices=DTYPES, default="auto", help="model dtype (auto: the preset's, else the device's default)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the random generators, per video (default: %(default)s)")
+    p.add_argument("--limit", type=int, help="evaluate only the first N videos, dataset order (default: all videos)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue a run from its records; retries failed ones (default: %(default)s: existing "
+                        "records are an error)")
+    p.add_argument("--device", default="auto",
+                   help="'auto' (cuda:LOCAL_RANK if available, else cpu) or a device (default: %(default)s)")
+    p.add_argument("--dtype", choices=DTYPES, default="auto",
+                   help="model dtype (auto: the preset's, else the device's default) (default: %(default)s)")
     p.add_argument("--predictions", metavar="PRED_DIR",
-                   help="score PRED_DIR/<video>/<exp_id>/<frame>.png (nonzero = object) instead of running a model")
+                   help="score PRED_DIR/<video>/<exp_id>/<frame>.png (nonzero = object) instead of running a model "
+                        "(default: none, run the model)")
     p.add_argument("--allow-missing", "--allow_missing", dest="allow_missing", action="store_true",
                    help="score despite missing videos / expressions / frames (failed ones included), by the "
                         "official scorers' rules: mevis: each expression with a missing video, expression folder or "
                         "frame gets J = F = 0 (eval_mevis.py does so for a missing video and crashes on the others); "
                         "davis: a missing expression or frame is an empty proposal, but a video without any "
                         "prediction is still an error (the DAVIS scorer stops on missing sequences); splits without "
-                        "GT (ytvos, mevis valid): missing frames go into the upload zip as empty masks")
+                        "GT (ytvos, mevis valid): missing frames go into the upload zip as empty masks "
+                        "(default: %(default)s: missing predictions are an error)")
     p.add_argument("--davis-annotations", "--davis_annotations", dest="davis_annotations",
                    help="DAVIS-2017 Annotations_unsupervised folder (default: DATASET_DIR/valid/Annotations)")
-    p.add_argument("--segmenter-factory", dest="segmenter_factory",
-                   help="'module:callable' called with the run config to build the segmenter (default: VideoGLaMM)")
-    p.add_argument("--dist-backend", dest="dist_backend", choices=["nccl", "gloo"],
-                   help="torch.distributed backend when launched with WORLD_SIZE > 1 (default: nccl if CUDA)")
-    p.add_argument("--show-stats", action="store_true", help="print the results folder's stats.json as a table")
+    p.add_argument("--segmenter-factory", "--segmenter_factory", dest="segmenter_factory",
+                   help="'module:callable' called with the run config to build the segmenter (default: none, "
+                        "VideoGLaMM)")
+    p.add_argument("--dist-backend", "--dist_backend", dest="dist_backend", choices=["nccl", "gloo"],
+                   help="torch.distributed backend when launched with WORLD_SIZE > 1 (default: nccl if CUDA, else "
+                        "gloo)")
+    p.add_argument("--show-stats", "--show_stats", dest="show_stats", action="store_true",
+                   help="print the results folder's stats.json as a table and exit (default: %(default)s)")
     p.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
     return p
 

@@ -3,6 +3,10 @@
 What a folder lacks is classified per expression (:func:`sample_missing`): ``"video"`` (no ``<video>`` folder),
 ``"expression"`` (the video folder exists, ``<exp_id>`` does not) or ``"frames"`` (some frame PNGs absent). How a
 missing item is scored under ``allow_missing`` depends on the benchmark and lives in eval/rvos/scoring.py.
+
+Every path here is built from dataset-controlled names (video id, expression id, frame name) through
+``eval.common.names``: each must be a plain name and the result must stay inside ``PRED_DIR``, so a crafted
+``meta_expressions.json`` cannot make the harness write or read outside the predictions folder.
 """
 
 from __future__ import annotations
@@ -13,12 +17,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from eval.common.names import safe_name, safe_path
+
 from .datasets import RVOSSample
 
 __all__ = [
     "MissingPredictions",
     "MissingPredictionsError",
     "prediction_path",
+    "video_dir",
+    "expression_dir",
     "write_prediction_masks",
     "write_mask_sequence",
     "read_prediction_mask",
@@ -29,8 +37,21 @@ __all__ = [
 ]
 
 
+def video_dir(pred_dir: str | Path, video_id: str) -> Path:
+    """``PRED_DIR/<video>`` with the video id checked to be a plain name (``eval.common.names``)."""
+    return safe_path(pred_dir, safe_name(video_id, "video id"), what="video id")
+
+
+def expression_dir(pred_dir: str | Path, video_id: str, exp_id: str) -> Path:
+    """``PRED_DIR/<video>/<exp_id>`` with both names checked to be plain names."""
+    return safe_path(pred_dir, safe_name(video_id, "video id"), safe_name(str(exp_id), "expression id"),
+                     what="expression id")
+
+
 def prediction_path(pred_dir: str | Path, video_id: str, exp_id: str, frame: str) -> Path:
-    return Path(pred_dir) / video_id / str(exp_id) / f"{frame}.png"
+    """``PRED_DIR/<video>/<exp_id>/<frame>.png`` with every name checked and the path kept inside ``PRED_DIR``."""
+    name = f"{safe_name(frame, 'frame name')}.png"
+    return safe_path(expression_dir(pred_dir, video_id, exp_id), name, what="frame name")
 
 
 def write_mask_sequence(pred_dir: str | Path, video_id: str, exp_id: str, frames, masks) -> list[Path]:
@@ -117,10 +138,9 @@ class MissingPredictionsError(FileNotFoundError):
 def sample_missing(pred_dir: str | Path, sample: RVOSSample) -> tuple[str | None, list[str]]:
     """(kind, absent frame names) of one expression: kind ``"video"`` when ``<video>/`` is absent, ``"expression"``
     when ``<video>/<exp_id>/`` is, ``"frames"`` when some ``<frame>.png`` are, None when complete."""
-    video_dir = Path(pred_dir) / sample.video_id
-    if not video_dir.is_dir():
+    if not video_dir(pred_dir, sample.video_id).is_dir():
         return "video", list(sample.frames)
-    if not (video_dir / sample.exp_id).is_dir():
+    if not expression_dir(pred_dir, sample.video_id, sample.exp_id).is_dir():
         return "expression", list(sample.frames)
     absent = [f for f in sample.frames if not prediction_path(pred_dir, sample.video_id, sample.exp_id, f).is_file()]
     return ("frames" if absent else None), absent

@@ -21,17 +21,18 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-from PIL import Image
 
 from eval.common.distributed import DistInfo, distributed_session, gather_objects, shard
+from eval.common.images import read_rgb_image
+from eval.common.lock import results_session
 from eval.common.model import derive_seed, seed_everything
 from eval.common.progress import progress_bar
 from eval.common.records import RecordStore, open_run_store, run_record_paths
 
 from .config import RVOSConfig
-from .datasets import RefDavis17Dataset, RVOSDataset, RVOSSample, open_rvos_dataset, require_file
+from .datasets import RefDavis17Dataset, RVOSDataset, RVOSSample, check_inputs, open_rvos_dataset
 from .model import VideoPrediction, build_video_segmenter, check_model_inputs, check_segment_result
-from .predictions import write_prediction_masks
+from .predictions import expression_dir, write_prediction_masks
 from .report import RunOutcome, finish_model_run, finish_predictions_run
 
 __all__ = ["KEY_FIELDS", "ModelBuildError", "SegmenterFactory", "ShardWork", "open_dataset", "select_videos", "load_video_frames",
@@ -80,11 +81,9 @@ def select_videos(dataset: RVOSDataset, limit: int | None) -> list[str]:
 
 
 def load_video_frames(dataset: RVOSDataset, video: str) -> np.ndarray:
-    """(T, H, W, 3) uint8 RGB frames of ``video`` in the order the dataset lists them."""
-    frames = []
-    for path in dataset.frame_paths(video):
-        with Image.open(require_file(path, "frame image")) as img:
-            frames.append(np.asarray(img.convert("RGB")))
+    """(T, H, W, 3) uint8 RGB frames of ``video`` in the order the dataset lists them; a missing, truncated or corrupt
+    frame raises naming its file, 16-bit frames keep their high byte (``eval.common.images.read_rgb_image``)."""
+    frames = [read_rgb_image(path, "frame image") for path in dataset.frame_paths(video)]
     if not frames:
         raise ValueError(f"video {video} lists no frames in {dataset.meta_path}")
     sizes = sorted({f.shape for f in frames})
@@ -121,8 +120,18 @@ def _record_failure(store: RecordStore, todo: list[RVOSSample], pred_dir: Path, 
     tqdm.write(f"[rank {info.rank}] video {video} failed ({len(todo)} expressions):\n{text}", file=sys.stderr)
     error = text.strip().splitlines()[-1]
     for sample in todo:
-        shutil.rmtree(pred_dir / sample.video_id / sample.exp_id, ignore_errors=True)  # no partial masks
+        _remove_masks(pred_dir, sample)  # no partial masks
         store.add({**_base_record(store, sample, "failed", info), "error": error, "traceback": text})
+
+
+def _remove_masks(pred_dir: Path, sample: RVOSSample) -> None:
+    """Delete the expression's mask folder ``pred_dir/<video>/<exp_id>``: its names checked (``expression_dir``) so
+    nothing outside ``pred_dir`` is touched; a symbolic link is removed, not followed."""
+    folder = expression_dir(pred_dir, sample.video_id, sample.exp_id)
+    if folder.is_symlink():
+        folder.unlink()
+    elif folder.exists():
+        shutil.rmtree(folder)
 
 
 def _record_video(store: RecordStore, samples: list[RVOSSample], todo: list[RVOSSample], pred: VideoPrediction,
@@ -218,11 +227,18 @@ def run_rvos(config: RVOSConfig, segmenter_factory: SegmenterFactory | None = No
     ``segmenter_factory(config)`` builds the model (default ``build_video_segmenter``); it is only called when some
     video still needs segmenting, and never with ``--predictions``. Raises ``SampleFailuresError`` (after
     reporting) when expressions failed, ``MissingPredictionsError`` / ValueError for incomplete predictions.
+
+    Before any work: rank 0 checks that the results folder is writable and takes the run's lock
+    (``eval.common.lock``: a second run of the same run id into the same folder is refused), and the inputs of the
+    selected videos are checked (``check_inputs``: frames for a model run, ground truth where the split has it).
     """
     started = time.perf_counter()
-    with distributed_session(config.dist_backend) as info:
+    subdirs = ("records", "predictions", "scores", "submissions")
+    with distributed_session(config.dist_backend) as info, \
+            results_session(config.results_path, config.run_id, info, subdirs=subdirs):
         dataset = open_dataset(config)
         videos = select_videos(dataset, config.limit)
+        check_inputs(dataset, videos, frames=not config.predictions)  # before any model loads
         outcome = None
         if config.predictions:
             if info.is_main:

@@ -4,7 +4,8 @@ Entries are 0/255 greyscale PNGs ``<folder>/<video>/<exp_id>/<frame>.png`` for e
 split. The default top folder follows each server's instructions: ``Annotations/`` for Ref-YouTube-VOS
 (ReferFormer docs: rename the output folder to Annotations and zip it) and none for MeViS (its
 sample_submission_valid.zip holds the video folders directly). Entries are written in dataset order with a fixed
-timestamp, so the same predictions give byte-identical zips.
+timestamp, so the same predictions give byte-identical zips. Entry names are built with
+``eval.common.names.zip_entry`` from checked plain names (no ``..``, ``/`` or absolute parts: no zip slip).
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .datasets import RefYtvosDataset, RVOSDataset, RVOSSample, require_file
+from eval.common.images import check_rgb_image
+from eval.common.names import safe_name, zip_entry
+
+from .datasets import RefYtvosDataset, RVOSDataset, RVOSSample
 from .predictions import check_predictions, prediction_path, read_prediction_mask
 
 __all__ = ["DEFAULT_ZIP_FOLDER", "write_submission_zip"]
@@ -32,8 +36,7 @@ def _png_bytes(mask: np.ndarray) -> bytes:
 
 
 def _frame_shape(sample: RVOSSample, index: int) -> tuple[int, int]:
-    with Image.open(require_file(sample.frame_paths()[index], "frame image")) as img:
-        return img.size[1], img.size[0]
+    return check_rgb_image(sample.frame_paths()[index], "frame image").shape
 
 
 def _sample_masks(pred_dir: Path, sample: RVOSSample, allow_missing: bool):
@@ -61,7 +64,7 @@ def write_submission_zip(dataset: RVOSDataset, pred_dir: str | Path, zip_path: s
     if isinstance(dataset, RefYtvosDataset) and dataset.split != "valid":
         raise ValueError(f"Ref-YouTube-VOS submissions are for the valid split, got {dataset.split!r}")
     pred_dir, zip_path = Path(pred_dir), Path(zip_path)
-    top = DEFAULT_ZIP_FOLDER[dataset.name] if folder is None else folder.strip("/")
+    top = DEFAULT_ZIP_FOLDER[dataset.name] if folder is None else folder
     samples = list(dataset.samples())
     missing = check_predictions(pred_dir, samples, allow_missing)
     zip_path.parent.mkdir(parents=True, exist_ok=True)
@@ -69,7 +72,7 @@ def write_submission_zip(dataset: RVOSDataset, pred_dir: str | Path, zip_path: s
     with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for sample in samples:
             for frame, mask, was_missing in _sample_masks(pred_dir, sample, allow_missing):
-                name = "/".join(p for p in (top, sample.video_id, sample.exp_id, f"{frame}.png") if p)
+                name = zip_entry(sample.video_id, sample.exp_id, f"{safe_name(frame, 'frame name')}.png", folder=top)
                 zf.writestr(zipfile.ZipInfo(name, date_time=_ZIP_TIME), _png_bytes(mask),
                             compress_type=zipfile.ZIP_DEFLATED)
                 n_files += 1

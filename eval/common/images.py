@@ -1,0 +1,182 @@
+"""Reading benchmark images strictly: a truncated or corrupt file is an error naming it, never partial pixels.
+
+* ``check_image_file(path, what)``: the cheap check run over every image of a run before the model loads: the file
+  exists, its header decodes (format, mode, size), and it is complete: a JPEG ends with its EOI marker
+  (``FF D9``), a PNG with its ``IEND`` chunk. A file without that ending (truncated, or with trailing bytes) is
+  decoded in full to decide; other formats are always decoded in full.
+* ``read_rgb_image(path, what)``: (H, W, 3) uint8 RGB pixels with Pillow, refusing truncated data whatever
+  ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES`` says. 16-bit images keep their high byte (value >> 8, the rule Pillow
+  applies to 16-bit RGB PNGs and OpenCV to every 16-bit PNG), instead of saturating at 255 as ``convert("RGB")``
+  does for 16-bit greyscale.
+* ``read_label_image(path, what)``: a single-channel label PNG (palette, greyscale, 8 or 16 bit) as (H, W) uint8
+  integer labels; values above 255 are refused.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+from PIL import Image, ImageFile
+
+from .files import DataFileError
+
+__all__ = ["ImageInfo", "check_image_file", "check_rgb_image", "check_label_image", "read_rgb_image",
+           "read_label_image"]
+
+_JPEG_END = b"\xff\xd9"
+_PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+_SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")
+_RGB_CONVERTIBLE = ("RGB", "RGBA", "RGBX", "L", "LA", "P", "PA", "1", "CMYK", "YCbCr", "La")
+_LABEL_MODES = ("P", "L", "1")
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What an image header says: format (JPEG, PNG, ...), Pillow mode and size."""
+
+    path: Path
+    format: str
+    mode: str
+    width: int
+    height: int
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(height, width)."""
+        return (self.height, self.width)
+
+
+@contextmanager
+def _strict_loading() -> Iterator[None]:
+    """Make Pillow raise on truncated data for the duration (another module may have relaxed it globally)."""
+    before = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    try:
+        yield
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = before
+
+
+def _fix(what: str) -> str:
+    return f"re-extract or re-download the {what}"
+
+
+def _require(path: Path, what: str) -> None:
+    if not path.is_file():
+        if path.exists():
+            raise DataFileError(f"{what} {path} is not a file")
+        raise FileNotFoundError(f"{what} not found: {path}")
+
+
+def _ends_with(path: Path, ending: bytes) -> bool:
+    size = path.stat().st_size
+    if size < len(ending):
+        return False
+    with open(path, "rb") as handle:
+        handle.seek(size - len(ending))
+        return handle.read(len(ending)) == ending
+
+
+def _decode(path: Path, what: str, allow_truncated: bool = False) -> None:
+    try:
+        with _strict_loading(), Image.open(path) as img:
+            img.load()
+    except (OSError, SyntaxError, ValueError) as err:
+        if allow_truncated:
+            print(f"warning: {what} {path} is truncated or corrupt ({err}); decoding what it holds as allowed",
+                  file=sys.stderr, flush=True)
+            return
+        raise DataFileError(f"{what} {path} is truncated or corrupt ({err}); {_fix(what)}") from None
+
+
+def check_image_file(path: str | os.PathLike, what: str = "image", allow_truncated: bool = False) -> ImageInfo:
+    """Header, size and completeness of the image ``path`` (see the module docstring); errors name the file.
+
+    ``allow_truncated``: an incomplete file is only warned about (stderr, naming it), for callers whose decoder
+    keeps the part that is there (OpenCV, as the released RefCOCO evaluation); the header must still decode."""
+    path = Path(path)
+    _require(path, what)
+    try:
+        with Image.open(path) as img:
+            info = ImageInfo(path, str(img.format), img.mode, int(img.size[0]), int(img.size[1]))
+    except (OSError, SyntaxError, ValueError) as err:
+        raise DataFileError(f"{what} {path} is truncated, corrupt or not an image ({err}); {_fix(what)}") from None
+    ending = {"JPEG": _JPEG_END, "MPO": _JPEG_END, "PNG": _PNG_END}.get(info.format)
+    if ending is None or not _ends_with(path, ending):
+        _decode(path, what, allow_truncated)
+    return info
+
+
+def _is_sixteen_bit(mode: str, fmt: str) -> bool:
+    return mode in _SIXTEEN_BIT or (mode == "I" and fmt == "PNG")
+
+
+def check_rgb_image(path: str | os.PathLike, what: str = "image") -> ImageInfo:
+    """``check_image_file`` plus: ``read_rgb_image`` can turn its pixel mode into RGB."""
+    info = check_image_file(path, what)
+    if not (info.mode in _RGB_CONVERTIBLE or _is_sixteen_bit(info.mode, info.format)):
+        raise DataFileError(f"{what} {info.path} has the pixel mode {info.mode}, which is not an 8/16-bit colour or "
+                            f"greyscale image; convert it to an 8-bit RGB JPEG or PNG")
+    return info
+
+
+def check_label_image(path: str | os.PathLike, what: str = "label PNG") -> ImageInfo:
+    """``check_image_file`` plus: a single-channel mode ``read_label_image`` reads (palette, 8/16-bit grey)."""
+    info = check_image_file(path, what)
+    if info.mode not in _LABEL_MODES and info.mode not in _SIXTEEN_BIT and info.mode != "I":
+        raise DataFileError(f"{what} {info.path}: expected a palette or greyscale PNG (8 or 16 bit), got mode "
+                            f"{info.mode}")
+    return info
+
+
+def read_rgb_image(path: str | os.PathLike, what: str = "image") -> np.ndarray:
+    """(H, W, 3) uint8 RGB pixels of ``path`` (see the module docstring for 16-bit images); errors name the file."""
+    path = Path(path)
+    _require(path, what)
+    try:
+        with _strict_loading(), Image.open(path) as img:
+            img.load()
+            if _is_sixteen_bit(img.mode, str(img.format)):
+                values = np.asarray(img).astype(np.int64)
+                if values.min() < 0 or values.max() > 0xFFFF:
+                    raise DataFileError(f"{what} {path} holds values outside 0..65535 (mode {img.mode}); {_fix(what)}")
+                grey = (values >> 8).astype(np.uint8)
+                return np.ascontiguousarray(np.repeat(grey[..., None], 3, axis=2))
+            if img.mode not in _RGB_CONVERTIBLE:
+                raise DataFileError(f"{what} {path} has the pixel mode {img.mode}, which is not an 8/16-bit colour or "
+                                    f"greyscale image; convert it to an 8-bit RGB JPEG or PNG")
+            return np.asarray(img.convert("RGB"))
+    except DataFileError:
+        raise
+    except (OSError, SyntaxError, ValueError) as err:
+        raise DataFileError(f"{what} {path} is truncated or corrupt ({err}); {_fix(what)}") from None
+
+
+def read_label_image(path: str | os.PathLike, what: str = "label PNG") -> np.ndarray:
+    """(H, W) uint8 integer labels of a single-channel PNG: palette indices or 8/16-bit grey values (<= 255)."""
+    path = Path(path)
+    _require(path, what)
+    try:
+        with _strict_loading(), Image.open(path) as img:
+            img.load()
+            if img.mode in _LABEL_MODES:
+                return np.asarray(img, dtype=np.uint8)
+            if img.mode in _SIXTEEN_BIT or img.mode == "I":
+                values = np.asarray(img).astype(np.int64)
+                low, high = (int(values.min()), int(values.max())) if values.size else (0, 0)
+                if low < 0 or high > 255:
+                    raise DataFileError(f"{what} {path} holds the label value {high if high > 255 else low} (mode "
+                                        f"{img.mode}); labels must be 0..255 (object ids, 255 void): fix the file")
+                return values.astype(np.uint8)
+            raise DataFileError(f"{what} {path}: expected a palette or greyscale PNG (8 or 16 bit), got mode "
+                                f"{img.mode}")
+    except DataFileError:
+        raise
+    except (OSError, SyntaxError, ValueError) as err:
+        raise DataFileError(f"{what} {path} is truncated or corrupt ({err}); {_fix(what)}") from None

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import re
+import zipfile
 from collections import defaultdict
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -61,6 +63,52 @@ class LoadSummary:
         return "; ".join(parts)
 
 
+def _read_weight_map(index: Path) -> dict[str, str]:
+    """The ``weight_map`` of a shard index JSON, with errors naming the file (and the position of a syntax error)."""
+    try:
+        data = json.loads(index.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"checkpoint index {index} is not valid JSON ({err.msg}: line {err.lineno} column {err.colno}, "
+                         f"char {err.pos}): the file is corrupt or incomplete; re-download it") from None
+    except UnicodeDecodeError as err:
+        raise ValueError(f"checkpoint index {index} is not UTF-8 text (byte {err.start}): the file is corrupt; "
+                         "re-download it") from None
+    weight_map = data.get("weight_map") if isinstance(data, dict) else None
+    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+        raise ValueError(f"checkpoint index {index} has no \"weight_map\" object (tensor name -> shard file): "
+                         "the file is corrupt or not a shard index; re-download it")
+    return weight_map
+
+
+def _load_bin(file: Path) -> dict:
+    """A ``pytorch_model*.bin`` shard, memory-mapped (torch's zip format, as ``save_pretrained`` writes it)."""
+    if not zipfile.is_zipfile(file):
+        raise ValueError("not a PyTorch checkpoint in torch.save's zip format")
+    shard = torch.load(file, map_location="cpu", mmap=True, weights_only=True)
+    if not isinstance(shard, dict):
+        raise ValueError(f"holds a {type(shard).__name__}, not a dict of tensors")
+    return shard
+
+
+@contextmanager
+def _shard_errors(file: Path, tensor: str | None = None):
+    """Turn whatever torch / safetensors raise for an unreadable shard into one ``ValueError`` naming the file."""
+    try:
+        yield
+    except MemoryError:
+        raise
+    except PermissionError:
+        raise ValueError(f"cannot read checkpoint shard {file}: permission denied") from None
+    except Exception as err:  # torch raises RuntimeError / UnpicklingError / EOFError, safetensors its own type
+        reason = " ".join(str(err).split()) or type(err).__name__
+        if len(reason) > 200:
+            reason = reason[:200] + "..."
+        size = file.stat().st_size if file.exists() else 0
+        what = f"tensor {tensor!r} of checkpoint shard" if tensor else "checkpoint shard"
+        raise ValueError(f"cannot load {what} {file} ({size} bytes): {reason}; the file is corrupt or incomplete: "
+                         "re-download it") from None
+
+
 class CheckpointDir:
     """Key-to-file map of a checkpoint folder, with lazy loading of chosen keys."""
 
@@ -76,7 +124,7 @@ class CheckpointDir:
             if not candidate.exists():
                 continue
             if name.endswith(".index.json"):
-                weight_map = json.loads(candidate.read_text())["weight_map"]
+                weight_map = _read_weight_map(candidate)
                 files = {f: self.path / f for f in set(weight_map.values())}
                 absent = sorted(str(p) for p in files.values() if not p.exists())
                 if absent:
@@ -87,12 +135,13 @@ class CheckpointDir:
 
     @staticmethod
     def _keys_of(file: Path) -> list[str]:
-        if file.suffix == ".safetensors":
-            from safetensors import safe_open
+        with _shard_errors(file):
+            if file.suffix == ".safetensors":
+                from safetensors import safe_open
 
-            with safe_open(str(file), framework="pt") as f:
-                return list(f.keys())
-        return list(torch.load(file, map_location="cpu", mmap=True, weights_only=True).keys())
+                with safe_open(str(file), framework="pt") as f:
+                    return list(f.keys())
+            return list(_load_bin(file).keys())
 
     def keys(self) -> list[str]:
         return list(self.key_to_file)
@@ -108,12 +157,20 @@ class CheckpointDir:
             if file.suffix == ".safetensors":
                 from safetensors import safe_open
 
-                with safe_open(str(file), framework="pt") as f:
+                with _shard_errors(file):
+                    handle = safe_open(str(file), framework="pt")
+                with handle as f:
                     for name in names:
-                        yield name, f.get_tensor(name)
+                        with _shard_errors(file, name):
+                            tensor = f.get_tensor(name)
+                        yield name, tensor
             else:
-                shard = torch.load(file, map_location="cpu", mmap=True, weights_only=True)
+                with _shard_errors(file):
+                    shard = _load_bin(file)
                 for name in names:
+                    if name not in shard:
+                        raise ValueError(f"checkpoint shard {file} has no tensor {name!r} although {self.path} lists it there: "
+                                         "the shard is stale or incomplete; re-download it")
                     yield name, shard[name]
                 del shard
 

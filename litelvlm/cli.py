@@ -3,32 +3,104 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
+from pathlib import Path
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "check_device", "check_method"]
+
+_DEVICE = re.compile(r"^(cpu|mps|cuda)(?::(\d+))?$")
+
+
+def check_device(device: str) -> str:
+    """``device`` if this machine can run on it, else a ``ValueError`` naming the device and the fix
+    (``cpu``, ``cuda``, ``cuda:N``, ``mps``)."""
+    match = _DEVICE.match(device)
+    if not match or (match.group(1) != "cuda" and match.group(2) not in (None, "0")):
+        raise ValueError(f"unknown device {device!r}: choose cpu, cuda, cuda:N (N = a GPU index) or mps")
+    import torch
+
+    kind, index = match.group(1), match.group(2)
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            build = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda} but finds no GPU"
+            raise ValueError(f"--device {device}: no CUDA device available (torch {torch.__version__} is {build}): "
+                             "use --device cpu, or install a CUDA build of torch and check the driver / CUDA_VISIBLE_DEVICES")
+        count = torch.cuda.device_count()
+        if index is not None and int(index) >= count:
+            raise ValueError(f"--device {device}: only {count} CUDA device(s) visible (cuda:0 to cuda:{count - 1}): "
+                             "pick one of those or check CUDA_VISIBLE_DEVICES")
+    if kind == "mps" and not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
+        raise ValueError(f"--device {device}: the MPS backend is not available (Apple silicon with a macOS build of torch "
+                         "only): use --device cpu")
+    return device
+
+
+def check_method(method: str | None, budget: int | None) -> str:
+    """The pruning method to run: ``method`` checked against the registry and against ``budget``
+    (None: ``litelvlm`` with a budget, ``none`` (the unpruned model) without)."""
+    from .pruning import available_methods
+
+    if budget is not None and (isinstance(budget, bool) or budget < 1):
+        raise ValueError(f"--budget {budget}: give a positive number of visual tokens to keep")
+    if method is None:
+        return "litelvlm" if budget is not None else "none"
+    if method not in available_methods():
+        raise ValueError(f"unknown pruning method {method!r}; choose one of: {', '.join(available_methods())}")
+    if method == "none" and budget is not None:
+        raise ValueError(f"--method none keeps every visual token: drop --budget {budget}, or pick a pruning method")
+    if method != "none" and budget is None:
+        raise ValueError(f"--method {method} prunes to a token budget: give --budget N (visual tokens kept), "
+                         "or use --method none for the unpruned model")
+    return method
+
+
+def _check_texts(texts: list[str]) -> None:
+    if any(not t.strip() for t in texts):
+        raise ValueError("--text must not be empty: give a referring expression")
+
+
+def _print_table(columns: list[str], rows: list[list]) -> None:
+    """An aligned plain-text table with a header row: numbers right-aligned, text left-aligned."""
+    cells = [[str(c) for c in row] for row in rows]
+    widths = [max(len(col), *(len(r[i]) for r in cells)) for i, col in enumerate(columns)]
+    numeric = [all(isinstance(row[i], (int, float)) for row in rows) for i in range(len(columns))]
+    print(" | ".join(col.ljust(w) for col, w in zip(columns, widths)).rstrip())
+    print("-+-".join("-" * w for w in widths))
+    for row in cells:
+        print(" | ".join(c.rjust(w) if num else c.ljust(w) for c, w, num in zip(row, widths, numeric)).rstrip())
+
+
+def _default(text: str) -> str:
+    return f"{text} (default: %(default)s)"
 
 
 def _demo(args) -> int:
     from .demo import run_demo
 
     summary = run_demo(args.out, args.text, args.budget, clip_dir=args.vision_tower, seed=args.seed)
-    print(f"weights: {summary['weights']}; {summary['num_tokens']} tokens; texts: {summary['texts']}")
-    for row in summary["budgets"]:
-        print(f"  budget {row['budget']:>3}: {row['similarity_tokens']} similarity + {row['context_tokens']} context -> {row['picture']}")
+    print(f"weights: {summary['weights']}; {summary['num_tokens']} visual tokens; texts: "
+          + " | ".join(repr(t) for t in summary["texts"]))
+    _print_table(["budget", "similarity tokens (red)", "context tokens (blue)", "picture"],
+                 [[row["budget"], row["similarity_tokens"], row["context_tokens"], row["picture"]] for row in summary["budgets"]])
+    print(f"summary: {Path(args.out) / 'summary.json'}")
     return 0
+
+
+DEMO_TEXTS = ["Can you segment the red car in this image?", "Can you segment the man on the right in this image?"]
+DEMO_BUDGETS = [576, 192, 64]
 
 
 def _add_demo(sub) -> None:
     p = sub.add_parser("demo", help="prune the bundled sample image with a tiny random CLIP and draw the kept tokens")
-    p.add_argument("--out", default="out/demo", help="output folder (default: out/demo)")
-    p.add_argument("--text", action="append", default=None, help="text(s) to prune against (repeatable)")
-    p.add_argument("--budget", type=int, action="append", default=None, help="token budget(s) (repeatable)")
-    p.add_argument("--vision-tower", default=None, help="a local CLIP directory instead of the tiny random one")
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=_demo, defaults={
-        "text": ["Can you segment the red car in this image?", "Can you segment the man on the right in this image?"],
-        "budget": [576, 192, 64],
-    })
+    p.add_argument("--out", default="out/demo", help=_default("output folder, created if missing"))
+    p.add_argument("--text", action="append", default=None,
+                   help="text to prune against (repeatable; default: " + " and ".join(repr(t) for t in DEMO_TEXTS) + ")")
+    p.add_argument("--budget", type=int, action="append", default=None,
+                   help="token budget, one picture each (repeatable; default: " + " ".join(map(str, DEMO_BUDGETS)) + ")")
+    p.add_argument("--vision-tower", default=None, help="a local CLIP folder (default: a tiny CLIP with random weights)")
+    p.add_argument("--seed", type=int, default=0, help=_default("seed of the random CLIP weights"))
+    p.set_defaults(func=_demo, defaults={"text": DEMO_TEXTS, "budget": DEMO_BUDGETS})
 
 
 def _dtype(name: str | None):
@@ -46,31 +118,42 @@ def _dtype(name: str | None):
 def _segment(args) -> int:
     from .segment_cli import segment_image_to_folder
 
+    check_device(args.device)
+    method = check_method(args.method, args.budget)
+    _check_texts(args.text)
     report = segment_image_to_folder(
-        args.image, args.text, budget=args.budget, glamm_dir=args.glamm, vision_tower=args.vision_tower, out_dir=args.out,
-        method=args.method, device=args.device, dtype=_dtype(args.dtype),
+        args.image, args.text, budget=args.budget, glamm_dir=args.checkpoint, vision_tower=args.vision_tower, out_dir=args.out,
+        method=method, device=args.device, dtype=_dtype(args.dtype),
     )
-    for row in report["expressions"]:
-        print(f"{row['text']!r}: {row['mask_pixels']} mask pixels -> {row['mask']}")
-    print(f"{report['num_visual_tokens']} visual tokens per expression; {report['timings']['total'] * 1000:.0f} ms; overlay: {report['overlay']}")
+    tokens = f"{report['num_visual_tokens']} visual tokens per expression"
+    pruning = f"no pruning (method none): all {tokens}" if report["method"] == "none" else f"method {report['method']}: {tokens}"
+    print(f"segmented {len(report['expressions'])} expression(s) in {args.image}; {pruning}; "
+          f"{report['timings']['total'] * 1000:.0f} ms")
+    _print_table(["expression", "mask pixels", "overlay colour", "mask (0/255 PNG)", "kept-token map"],
+                 [[repr(r["text"]), r["mask_pixels"], r["overlay_colour"], r["mask"], r["kept_map"]] for r in report["expressions"]])
+    print(f"overlay: {report['overlay']}")
+    print(f"result:  {Path(args.out) / 'result.json'}")
     return 0
 
 
-def _add_model_args(p, *, checkpoint_flag: str, checkpoint_help: str) -> None:
-    p.add_argument(checkpoint_flag, required=True, help=checkpoint_help)
+def _add_model_args(p, *, checkpoint_help: str, checkpoint_aliases: tuple[str, ...] = (), budget_help: str) -> None:
+    p.add_argument("--checkpoint", *checkpoint_aliases, dest="checkpoint", required=True, help=checkpoint_help)
     p.add_argument("--vision-tower", default=None, help="local CLIP ViT-L/14-336 folder (default: the path in the checkpoint config)")
-    p.add_argument("--method", default="litelvlm", help="pruning method (see litelvlm.pruning.available_methods())")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--budget", "--num-retain-tokens", "--num_retain_tokens", dest="budget", type=int, default=None, help=budget_help)
+    p.add_argument("--method", default=None,
+                   help="pruning method, one of the registry's (litelvlm.pruning.available_methods()); needs --budget, "
+                        "except 'none' (default: litelvlm with --budget, none = all tokens without)")
+    p.add_argument("--device", default="cpu", help=_default("cpu, cuda, cuda:N or mps"))
     p.add_argument("--dtype", default=None, help="fp32 | bf16 | fp16 (default: fp32 on CPU, bf16 on GPU)")
 
 
 def _add_segment(sub) -> None:
     p = sub.add_parser("segment", help="segment referring expressions in an image with GLaMM")
-    p.add_argument("--image", required=True)
+    p.add_argument("--image", required=True, help="the image file (JPEG, PNG, ...; 16-bit and grayscale are converted to 8-bit RGB)")
     p.add_argument("--text", action="append", required=True, help="referring expression (repeatable)")
-    p.add_argument("--budget", type=int, default=None, help="visual tokens per expression (default: all 576)")
-    _add_model_args(p, checkpoint_flag="--glamm", checkpoint_help="local GLaMM-RefSeg checkpoint folder")
-    p.add_argument("--out", required=True, help="output folder")
+    _add_model_args(p, checkpoint_help="local GLaMM-RefSeg checkpoint folder", checkpoint_aliases=("--glamm",),
+                    budget_help="visual tokens kept per expression (default: all 576, no pruning)")
+    p.add_argument("--out", required=True, help="output folder, created if missing (masks, overlay.png, kept-token maps, result.json)")
     p.set_defaults(func=_segment)
 
 
@@ -79,11 +162,7 @@ def _bench(args) -> int:
     from .lvlm import default_dtype
 
     scale = "quick" if args.quick else args.scale
-    if args.device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise ValueError("--device cuda requested but no CUDA device is available")
+    check_device(args.device)
     settings = ImageBenchSettings(
         scale=scale, device=args.device, dtype=_dtype(args.dtype) or default_dtype(args.device),
         budgets=tuple(args.budget or (576, 192, 128, 64)), methods=tuple(args.method or ("litelvlm",)),
@@ -96,21 +175,21 @@ def _bench(args) -> int:
 def _add_bench(sub) -> None:
     p = sub.add_parser("bench", help="latency, activation memory and FLOPs per stage and budget (random weights)")
     p.add_argument("--scale", default="default", choices=["quick", "default", "full"],
-                   help="full = real shapes (GPU); default = every component shrunk by the same factors; quick = smaller")
+                   help=_default("full = real shapes (GPU); default = every component shrunk by the same factors; quick = smaller"))
     p.add_argument("--quick", action="store_true", help="same as --scale quick (well under a minute on a CPU)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help=_default("cpu, cuda, cuda:N or mps"))
     p.add_argument("--dtype", default=None, help="fp32 | bf16 | fp16 (default: fp32 on CPU, bf16 on GPU)")
-    p.add_argument("--budget", type=int, action="append", help="token budget (repeatable; default 576 192 128 64)")
-    p.add_argument("--method", action="append", help="pruning method (repeatable; default litelvlm)")
-    p.add_argument("--expressions", type=int, default=7, help="expressions per image (RefCOCO-like workload)")
-    p.add_argument("--repeats", type=int, default=3, help="timed runs per setting (median reported)")
-    p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--budget", type=int, action="append", help="token budget (repeatable; default: 576 192 128 64)")
+    p.add_argument("--method", action="append", help="pruning method (repeatable; default: litelvlm)")
+    p.add_argument("--expressions", type=int, default=7, help=_default("expressions per image (RefCOCO-like workload)"))
+    p.add_argument("--repeats", type=int, default=3, help=_default("timed runs per setting (median reported)"))
+    p.add_argument("--warmup", type=int, default=1, help=_default("untimed runs before the timed ones"))
+    p.add_argument("--seed", type=int, default=0, help=_default("seed of the random weights and inputs"))
     p.add_argument("--no-video", action="store_true", help="skip the video section")
     p.add_argument("--video-masks", action="store_true",
                    help="also time SAM2 mask propagation over the 16 frames once (budget-independent; minutes on a CPU)")
-    p.add_argument("--json", default=None, help="write the results as JSON here")
-    p.add_argument("--out", default=None, help="folder for report.md, bench.png and bench.json")
+    p.add_argument("--json", default=None, help="write the results as JSON here (default: not written)")
+    p.add_argument("--out", default=None, help="folder for report.md, bench.png and bench.json (default: none written)")
     p.set_defaults(func=_bench)
 
 
@@ -131,54 +210,65 @@ def _add_precision(sub) -> None:
     p.add_argument("--text", action="append", default=None, help="text scored jointly, as the released image-scope pruning "
                    "(repeatable; default: 3 GLaMM questions)")
     p.add_argument("--budget", type=int, action="append", default=None, help="token budget (repeatable; default: 64 192)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random towers (default: 0)")
-    p.add_argument("--json", default=None, help="also write the results as JSON to this file")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random towers (default: %(default)s)")
+    p.add_argument("--json", default=None, help="also write the results as JSON to this file (default: not written)")
     p.set_defaults(func=_precision)
 
 
 def _segment_video(args) -> int:
-    from video.cli import segment_video_to_folder
-
     from dataclasses import asdict
 
+    from video.cli import segment_video_to_folder
     from video.preset import load_preset
 
+    check_device(args.device)
+    method = check_method(args.method, args.budget)
+    _check_texts(args.text)
     preset = load_preset(args.preset)
     options = asdict(preset.segmenter)
     options.update({k: v for k, v in (("layout", args.layout), ("answer", args.answer), ("mask_mode", args.mask_mode)) if v is not None})
     dtype = _dtype(args.dtype) if args.dtype else preset.dtype(args.device)
     report = segment_video_to_folder(
         args.video, args.text, budget=args.budget, checkpoint=args.checkpoint, vision_tower=args.vision_tower,
-        video_tower=args.video_tower, out_dir=args.out, method=args.method, device=args.device, dtype=dtype,
+        video_tower=args.video_tower, out_dir=args.out, method=method, device=args.device, dtype=dtype,
         attn_implementation=preset.attn_implementation(), clip_attn_implementation=preset.clip_attn_implementation(), **options,
     )
-    for row in report["expressions"]:
-        status = "masks" if row["has_seg"] else "no [SEG] emitted: empty masks"
-        print(f"{row['text']!r}: {status} -> {row['masks']}")
-    print(f"{report['visual_tokens_per_frame']:.1f} LLM visual tokens per frame; overlay: {report['overlay']}")
+    pruning = ("no pruning (method none)" if report["method"] == "none"
+               else f"method {report['method']}, budget {report['budget']} CLIP tokens per sampled frame")
+    print(f"segmented {len(report['expressions'])} expression(s) in {report['frames']} frames of {args.video}; {pruning}; "
+          f"{report['visual_tokens_per_frame']:.1f} LLM visual tokens per frame ({report['clip_tokens_per_frame']:.1f} from CLIP)")
+    _print_table(["expression", "[SEG] emitted", "overlay colour", "mask PNGs (one 0/255 PNG per frame)"],
+                 [[repr(r["text"]), "yes" if r["has_seg"] else "no: empty masks", r["overlay_colour"], r["masks"]]
+                  for r in report["expressions"]])
+    print(f"overlay: {report['overlay']}")
+    print(f"result:  {Path(args.out) / 'result.json'}")
     return 0
 
 
 def _add_segment_video(sub) -> None:
     p = sub.add_parser("segment-video", help="segment referring expressions in a video with VideoGLaMM")
-    p.add_argument("--video", required=True, help="an mp4 file or a folder of JPEG frames")
+    p.add_argument("--video", required=True, help="a video file (mp4, or anything ffmpeg decodes) or a folder of JPEG/PNG frames")
     p.add_argument("--text", action="append", required=True, help="referring expression (repeatable)")
-    p.add_argument("--budget", type=int, default=None, help="CLIP tokens kept per frame (default: all 576)")
-    _add_model_args(p, checkpoint_flag="--checkpoint", checkpoint_help="local VideoGLaMM checkpoint folder")
+    _add_model_args(p, checkpoint_help="local VideoGLaMM checkpoint folder",
+                    budget_help="CLIP tokens kept per sampled frame (default: all 576, no pruning)")
     p.add_argument("--video-tower", default=None, help="InternVideo2-Stage2 .pt (default: the copy inside the checkpoint)")
     p.add_argument("--preset", "--config", dest="preset", default="default",
                    help="settings: 'default' (litelvlm's), 'released' (the released protocol) or a preset YAML path "
                         "(video/presets/*.yaml; default: %(default)s)")
-    p.add_argument("--layout", default=None, choices=["cells", "regrid", "unpooled"], help="how kept tokens reach the LLM")
-    p.add_argument("--answer", default=None, help="teacher-force this answer instead of generating (e.g. 'Sure, [SEG].')")
-    p.add_argument("--mask-mode", default=None, choices=["propagate", "framewise"])
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--layout", default=None, choices=["cells", "regrid", "unpooled"],
+                   help="how kept tokens reach the LLM (default: the preset's)")
+    p.add_argument("--answer", default=None,
+                   help="teacher-force this answer instead of generating, e.g. 'Sure, [SEG].' (default: the preset's; generate)")
+    p.add_argument("--mask-mode", default=None, choices=["propagate", "framewise"],
+                   help="SAM2: propagate the first frame's mask through the clip, or decode every frame (default: the preset's)")
+    p.add_argument("--out", required=True, help="output folder, created if missing (mask PNGs per expression, overlay.mp4, "
+                   "result.json)")
     p.set_defaults(func=_segment_video)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="litelvlm", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", help="run `litelvlm COMMAND --help` for its options")
     _add_demo(sub)
     _add_segment(sub)
     _add_segment_video(sub)
@@ -187,16 +277,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(err: BaseException) -> str:
+    return "; ".join(line.strip() for line in str(err).splitlines() if line.strip()) or type(err).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     for key, value in getattr(args, "defaults", {}).items():
         if getattr(args, key) is None:
-            setattr(args, key, value)
+            setattr(args, key, list(value))
     try:
         return args.func(args)
     except (FileNotFoundError, ValueError) as err:
-        print(f"litelvlm {args.command}: error: {err}", file=sys.stderr)
+        print(f"litelvlm {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
 
 

@@ -16,7 +16,8 @@ import torch
 
 from .clip import load_clip_towers
 from .pruning import context_scores, text_similarity
-from .viz import kept_token_map, load_rgb, save_png
+from .segment_cli import prepare_out_dir
+from .viz import DROPPED_COLOUR, HIGHLIGHT_COLOUR, KEPT_COLOUR, kept_token_map, load_rgb, save_annotated_png
 
 __all__ = ["run_demo", "sample_image_path"]
 
@@ -27,11 +28,12 @@ def sample_image_path() -> Path:
 
 
 def run_demo(out_dir: str | Path, texts: list[str], budgets: list[int], clip_dir: str | Path | None = None, seed: int = 0) -> dict:
-    """Prune the sample image at each budget; write one kept-token PNG per budget and ``summary.json``."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    """Prune the sample image at each budget; write one kept-token PNG per budget (titled, with a legend) and
+    ``summary.json``."""
+    out = prepare_out_dir(out_dir)
     torch.manual_seed(seed)
-    weights = "random (tiny CLIP written on the fly)" if clip_dir is None else str(clip_dir)
+    random_weights = clip_dir is None
+    weights = "random (tiny CLIP written on the fly)" if random_weights else str(clip_dir)
     with tempfile.TemporaryDirectory() as tmp:
         if clip_dir is None:
             from .tiny_clip import make_tiny_clip
@@ -39,7 +41,7 @@ def run_demo(out_dir: str | Path, texts: list[str], budgets: list[int], clip_dir
             clip_dir = make_tiny_clip(Path(tmp) / "clip", seed=seed)
         clip = load_clip_towers(clip_dir)
         image = load_rgb(sample_image_path())
-        pixels = clip.image_processor(images=[image], return_tensors="pt").pixel_values
+        pixels = clip.image_processor(images=[image], return_tensors="pt", input_data_format="channels_last").pixel_values
         pruner = clip.pruner()
         text_embeds = pruner.text_embeds(texts)
         frames = pruner.encode(pixels)
@@ -51,7 +53,16 @@ def run_demo(out_dir: str | Path, texts: list[str], budgets: list[int], clip_dir
             per_text = budget // len(texts)
             similar = np.unique(torch.topk(sim, per_text, dim=-1, largest=False).indices.numpy())
             picture = kept_token_map(image, frames.grid, kept, highlight=similar, crop=pixels.shape[-1])
-            path = save_png(picture, out / f"kept_{budget}.png")
+            title = [f"LiteLVLM demo: kept tokens at budget {budget} of {frames.num_tokens}",
+                     *(f"text {j + 1}: '{t}'" for j, t in enumerate(texts)),
+                     "RANDOM WEIGHTS (tiny CLIP made on the fly): the mechanics only, not the method's quality"
+                     if random_weights else f"weights: {clip_dir}"]
+            legend = [
+                (HIGHLIGHT_COLOUR, f"similarity tokens ({similar.size}): each text's {per_text} lowest-similarity tokens, framed red"),
+                (KEPT_COLOUR, f"context tokens ({int(budget - similar.size)}): the rest of the budget by CLS attention, framed blue"),
+                (DROPPED_COLOUR, f"dropped ({frames.num_tokens - len(kept)}): dimmed, never reach the LLM"),
+            ]
+            path = save_annotated_png(picture, out / f"kept_{budget}.png", title, legend)
             summary["budgets"].append({
                 "budget": budget, "similarity_tokens": int(similar.size), "context_tokens": int(budget - similar.size),
                 "top_context_kept": int(np.isin(torch.argsort(ctx, descending=True)[:10].numpy(), kept).sum()),

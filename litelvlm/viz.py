@@ -1,30 +1,76 @@
-"""Pictures of what pruning kept and what segmentation found (PIL + numpy only)."""
+"""Pictures of what pruning kept and what segmentation found (PIL + numpy only), and image decoding."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFile, ImageFont
 
-__all__ = ["kept_token_map", "mask_overlay", "save_png", "load_rgb", "center_crop_square", "PALETTE"]
+__all__ = ["kept_token_map", "mask_overlay", "annotate", "save_png", "save_annotated_png", "load_rgb", "to_rgb8",
+           "center_crop_square", "PALETTE", "KEPT_COLOUR", "HIGHLIGHT_COLOUR", "DROPPED_COLOUR"]
 
 PALETTE = np.array(
     [[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48], [145, 30, 180], [70, 240, 240], [240, 50, 230]],
     dtype=np.uint8,
 )
+KEPT_COLOUR = (40, 110, 255)  # blue tint: kept tokens (context tokens when similarity tokens are highlighted)
+HIGHLIGHT_COLOUR = (255, 40, 40)  # red tint: highlighted kept tokens (LiteLVLM's similarity tokens)
+DROPPED_COLOUR = (50, 50, 50)  # dropped tokens are dimmed to a quarter of their brightness
+
+_SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
+
+
+def _sixteen_to_eight(values: np.ndarray) -> np.ndarray:
+    """0..65535 -> 0..255, rounded (value / 257)."""
+    return ((values.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+
+
+def to_rgb8(image: Image.Image) -> np.ndarray:
+    """A decoded PIL image as (H, W, 3) uint8.
+
+    8-bit modes (RGB, L, 1, P, RGBA, LA, CMYK, ...) go through ``convert("RGB")`` (alpha dropped);
+    16-bit grayscale (I;16*, or I with values in 0..65535, taken as 16-bit) is scaled to 8 bits (value / 257, rounded)
+    instead of the saturation ``convert`` gives; 16-bit RGB(A) PNGs are decoded to 8 bits by PIL itself.
+    Other modes (32-bit integers beyond 16 bits, floats) raise a ``ValueError``."""
+    mode = image.mode
+    if mode in _SIXTEEN_BIT_MODES or mode == "I":
+        values = np.asarray(image)
+        if mode == "I" and values.size and (values.min() < 0 or values.max() > 65535):
+            raise ValueError(f"32-bit integer pixels ({values.min()}..{values.max()}) do not fit 16 bits: "
+                             "save the image as 8-bit or 16-bit")
+        gray = _sixteen_to_eight(values)
+        return np.repeat(gray[..., None], 3, axis=-1)
+    if mode == "F" or mode.startswith("I;"):
+        raise ValueError(f"unsupported pixel format {mode!r} (floating-point or signed/32-bit samples): save the image "
+                         "as 8-bit or 16-bit RGB or grayscale")
+    if mode in ("P", "PA") and "transparency" in image.info:  # via RGBA, as PIL asks (else it warns)
+        image = image.convert("RGBA")
+    return np.asarray(image.convert("RGB"))
 
 
 def load_rgb(path: str | Path) -> np.ndarray:
-    """Read an image file as an (H, W, 3) uint8 array, with one clear error if it cannot be read."""
+    """Read an image file as an (H, W, 3) uint8 array, with one clear error naming the file if it cannot be read.
+
+    Every pixel is decoded here, so a truncated or corrupt file is refused (PIL's ``LOAD_TRUNCATED_IMAGES``
+    is held off while decoding, whoever set it); see ``to_rgb8`` for the pixel formats."""
     p = Path(path)
+    if p.is_dir():
+        raise ValueError(f"{p} is a folder, not an image file")
     if not p.is_file():
         raise FileNotFoundError(f"image not found: {p}")
+    tolerant = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
     try:
         with Image.open(p) as im:
-            return np.asarray(im.convert("RGB"))
-    except Exception as err:  # PIL raises several types for corrupt files
-        raise ValueError(f"cannot read image {p}: {err}") from None
+            im.load()
+            return to_rgb8(im)
+    except Exception as err:  # PIL raises several types for corrupt files; to_rgb8 a ValueError
+        hint = "; the file is incomplete (cut short): copy or download it again" if "truncated" in str(err) else ""
+        raise ValueError(f"cannot read image {p}: {err}{hint}") from None
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = tolerant
 
 
 def center_crop_square(image: np.ndarray, size: int) -> np.ndarray:
@@ -41,7 +87,7 @@ def kept_token_map(
     image: np.ndarray, grid: tuple[int, int], kept: np.ndarray, highlight: np.ndarray | None = None, *, crop: int = 336
 ) -> np.ndarray:
     """The CLIP view of ``image`` with dropped patches dimmed; kept patches in ``highlight`` (e.g. the
-    similarity tokens of LiteLVLM) tinted red, other kept patches (context) tinted blue."""
+    similarity tokens of LiteLVLM) tinted and framed red, other kept patches (context) tinted and framed blue."""
     view = center_crop_square(image, crop).astype(np.float32)
     gh, gw = grid
     ph, pw = crop // gh, crop // gw
@@ -52,10 +98,14 @@ def kept_token_map(
     cell = np.kron(state.reshape(gh, gw), np.ones((ph, pw), dtype=np.int8))
     out = view.copy()
     out[cell == 0] *= 0.25
-    out[cell == 1] = 0.6 * out[cell == 1] + 0.4 * np.array([40, 110, 255])
-    out[cell == 2] = 0.6 * out[cell == 2] + 0.4 * np.array([255, 40, 40])
+    out[cell == 1] = 0.6 * out[cell == 1] + 0.4 * np.array(KEPT_COLOUR)
+    out[cell == 2] = 0.6 * out[cell == 2] + 0.4 * np.array(HIGHLIGHT_COLOUR)
     out[::ph, :] = out[::ph, :] * 0.7
     out[:, ::pw] = out[:, ::pw] * 0.7
+    ys, xs = np.arange(cell.shape[0]) % ph, np.arange(cell.shape[1]) % pw
+    edge = ((ys == 0) | (ys == ph - 1))[:, None] | ((xs == 0) | (xs == pw - 1))[None, :]  # each cell's 1-pixel frame
+    out[edge & (cell == 1)] = KEPT_COLOUR
+    out[edge & (cell == 2)] = HIGHLIGHT_COLOUR
     return out.clip(0, 255).astype(np.uint8)
 
 
@@ -67,9 +117,77 @@ def mask_overlay(image: np.ndarray, masks: np.ndarray, alpha: float = 0.5) -> np
     return out.clip(0, 255).astype(np.uint8)
 
 
-def save_png(array: np.ndarray, path: str | Path) -> Path:
-    """Write a uint8 (H, W) or (H, W, 3) array as PNG, creating parent folders."""
+def _font(size: int = 13):
+    try:
+        return ImageFont.load_default(size=size)
+    except Exception:  # pragma: no cover - Pillow without FreeType: the fixed bitmap font
+        return ImageFont.load_default()
+
+
+def _wrap(text: str, font, width: int) -> list[str]:
+    """``text`` broken at spaces into lines at most ``width`` pixels wide (a longer word stays whole)."""
+    lines, line = [], ""
+    for word in text.split(" "):
+        candidate = f"{line} {word}" if line else word
+        if line and font.getlength(candidate) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = candidate
+    return lines + [line]
+
+
+def annotate(picture: np.ndarray, title: Sequence[str], legend: Sequence[tuple[Sequence[int], str]] = (), *,
+             min_width: int = 420, margin: int = 8) -> np.ndarray:
+    """``picture`` (H, W, 3) uint8 on a white page: ``title`` lines above it (the first larger and black, the
+    others dark grey; long lines wrapped) and below it the ``legend``, one (RGB colour, label) swatch per line."""
+    font, large = _font(13), _font(15)
+    picture = np.asarray(picture, dtype=np.uint8)
+    h, w = picture.shape[:2]
+    width = max(w, min_width) + 2 * margin
+    text_width = width - 2 * margin
+    swatch = 12
+    heading = [(line, large if i == 0 else font, (0, 0, 0) if i == 0 else (60, 60, 60))
+               for i, text in enumerate(title) for line in _wrap(text, large if i == 0 else font, text_width)]
+    keys = [(colour, _wrap(label, font, text_width - swatch - 6)) for colour, label in legend]
+    step = 18
+    head_h = margin + step * len(heading) + (margin // 2 if heading else 0)
+    foot_h = (margin + step * sum(len(lines) for _, lines in keys)) if keys else 0
+    page = Image.new("RGB", (width, head_h + h + foot_h + margin), (255, 255, 255))
+    page.paste(Image.fromarray(picture), ((width - w) // 2, head_h))
+    draw = ImageDraw.Draw(page)
+    y = margin
+    for line, face, colour in heading:
+        draw.text((margin, y), line, fill=colour, font=face)
+        y += step
+    y = head_h + h + margin
+    for colour, lines in keys:
+        draw.rectangle([margin, y + 2, margin + swatch, y + 2 + swatch], fill=tuple(int(c) for c in colour), outline=(0, 0, 0))
+        for line in lines:
+            draw.text((margin + swatch + 6, y), line, fill=(0, 0, 0), font=font)
+            y += step
+    return np.asarray(page)
+
+
+def save_png(array: np.ndarray, path: str | Path, text: dict[str, str] | None = None) -> Path:
+    """Write a uint8 (H, W) or (H, W, 3) array as PNG, creating parent folders; ``text``: PNG text chunks
+    (e.g. ``Title``, ``Description``)."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.asarray(array)).save(p)
+    info = None
+    if text:
+        from PIL.PngImagePlugin import PngInfo
+
+        info = PngInfo()
+        for key, value in text.items():
+            info.add_itxt(key, value)
+    Image.fromarray(np.asarray(array)).save(p, pnginfo=info)
     return p
+
+
+def save_annotated_png(picture: np.ndarray, path: str | Path, title: Sequence[str],
+                       legend: Sequence[tuple[Sequence[int], str]] = ()) -> Path:
+    """``annotate(picture, title, legend)`` written as PNG; the title and legend also go into the file's
+    ``Title`` and ``Description`` text chunks, for tools that read them."""
+    text = {"Title": " / ".join(title), "Description": "; ".join(label for _, label in legend)}
+    return save_png(annotate(picture, title, legend), path, text)

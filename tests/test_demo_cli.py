@@ -16,8 +16,8 @@ def test_demo_writes_kept_token_pictures(tmp_path, tiny_clip_dir):
     assert [b["budget"] for b in summary["budgets"]] == [192, 64]
     for row in summary["budgets"]:
         assert row["similarity_tokens"] + row["context_tokens"] == row["budget"]
-        picture = np.asarray(Image.open(row["picture"]))
-        assert picture.shape == (336, 336, 3)
+        picture = np.asarray(Image.open(row["picture"]))  # the 336x336 CLIP view under a title, above a legend
+        assert picture.ndim == 3 and picture.shape[2] == 3 and picture.shape[0] > 336 and picture.shape[1] >= 336
 
 
 def test_demo_reports_bad_vision_tower_in_one_line(tmp_path, capsys):

@@ -22,8 +22,10 @@ def test_segment_writes_masks_overlay_and_kept_maps(tmp_path, tiny_glamm_dirs):
         mask = np.asarray(Image.open(row["mask"]))
         assert mask.shape == (size[1], size[0]) and set(np.unique(mask)) <= {0, 255}
         assert len(row["kept"]) == 64
-        assert np.asarray(Image.open(row["kept_map"])).shape == (336, 336, 3)
-    assert np.asarray(Image.open(report["overlay"])).shape == (size[1], size[0], 3)
+        kept_map = np.asarray(Image.open(row["kept_map"]))  # the 336x336 CLIP view, titled, with a legend
+        assert kept_map.shape[2] == 3 and kept_map.shape[0] > 336 and kept_map.shape[1] >= 336
+    overlay = np.asarray(Image.open(report["overlay"]))  # the image, titled, with a legend
+    assert overlay.shape[2] == 3 and overlay.shape[0] > size[1] and overlay.shape[1] >= size[0]
 
 
 def test_segment_errors_are_one_line(tmp_path, tiny_glamm_dirs, capsys):

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 
-from litelvlm.segment_cli import slug
+from litelvlm.segment_cli import PALETTE_NAMES, prepare_out_dir, slug
 from litelvlm.viz import mask_overlay, save_png
 
 from .io import read_video, write_mp4
@@ -21,17 +20,18 @@ def segment_video_to_folder(video_path, texts, *, budget, checkpoint, vision_tow
     from .segmenter import VideoSegmenter
 
     frames, names, fps = read_video(video_path)  # fail on a bad video before loading the model
+    out = prepare_out_dir(out_dir)  # and on a bad --out
     segmenter = VideoSegmenter.from_pretrained(checkpoint, vision_tower=vision_tower, video_tower=video_tower,
                                                device=device, dtype=dtype, attn_implementation=attn_implementation,
                                                clip_attn_implementation=clip_attn_implementation, **config)
     result = segmenter.segment(frames, texts, budget=budget, method=method)
-    out = Path(out_dir)
     rows = []
     for i, (text, masks) in enumerate(zip(texts, result.masks)):
         folder = out / f"{i:02d}_{slug(text)}"
         for name, mask in zip(names, masks):
             save_png(mask.astype(np.uint8) * 255, folder / f"{name}.png")
         rows.append({"text": text, "masks": str(folder), "has_seg": result.has_seg[i], "answers": result.answers[i],
+                     "overlay_colour": PALETTE_NAMES[i % len(PALETTE_NAMES)],
                      "mask_pixels_per_frame": [int(m.sum()) for m in masks]})
     overlay = write_mp4(np.stack([mask_overlay(f, result.masks[:, t]) for t, f in enumerate(frames)]), out / "overlay.mp4", fps or 10.0)
     report = {"video": str(video_path), "frames": len(frames), "method": result.method, "budget": budget,

@@ -6,23 +6,39 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 __all__ = ["read_video", "read_frame_folder", "sample_frame_indices", "split_clips", "write_mp4", "FRAME_SUFFIXES",
-           "SHORT_CLIP_SAMPLING"]
+           "IMAGE_SUFFIXES", "SHORT_CLIP_SAMPLING"]
 
 FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
+# Single pictures ffmpeg would also open (as a one-frame "video"): refused by ``read_video``.
+IMAGE_SUFFIXES = FRAME_SUFFIXES + (".bmp", ".tif", ".tiff", ".webp")
+EXPECTED_VIDEO = "expected a video file ffmpeg can decode (e.g. .mp4) or a folder of JPEG/PNG frames"
+
+
+class _UnreadableVideo(ValueError):
+    """Raised by the readers below with a message that already names the file."""
+
+
 def read_frame_folder(folder: str | Path) -> tuple[np.ndarray, list[str]]:
-    """All frames of a folder (sorted by name) as (T, H, W, 3) uint8, and their names without suffix."""
+    """All frames of a folder (sorted by name) as (T, H, W, 3) uint8, and their names without suffix.
+
+    Frames are decoded by ``litelvlm.viz.load_rgb``: a truncated or unreadable frame is an error naming
+    it, 16-bit frames are scaled to 8 bits, grayscale / RGBA / palette frames become RGB."""
+    from litelvlm.viz import load_rgb
+
     root = Path(folder)
-    files = sorted(p for p in root.iterdir() if p.suffix.lower() in FRAME_SUFFIXES)
+    files = sorted(p for p in root.iterdir() if p.suffix.lower() in FRAME_SUFFIXES and p.is_file())
     if not files:
-        raise ValueError(f"no frames ({', '.join(FRAME_SUFFIXES)}) in {root}")
-    frames = [np.asarray(Image.open(p).convert("RGB")) for p in files]
-    if len({f.shape for f in frames}) != 1:
-        raise ValueError(f"frames in {root} have different sizes: {sorted({f.shape for f in frames})}")
+        raise ValueError(f"no frames ({', '.join(FRAME_SUFFIXES)}) in {root}: {EXPECTED_VIDEO}")
+    frames = [load_rgb(p) for p in files]
+    sizes = {f.shape for f in frames}
+    if len(sizes) != 1:
+        first = {shape: next(p.name for p, f in zip(files, frames) if f.shape == shape) for shape in sizes}
+        detail = ", ".join(f"{shape[1]}x{shape[0]} (e.g. {name})" for shape, name in sorted(first.items()))
+        raise ValueError(f"frames in {root} have different sizes: {detail}; all frames of a video must be the same size")
     return np.stack(frames), [p.stem for p in files]
 
 
@@ -37,11 +53,14 @@ def _read_mp4_av(path: Path) -> tuple[np.ndarray, float]:
     import av
 
     with av.open(str(path)) as container:
+        if not container.streams.video:
+            streams = ", ".join(s.type for s in container.streams) or "none"
+            raise _UnreadableVideo(f"no video stream in {path} (streams: {streams}): {EXPECTED_VIDEO}")
         stream = container.streams.video[0]
         frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
         fps = float(stream.average_rate or 0) or 25.0
     if not frames:
-        raise ValueError(f"no decodable frames in {path}")
+        raise _UnreadableVideo(f"no decodable frames in {path}: {EXPECTED_VIDEO}")
     return np.stack(frames), fps
 
 
@@ -54,16 +73,19 @@ def read_video(path: str | Path, backend: str | None = None) -> tuple[np.ndarray
         return frames, names, 0.0
     if not p.is_file():
         raise FileNotFoundError(f"video not found: {p}")
+    if p.suffix.lower() in IMAGE_SUFFIXES:
+        raise ValueError(f"{p} is a single image, not a video: {EXPECTED_VIDEO} (litelvlm segment takes one image)")
     backend = backend or ("decord" if importlib.util.find_spec("decord") else "av")
     readers = {"decord": _read_mp4_decord, "av": _read_mp4_av}
     if backend not in readers:
         raise ValueError(f"unknown video backend {backend!r}: choose decord or av")
     try:
         frames, fps = readers[backend](p)
-    except (ImportError, ValueError):
+    except (ImportError, _UnreadableVideo):
         raise
-    except Exception as err:  # decoders raise their own error types for corrupt files
-        raise ValueError(f"cannot decode video {p} with {backend}: {err}") from None
+    except Exception as err:  # decoders raise their own error types (av's are often ValueErrors) for unreadable files
+        reason = getattr(err, "strerror", None) or " ".join(str(err).split()) or type(err).__name__
+        raise ValueError(f"cannot read video {p} with {backend} ({reason}): {EXPECTED_VIDEO}") from None
     return frames, [f"{i:05d}" for i in range(len(frames))], fps
 
 

@@ -13,18 +13,12 @@ from .pruning import ClipTokenPruner
 __all__ = ["ClipTowers", "load_clip_towers", "random_clip_towers", "require_local_dir", "quiet_transformers"]
 
 
-def require_local_dir(path: str | Path, what: str, must_contain: tuple[str, ...] = ("config.json",)) -> Path:
-    """Resolve ``path`` as a local checkpoint directory or raise one clear error naming it."""
-    p = Path(path).expanduser()
-    if not p.is_dir():
-        raise FileNotFoundError(
-            f"{what} directory not found: {p}. Download the checkpoint and pass its local folder "
-            "(nothing is fetched from the Hub at run time)."
-        )
-    missing = [name for name in must_contain if not (p / name).exists()]
-    if missing:
-        raise FileNotFoundError(f"{p} is not a {what} directory: missing {', '.join(missing)}")
-    return p
+def require_local_dir(path: str | Path, what: str, must_contain: tuple[str, ...] = ("config.json",), patterns=None) -> Path:
+    """The checkpoint folder ``path`` names: a local folder, or a Hugging Face Hub id resolved through the
+    cache (``litelvlm.hub``); raises one clear error naming it otherwise."""
+    from .hub import resolve_folder
+
+    return resolve_folder(path, what, patterns=patterns, must_contain=must_contain)
 
 
 @contextlib.contextmanager
@@ -71,13 +65,16 @@ class ClipTowers:
 
 def load_clip_towers(path: str | Path, device="cpu", dtype: torch.dtype | None = None,
                      attn_implementation: str | None = None) -> ClipTowers:
-    """Load CLIP's vision and text towers with projections from a local openai-layout directory.
+    """Load CLIP's vision and text towers with projections from an openai-layout folder or Hub id
+    (e.g. ``openai/clip-vit-large-patch14-336``, resolved through the huggingface_hub cache).
 
     ``attn_implementation``: ``eager`` reproduces the released transformers 4.x CLIP (eager only), which
     matters in bf16/fp16 (the kept tokens change); None: transformers' default (SDPA)."""
     from transformers import AutoTokenizer, CLIPImageProcessorPil, CLIPTextModelWithProjection, CLIPVisionModelWithProjection
 
-    p = require_local_dir(path, "CLIP vision tower")
+    from .hub import PATTERNS
+
+    p = require_local_dir(path, "CLIP vision tower", patterns=PATTERNS["clip"])
     vision = _load_tower(CLIPVisionModelWithProjection, p, device, dtype, attn_implementation)
     text = _load_tower(CLIPTextModelWithProjection, p, device, dtype, attn_implementation)
     with quiet_transformers():

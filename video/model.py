@@ -243,8 +243,11 @@ def _load_pixel_decoder(ckpt: CheckpointDir, device, dtype) -> Sam2PixelDecoder:
 def _load_video_encoder(ckpt: CheckpointDir, video_tower, device, dtype) -> InternVideo2VisionEncoder:
     """From the ``.pt`` at ``video_tower`` when given, else from the checkpoint's ``model.vision_tower`` copy."""
     if video_tower is not None:
-        log.info("InternVideo2 from %s", video_tower)
-        return load_internvideo2(Path(video_tower).expanduser(), dtype=dtype).to(device)
+        from litelvlm.hub import resolve_file
+
+        path = resolve_file(video_tower, "InternVideo2 video tower (.pt)")  # a local file or owner/name/file.pt on the Hub
+        log.info("InternVideo2 from %s", path)
+        return load_internvideo2(path, dtype=dtype).to(device)
     keys = ckpt.with_prefix(VIDEO_ENCODER_PREFIX)
     if not keys:
         raise ValueError(
@@ -304,7 +307,9 @@ class VideoGLaMM(nn.Module):
         copy saved in the checkpoint under ``model.vision_tower.``. Unknown keys, missing groups and
         missing/unexpected tensors raise errors that name them.
         """
-        root = require_local_dir(path, "VideoGLaMM checkpoint")
+        from litelvlm.hub import PATTERNS
+
+        root = require_local_dir(path, "VideoGLaMM checkpoint", patterns=PATTERNS["videoglamm"])
         config = VideoGLaMMConfig.from_dir(root)
         ckpt = CheckpointDir(root)
         _check_key_groups(ckpt.keys(), root, external_video_tower=video_tower is not None)
@@ -540,7 +545,9 @@ def load_videoglamm_tokenizer(path: str | Path) -> VideoGLaMMTokenizer:
     is unknown or disagrees with ``seg_token_idx`` in config.json."""
     from litelvlm.tokenizer import ReleasedLlamaTokenizer
 
-    root = require_local_dir(path, "VideoGLaMM checkpoint", must_contain=("tokenizer.model",))
+    from litelvlm.hub import PATTERNS
+
+    root = require_local_dir(path, "VideoGLaMM checkpoint", must_contain=("tokenizer.model",), patterns=PATTERNS["videoglamm"])
     tokenizer = ReleasedLlamaTokenizer.from_pretrained(root, rules="4.41")
     seg = tokenizer.convert_tokens_to_ids(SEG_TOKEN)
     if seg is None or seg == tokenizer.unk_token_id:

@@ -134,11 +134,17 @@ class VideoSegmenter:
     def from_pretrained(cls, checkpoint: str | Path, vision_tower: str | Path | None = None, video_tower: str | Path | None = None,
                         device: str = "cpu", dtype: torch.dtype | None = None, attn_implementation: str | None = None,
                         clip_attn_implementation: str | None = None, **config) -> "VideoSegmenter":
-        """Load from a local VideoGLaMM folder, a local CLIP folder and (optionally) the InternVideo2 ``.pt``.
+        """Load from a VideoGLaMM folder, a CLIP folder and (optionally) the InternVideo2 ``.pt``; each may also be a
+        Hugging Face Hub id (the ``.pt`` as ``owner/name/file.pt``, e.g. ``OpenGVLab/InternVideo2-Stage2_1B-224p-f4/
+        InternVideo2-stage2_1b-224p-f4.pt``), resolved through the huggingface_hub cache.
         ``config``: ``VideoSegmenterConfig`` fields."""
+        from litelvlm.clip import require_local_dir
+        from litelvlm.hub import PATTERNS
+
         from .model import VideoGLaMM, load_generation_config, load_videoglamm_tokenizer
 
         dtype = dtype or default_dtype(device)
+        checkpoint = require_local_dir(checkpoint, "VideoGLaMM checkpoint", patterns=PATTERNS["videoglamm"])  # Hub id -> cached folder
         segmenter_config = VideoSegmenterConfig(**config)  # bad options fail before any weight is read
         model = VideoGLaMM.from_checkpoint(checkpoint, video_tower=video_tower, device=device, dtype=dtype,
                                            attn_implementation=pick_attn_implementation(device, attn_implementation))

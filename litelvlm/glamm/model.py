@@ -82,13 +82,16 @@ class GLaMM(nn.Module):
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device="cpu", dtype: torch.dtype = torch.float32, attn_implementation: str = "sdpa") -> "GLaMM":
-        """Load from a local GLaMM-RefSeg folder, shard by shard, casting each tensor as it is read.
+        """Load from a GLaMM-RefSeg folder or Hub id (``MBZUAI/GLaMM-RefSeg``), shard by shard, casting each
+        tensor as it is read.
 
         Region-encoder and vision-tower keys are skipped; the rotary ``inv_freq`` buffers transformers 4
         saved per layer are checked against the config and ignored; any other unexpected or missing key
         raises naming it. ``model.load_summary`` tells what was read (and the dtypes it was stored in).
         """
-        root = require_local_dir(path, "GLaMM checkpoint")
+        from ..hub import PATTERNS
+
+        root = require_local_dir(path, "GLaMM checkpoint", patterns=PATTERNS["glamm"])
         config = GLaMMConfig.from_dir(root)
         ckpt = CheckpointDir(root)
         keys, rotary_keys = split_rotary_buffers(ckpt.keys())

@@ -69,13 +69,16 @@ class GLaMMSegmenter:
         attn_implementation: str | None = None,
         clip_attn_implementation: str | None = None,
     ) -> "GLaMMSegmenter":
-        """Load GLaMM from a local GLaMM-RefSeg folder and CLIP from ``vision_tower`` (a local folder;
-        default: the path named in the checkpoint's config). The released evaluation ran bf16 with
+        """Load GLaMM from a GLaMM-RefSeg folder or Hub id (``MBZUAI/GLaMM-RefSeg``) and CLIP from ``vision_tower``
+        (a folder or Hub id; default: the one named in the checkpoint's config, ``openai/clip-vit-large-patch14-336``). The released evaluation ran bf16 with
         transformers 4's eager attention: ``dtype=torch.bfloat16, clip_attn_implementation="eager"``
         reproduces its kept tokens (``litelvlm precision`` measures how much SDPA changes them)."""
+        from ..clip import require_local_dir
+        from ..hub import PATTERNS
         from ..tokenizer import ReleasedLlamaTokenizer
 
         dtype = dtype or default_dtype(device)
+        glamm_dir = require_local_dir(glamm_dir, "GLaMM checkpoint", patterns=PATTERNS["glamm"])  # a Hub id becomes its cached folder
         model = GLaMM.from_checkpoint(glamm_dir, device, dtype, pick_attn_implementation(device, attn_implementation))
         clip = load_clip_towers(vision_tower or model.config.vision_tower, device, dtype, attn_implementation=clip_attn_implementation)
         tokenizer = ReleasedLlamaTokenizer.from_pretrained(glamm_dir)  # the released ids from the checkpoint's tokenizer.model

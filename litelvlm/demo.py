@@ -16,7 +16,7 @@ import torch
 
 from .clip import load_clip_towers
 from .pruning import context_scores, text_similarity
-from .segment_cli import prepare_out_dir
+from .outputs import prepare_output_dir
 from .viz import DROPPED_COLOUR, HIGHLIGHT_COLOUR, KEPT_COLOUR, kept_token_map, load_rgb, save_annotated_png
 
 __all__ = ["run_demo", "sample_image_path"]
@@ -30,7 +30,7 @@ def sample_image_path() -> Path:
 def run_demo(out_dir: str | Path, texts: list[str], budgets: list[int], clip_dir: str | Path | None = None, seed: int = 0) -> dict:
     """Prune the sample image at each budget; write one kept-token PNG per budget (titled, with a legend) and
     ``summary.json``."""
-    out = prepare_out_dir(out_dir)
+    out = prepare_output_dir(out_dir)
     torch.manual_seed(seed)
     random_weights = clip_dir is None
     weights = "random (tiny CLIP written on the fly)" if random_weights else str(clip_dir)

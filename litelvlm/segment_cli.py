@@ -1,19 +1,20 @@
 """``litelvlm segment``: one image, several expressions, masks and pictures written to a folder.
 
-Also the check every writing sub-command shares: the output folder (``prepare_out_dir``, before any model loads)."""
+The output folder is checked before any model loads (``litelvlm.outputs.prepare_output_dir``)."""
 
 from __future__ import annotations
 
 import json
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from .outputs import prepare_output_dir
+
 from .viz import DROPPED_COLOUR, KEPT_COLOUR, PALETTE, kept_token_map, load_rgb, mask_overlay, save_annotated_png, save_png
 
-__all__ = ["segment_image_to_folder", "slug", "prepare_out_dir", "budget_phrase", "PALETTE_NAMES"]
+__all__ = ["segment_image_to_folder", "slug", "budget_phrase", "PALETTE_NAMES"]
 
 PALETTE_NAMES = ("red", "green", "yellow", "blue", "orange", "purple", "cyan", "magenta")  # viz.PALETTE, in order
 
@@ -21,29 +22,6 @@ PALETTE_NAMES = ("red", "green", "yellow", "blue", "orange", "purple", "cyan", "
 def slug(text: str, limit: int = 40) -> str:
     """A file-name-safe short form of ``text``."""
     return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")[:limit] or "expr"
-
-
-def prepare_out_dir(path: str | Path, flag: str = "--out") -> Path:
-    """Create the output folder ``path`` (with its parents), or raise a ``ValueError`` saying why it cannot hold
-    the outputs (an existing file, a parent that is a file, no permission, not writable). Call it before
-    loading any model, so a bad ``--out`` costs nothing."""
-    out = Path(path)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"{flag} {out} is an existing file, not a folder: pass a folder path (created if missing)")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        blocker = next((p for p in [out, *out.parents] if p.exists() and not p.is_dir()), None)
-        where = f"{blocker} is a file" if blocker is not None else "a part of the path is not a folder"
-        raise ValueError(f"{flag} {out}: cannot create the folder, {where}") from None
-    except OSError as err:
-        raise ValueError(f"{flag} {out}: cannot create the folder ({err.strerror or err})") from None
-    try:
-        with tempfile.TemporaryFile(dir=out):
-            pass
-    except OSError as err:
-        raise ValueError(f"{flag} {out} is not writable ({err.strerror or err}): pass a folder you can write to") from None
-    return out
 
 
 def budget_phrase(method: str, kept: int, total: int, unit: str = "tokens") -> str:
@@ -60,7 +38,7 @@ def segment_image_to_folder(image_path, texts, *, budget, glamm_dir, vision_towe
     from .glamm import GLaMMSegmenter
 
     image = load_rgb(image_path)  # fail on a bad image before loading a 7B model
-    out = prepare_out_dir(out_dir)  # and on a bad --out
+    out = prepare_output_dir(out_dir)  # and on a bad --out
     segmenter = GLaMMSegmenter.from_pretrained(glamm_dir, vision_tower=vision_tower, device=device, dtype=dtype)
     result = segmenter.segment(image, texts, budget=budget, method=method)
     config = segmenter.clip.vision.config

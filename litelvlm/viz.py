@@ -23,16 +23,17 @@ _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
 
 
 def _sixteen_to_eight(values: np.ndarray) -> np.ndarray:
-    """0..65535 -> 0..255, rounded (value / 257)."""
-    return ((values.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+    """0..65535 -> 0..255: the high byte (value >> 8), as OpenCV (the released evaluations' reader) and Pillow's
+    16-bit RGB decoding do."""
+    return (values.astype(np.uint32) >> 8).astype(np.uint8)
 
 
 def to_rgb8(image: Image.Image) -> np.ndarray:
     """A decoded PIL image as (H, W, 3) uint8.
 
     8-bit modes (RGB, L, 1, P, RGBA, LA, CMYK, ...) go through ``convert("RGB")`` (alpha dropped);
-    16-bit grayscale (I;16*, or I with values in 0..65535, taken as 16-bit) is scaled to 8 bits (value / 257, rounded)
-    instead of the saturation ``convert`` gives; 16-bit RGB(A) PNGs are decoded to 8 bits by PIL itself.
+    16-bit grayscale (I;16*, or I with values in 0..65535, taken as 16-bit) keeps its high byte (value >> 8)
+    instead of the saturation ``convert`` gives; 16-bit RGB(A) PNGs are decoded to 8 bits by PIL itself (high byte).
     Other modes (32-bit integers beyond 16 bits, floats) raise a ``ValueError``."""
     mode = image.mode
     if mode in _SIXTEEN_BIT_MODES or mode == "I":

@@ -284,8 +284,8 @@ def case_rvos_missing_frame(tmp_path):
 
 CASES = [
     # (builder, words the single line must hold; "{root}" / "{results}" are replaced by the paths)
-    (case_refseg_results_file, ["--results_path", "{results}", "is a file, not a folder"]),
-    (case_rvos_results_file, ["--results_path", "{results}", "is a file, not a folder"]),
+    (case_refseg_results_file, ["--results_path", "{results}", "is an existing file, not a folder"]),
+    (case_rvos_results_file, ["--results_path", "{results}", "is an existing file, not a folder"]),
     (case_rvos_results_under_a_file, ["--results_path", "{results}", "cannot be created"]),
     (case_refs_truncated, ["refs(unc).p", "truncated"]),
     (case_refs_not_a_pickle, ["refs(unc).p", "not a readable pickle"]),

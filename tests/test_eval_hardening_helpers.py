@@ -189,7 +189,7 @@ def test_prepare_results_dir(tmp_path):
     assert prepare_results_dir(tmp_path / "new" / "deep") == tmp_path / "new" / "deep"
     assert (tmp_path / "new" / "deep").is_dir() and os.listdir(tmp_path / "new" / "deep") == []
     (tmp_path / "file").write_text("x")
-    with pytest.raises(DataFileError, match="--results_path .*file is a file, not a folder"):
+    with pytest.raises(DataFileError, match="--results_path .*file is an existing file, not a folder"):
         prepare_results_dir(tmp_path / "file")
     with pytest.raises(DataFileError, match="cannot be created"):
         prepare_results_dir(tmp_path / "file" / "sub")
@@ -208,7 +208,7 @@ def test_prepare_results_dir_refuses_a_read_only_folder(tmp_path, monkeypatch):
 
     folder = tmp_path / "ro"
     folder.mkdir()
-    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    monkeypatch.setattr(tempfile, "TemporaryFile", refuse)
     with pytest.raises(DataFileError, match="is not writable"):
         prepare_results_dir(folder)
 

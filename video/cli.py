@@ -6,7 +6,8 @@ import json
 
 import numpy as np
 
-from litelvlm.segment_cli import PALETTE_NAMES, prepare_out_dir, slug
+from litelvlm.outputs import prepare_output_dir
+from litelvlm.segment_cli import PALETTE_NAMES, slug
 from litelvlm.viz import mask_overlay, save_png
 
 from .io import read_video, write_mp4
@@ -20,7 +21,7 @@ def segment_video_to_folder(video_path, texts, *, budget, checkpoint, vision_tow
     from .segmenter import VideoSegmenter
 
     frames, names, fps = read_video(video_path)  # fail on a bad video before loading the model
-    out = prepare_out_dir(out_dir)  # and on a bad --out
+    out = prepare_output_dir(out_dir)  # and on a bad --out
     segmenter = VideoSegmenter.from_pretrained(checkpoint, vision_tower=vision_tower, video_tower=video_tower,
                                                device=device, dtype=dtype, attn_implementation=attn_implementation,
                                                clip_attn_implementation=clip_attn_implementation, **config)

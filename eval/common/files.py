@@ -15,7 +15,6 @@ import io
 import json
 import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -89,30 +88,11 @@ def read_plain_pickle(path: str | os.PathLike, what: str = "pickle file", hint: 
 
 
 def prepare_results_dir(path: str | os.PathLike, option: str = "--results_path", subdirs: tuple[str, ...] = ()) -> Path:
-    """Create the results folder ``path`` if needed and check that it is a writable folder, before any work.
+    """``litelvlm.outputs.prepare_output_dir`` for a results folder (errors as ``DataFileError``): created if
+    needed, a writable folder, ``subdirs`` (e.g. ``records``) folders if they exist, before any work."""
+    from litelvlm.outputs import prepare_output_dir
 
-    ``subdirs`` name folders inside it the run will use (e.g. ``records``): each must be a folder if it exists.
-    Errors name ``option`` and the path and say what to pass instead.
-    """
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise DataFileError(f"{option} {path} is a file, not a folder; pass a folder path (it is created when "
-                            f"missing)")
     try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise DataFileError(f"{option} {path} cannot be created ({err.strerror or err}); pass a folder you can "
-                            f"write to") from None
-    for sub in subdirs:
-        folder = path / sub
-        if folder.exists() and not folder.is_dir():
-            raise DataFileError(f"{option} {path} holds a file {folder} where the run keeps its {sub} folder; move "
-                                f"it away or choose another {option}")
-    try:
-        fd, probe = tempfile.mkstemp(dir=path, prefix=".write-test-")
-    except OSError as err:
-        raise DataFileError(f"{option} {path} is not writable ({err.strerror or err}); pass a folder you can write "
-                            f"to") from None
-    os.close(fd)
-    os.unlink(probe)
-    return path
+        return prepare_output_dir(path, option, subdirs)
+    except ValueError as err:
+        raise DataFileError(str(err)) from None

@@ -136,22 +136,19 @@ def check_label_image(path: str | os.PathLike, what: str = "label PNG") -> Image
 
 
 def read_rgb_image(path: str | os.PathLike, what: str = "image") -> np.ndarray:
-    """(H, W, 3) uint8 RGB pixels of ``path`` (see the module docstring for 16-bit images); errors name the file."""
+    """(H, W, 3) uint8 RGB pixels of ``path``, decoded by ``litelvlm.viz.to_rgb8`` (16-bit images keep their high
+    byte); errors name the file."""
+    from litelvlm.viz import to_rgb8
+
     path = Path(path)
     _require(path, what)
     try:
         with _strict_loading(), Image.open(path) as img:
             img.load()
-            if _is_sixteen_bit(img.mode, str(img.format)):
-                values = np.asarray(img).astype(np.int64)
-                if values.min() < 0 or values.max() > 0xFFFF:
-                    raise DataFileError(f"{what} {path} holds values outside 0..65535 (mode {img.mode}); {_fix(what)}")
-                grey = (values >> 8).astype(np.uint8)
-                return np.ascontiguousarray(np.repeat(grey[..., None], 3, axis=2))
-            if img.mode not in _RGB_CONVERTIBLE:
+            if img.mode not in _RGB_CONVERTIBLE and not _is_sixteen_bit(img.mode, str(img.format)):
                 raise DataFileError(f"{what} {path} has the pixel mode {img.mode}, which is not an 8/16-bit colour or "
                                     f"greyscale image; convert it to an 8-bit RGB JPEG or PNG")
-            return np.asarray(img.convert("RGB"))
+            return np.ascontiguousarray(to_rgb8(img))
     except DataFileError:
         raise
     except (OSError, SyntaxError, ValueError) as err:

@@ -26,20 +26,14 @@ def describe_device(device: str) -> str:
 
 def check_outputs(out_dir: str | Path | None, json_path: str | Path | None) -> None:
     """Refuse unusable output paths before any work: one line naming the path and the fix."""
-    for path, what in ((out_dir, "--out folder"), (Path(json_path).parent if json_path else None, "--json folder")):
-        if path is None:
-            continue
-        p = Path(path)
-        if p.exists() and not p.is_dir():
-            raise ValueError(f"{what} {p} is an existing file: pass a folder path")
-        try:
-            p.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise ValueError(f"cannot create {what} {p}: {err.strerror}; pass a writable folder") from None
-        if not os.access(p, os.W_OK):
-            raise ValueError(f"{what} {p} is not writable: pass a writable folder")
-    if json_path and Path(json_path).is_dir():
-        raise ValueError(f"--json {json_path} is a folder: pass a file path")
+    from ..outputs import prepare_output_dir
+
+    if out_dir is not None:
+        prepare_output_dir(out_dir, "--out")
+    if json_path:
+        if Path(json_path).is_dir():
+            raise ValueError(f"--json {json_path} is a folder: pass a file path")
+        prepare_output_dir(Path(json_path).parent, "--json folder")
 
 
 @contextlib.contextmanager

@@ -73,7 +73,7 @@ def kept_token_changes(towers: ClipTowers, images: list[np.ndarray], texts: list
                        select_layer: int = -2) -> tuple[list[PrecisionRow], dict[str, float]]:
     """Rows per budget, and the largest |states - fp32 states| per path. ``texts`` are scored jointly
     (the released image-scope pruning of up to 3 questions)."""
-    pixels = towers.image_processor(images=list(images), return_tensors="pt").pixel_values
+    pixels = towers.image_processor(images=list(images), return_tensors="pt", input_data_format="channels_last").pixel_values
     results = {name: _kept(towers_on_path(towers, dtype, attn), pixels, texts, budgets, select_layer)
                for name, (dtype, attn) in PATHS.items()}
     reference = results["fp32"][0].states.float()

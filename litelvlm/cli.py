@@ -136,9 +136,13 @@ def _segment(args) -> int:
     return 0
 
 
-def _add_model_args(p, *, checkpoint_help: str, checkpoint_aliases: tuple[str, ...] = (), budget_help: str) -> None:
-    p.add_argument("--checkpoint", *checkpoint_aliases, dest="checkpoint", required=True, help=checkpoint_help)
-    p.add_argument("--vision-tower", default=None, help="local CLIP ViT-L/14-336 folder (default: the path in the checkpoint config)")
+def _add_model_args(p, *, checkpoint_help: str, checkpoint_aliases: tuple[str, ...] = (), budget_help: str,
+                    default_checkpoint: str | None = None) -> None:
+    p.add_argument("--checkpoint", *checkpoint_aliases, dest="checkpoint", required=default_checkpoint is None,
+                   default=default_checkpoint, help=checkpoint_help)
+    p.add_argument("--vision-tower", default=None,
+                   help="CLIP ViT-L/14-336: a local folder or a Hugging Face Hub id (default: the one the checkpoint's "
+                        "config names, openai/clip-vit-large-patch14-336)")
     p.add_argument("--budget", "--num-retain-tokens", "--num_retain_tokens", dest="budget", type=int, default=None, help=budget_help)
     p.add_argument("--method", default=None,
                    help="pruning method, one of the registry's (litelvlm.pruning.available_methods()); needs --budget, "
@@ -151,7 +155,9 @@ def _add_segment(sub) -> None:
     p = sub.add_parser("segment", help="segment referring expressions in an image with GLaMM")
     p.add_argument("--image", required=True, help="the image file (JPEG, PNG, ...; 16-bit and grayscale are converted to 8-bit RGB)")
     p.add_argument("--text", action="append", required=True, help="referring expression (repeatable)")
-    _add_model_args(p, checkpoint_help="local GLaMM-RefSeg checkpoint folder", checkpoint_aliases=("--glamm",),
+    _add_model_args(p, checkpoint_help="GLaMM-RefSeg: a local folder or a Hugging Face Hub id, resolved through the "
+                                       "huggingface_hub cache (default: %(default)s)", checkpoint_aliases=("--glamm",),
+                    default_checkpoint="MBZUAI/GLaMM-RefSeg",
                     budget_help="visual tokens kept per expression (default: all 576, no pruning)")
     p.add_argument("--out", required=True, help="output folder, created if missing (masks, overlay.png, kept-token maps, result.json)")
     p.set_defaults(func=_segment)
@@ -249,9 +255,13 @@ def _add_segment_video(sub) -> None:
     p = sub.add_parser("segment-video", help="segment referring expressions in a video with VideoGLaMM")
     p.add_argument("--video", required=True, help="a video file (mp4, or anything ffmpeg decodes) or a folder of JPEG/PNG frames")
     p.add_argument("--text", action="append", required=True, help="referring expression (repeatable)")
-    _add_model_args(p, checkpoint_help="local VideoGLaMM checkpoint folder",
+    _add_model_args(p, checkpoint_help="VideoGLaMM checkpoint: a local folder or a Hugging Face Hub id (its weights are "
+                                       "not on the Hub: a folder)",
                     budget_help="CLIP tokens kept per sampled frame (default: all 576, no pruning)")
-    p.add_argument("--video-tower", default=None, help="InternVideo2-Stage2 .pt (default: the copy inside the checkpoint)")
+    p.add_argument("--video-tower", default=None,
+                   help="InternVideo2-Stage2 .pt: a local file or owner/name/file.pt on the Hub, e.g. "
+                        "OpenGVLab/InternVideo2-Stage2_1B-224p-f4/InternVideo2-stage2_1b-224p-f4.pt (default: the copy "
+                        "inside the checkpoint)")
     p.add_argument("--preset", "--config", dest="preset", default="default",
                    help="settings: 'default' (litelvlm's), 'released' (the released protocol) or a preset YAML path "
                         "(video/presets/*.yaml; default: %(default)s)")

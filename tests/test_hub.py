@@ -74,3 +74,40 @@ def test_segmenters_load_cached_hub_ids_offline(offline_cache, tiny_glamm_dirs, 
     video = VideoSegmenter.from_pretrained("someone/VideoGLaMM", vision_tower="openai/clip-vit-large-patch14-336",
                                            video_tower=f"someone/InternVideo2/{tiny_videoglamm_kwargs['video_tower'].name}")
     assert video.model.load_summary.path.parts[-2] == "snapshots" and video.model.load_summary.path.parts[-3] == "models--someone--VideoGLaMM"
+
+
+def test_every_entry_point_takes_cached_hub_ids_offline(offline_cache, tiny_glamm_dirs, tiny_videoglamm_kwargs, tmp_path):
+    """litelvlm segment / segment-video and both harnesses with Hub ids only (HF_HUB_OFFLINE, cache in the Hub layout)."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from eval.refseg.cli import main as refseg_main
+    from eval.refseg.synthetic import write_synthetic_refer
+    from eval.rvos.cli import main as rvos_main
+    from eval.rvos.synthetic import SyntheticRVOSConfig, write_synthetic_mevis
+    from litelvlm.cli import main as cli_main
+
+    write_hub_cache(offline_cache, "MBZUAI/GLaMM-RefSeg", tiny_glamm_dirs["glamm"])
+    write_hub_cache(offline_cache, "openai/clip-vit-large-patch14-336", tiny_glamm_dirs["clip"])
+    write_hub_cache(offline_cache, "someone/VideoGLaMM", tiny_videoglamm_kwargs["checkpoint"])
+    write_hub_cache(offline_cache, "someone/InternVideo2", tiny_videoglamm_kwargs["video_tower"])
+    pt = f"someone/InternVideo2/{tiny_videoglamm_kwargs['video_tower'].name}"
+    Image.fromarray(np.zeros((30, 40, 3), np.uint8)).save(tmp_path / "img.png")
+    # segment: the checkpoint's default id, and the CLIP id its config names
+    assert cli_main(["segment", "--image", str(tmp_path / "img.png"), "--text", "a dog", "--budget", "64", "--out", str(tmp_path / "seg")]) == 0
+    assert json.loads((tmp_path / "seg" / "result.json").read_text())["expressions"]
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(4):
+        Image.fromarray(np.full((24, 32, 3), 40 * i, np.uint8)).save(frames / f"{i:05d}.jpg")
+    assert cli_main(["segment-video", "--video", str(frames), "--text", "a dog", "--budget", "81", "--checkpoint", "someone/VideoGLaMM",
+                     "--vision-tower", "openai/clip-vit-large-patch14-336", "--video-tower", pt, "--out", str(tmp_path / "vid"),
+                     "--preset", "default"]) == 0
+    data = write_synthetic_refer(tmp_path / "refer")
+    assert refseg_main(["--version", "MBZUAI/GLaMM-RefSeg", "--dataset_dir", str(data.dataset_dir), "--refer_seg_data", "refcoco|val",
+                        "--results_path", str(tmp_path / "refseg"), "--num_retain_tokens", "64", "--limit", "1"]) == 0
+    write_synthetic_mevis(tmp_path / "mevis", SyntheticRVOSConfig(num_videos=1, num_frames=4, num_objects=1))
+    assert rvos_main(["--benchmark", "mevis", "--dataset_dir", str(tmp_path / "mevis"), "--results_path", str(tmp_path / "rvos"),
+                      "--version", "someone/VideoGLaMM", "--video-tower", pt, "--num_retain_tokens", "81", "--preset", "default"]) == 0

@@ -282,11 +282,14 @@ def test_wrong_mask_shape_from_the_model_is_an_error(data, tmp_path):
         run_refseg(_config(data, tmp_path), segmenter_factory=OneRowShort)
 
 
-def test_vision_tower_is_a_local_path(data, tmp_path, capsys):
+def test_vision_tower_default_is_a_hub_id_named_when_not_cached(data, tmp_path, capsys):
+    """The default --vision-tower is openai/clip-vit-large-patch14-336: offline and not cached, one line says so."""
     (tmp_path / "ckpt").mkdir()
+    (tmp_path / "ckpt" / "config.json").write_text("{}")
     assert main(_argv(data, tmp_path / "r", "refcoco|val", "--version", str(tmp_path / "ckpt"))) == 2
     err = capsys.readouterr().err
-    assert "CLIP vision tower directory not found: openai/clip-vit-large-patch14-336" in err and "VISION_TOWER" in err
+    assert "CLIP vision tower openai/clip-vit-large-patch14-336 is not in the Hugging Face cache" in err
+    assert "hf download openai/clip-vit-large-patch14-336" in err and "VISION_TOWER" in err and len(err.strip().splitlines()) == 1
 
 
 # ---- glamm scores against the released summed-polygon ground truth; all against the union ----------------------

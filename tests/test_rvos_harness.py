@@ -246,7 +246,7 @@ def test_mevis_valid_predictions_become_a_zip_without_top_folder(tmp_path):
     (["--benchmark", "mevis", "--version", "/nonexistent/ckpt", "--video-tower", "v.pt"],
      "VideoGLaMM checkpoint directory not found: /nonexistent/ckpt"),
     (["--benchmark", "mevis", "--version", "{tmp}", "--vision-tower", "{tmp}", "--video-tower", "/no/iv2.pt"],
-     "InternVideo2 video tower file not found: /no/iv2.pt"),
+     "InternVideo2 video tower (.pt) not found: /no/iv2.pt"),
     (["--benchmark", "mevis", "--predictions", "/nonexistent/pred"], "predictions folder not found: /nonexistent/pred"),
     (["--benchmark", "mevis", "--predictions", "p", "--resume"], "--resume continues a model run"),
     (["--benchmark", "mevis", "--video-tower", "v.pt"], "--version (the VideoGLaMM checkpoint folder) is required"),
@@ -258,6 +258,7 @@ def test_mevis_valid_predictions_become_a_zip_without_top_folder(tmp_path):
 ])
 def test_bad_inputs_give_one_clear_line(mevis, tmp_path, capsys, extra, message):
     extra = [e.replace("{tmp}", str(tmp_path)) for e in extra]
+    (tmp_path / "config.json").write_text("{}")  # {tmp} stands for a checkpoint / CLIP folder
     dataset_dir = [] if "--dataset_dir" in extra else ["--dataset_dir", str(mevis.root if "mevis" in extra else
                                                                           tmp_path)]
     assert main([*dataset_dir, "--results_path", str(tmp_path / "res"), *extra]) == 2

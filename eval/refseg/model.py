@@ -12,21 +12,25 @@ from .config import RefSegConfig
 __all__ = ["build_segmenter", "import_callable", "resolve_device", "resolve_dtype"]
 
 
-def _require_dir(path: str, what: str, hint: str) -> None:
-    if not Path(path).is_dir():
-        raise FileNotFoundError(f"{what} directory not found: {path} ({hint})")
+def _resolve(name: str, what: str, patterns_key: str, flag: str) -> Path:
+    """A local folder or a Hub id (through the huggingface_hub cache) as a local folder; errors name ``flag``."""
+    from litelvlm.hub import PATTERNS, resolve_folder
+
+    try:
+        return resolve_folder(name, what, patterns=PATTERNS[patterns_key])
+    except FileNotFoundError as err:
+        raise type(err)(f"{err} (set it with {flag})") from None
 
 
 def build_segmenter(config: RefSegConfig) -> Any:
     """The segmenter of this run: ``--segmenter-factory`` if given (called with the config), else GLaMM."""
     if config.segmenter_factory:
         return import_callable(config.segmenter_factory)(config)
-    _require_dir(config.checkpoint, "GLaMM checkpoint", "pass the GLaMM-RefSeg folder with --version")
-    _require_dir(config.vision_tower, "CLIP vision tower",
-                 "pass the local openai/clip-vit-large-patch14-336 folder with --vision-tower or VISION_TOWER")
+    checkpoint = _resolve(config.checkpoint, "GLaMM checkpoint", "glamm", "--version")
+    vision_tower = _resolve(config.vision_tower, "CLIP vision tower", "clip", "--vision-tower or VISION_TOWER")
     from litelvlm.glamm import GLaMMSegmenter
 
     attn = config.model_attn_implementation
-    return GLaMMSegmenter.from_pretrained(config.checkpoint, vision_tower=config.vision_tower,
+    return GLaMMSegmenter.from_pretrained(checkpoint, vision_tower=vision_tower,
                                           device=resolve_device(config.device), dtype=resolve_dtype(config.model_dtype),
                                           attn_implementation=attn, clip_attn_implementation=attn)

@@ -22,10 +22,16 @@ from .config import RVOSConfig
 __all__ = ["VideoPrediction", "build_video_segmenter", "check_model_inputs", "check_segment_result"]
 
 
-def _require(path: str, what: str, hint: str, is_file: bool = False) -> None:
-    ok = Path(path).is_file() if is_file else Path(path).is_dir()
-    if not ok:
-        raise FileNotFoundError(f"{what} {'file' if is_file else 'directory'} not found: {path} ({hint})")
+def _require(name: str, what: str, flag: str, patterns_key: str | None = None) -> Path:
+    """A local folder / file or a Hub id resolved through the huggingface_hub cache; errors name ``flag``."""
+    from litelvlm.hub import PATTERNS, resolve_file, resolve_folder
+
+    try:
+        if patterns_key is None:
+            return resolve_file(name, what)
+        return resolve_folder(name, what, patterns=PATTERNS[patterns_key])
+    except FileNotFoundError as err:
+        raise type(err)(f"{err} (set it with {flag})") from None
 
 
 def check_model_inputs(config: RVOSConfig) -> None:
@@ -34,12 +40,10 @@ def check_model_inputs(config: RVOSConfig) -> None:
     if config.segmenter_factory:
         import_callable(config.segmenter_factory)
         return
-    _require(config.checkpoint, "VideoGLaMM checkpoint", "pass the VideoGLaMM checkpoint folder with --version")
-    _require(config.vision_tower, "CLIP vision tower",
-             "pass the local openai/clip-vit-large-patch14-336 folder with --vision-tower or VISION_TOWER")
+    _require(config.checkpoint, "VideoGLaMM checkpoint", "--version", "videoglamm")
+    _require(config.vision_tower, "CLIP vision tower", "--vision-tower or VISION_TOWER", "clip")
     if config.video_tower is not None:
-        _require(config.video_tower, "InternVideo2 video tower",
-                 "pass the InternVideo2-Stage2 1B .pt file with --video-tower or VIDEO_TOWER", is_file=True)
+        _require(config.video_tower, "InternVideo2 video tower (.pt)", "--video-tower or VIDEO_TOWER")
 
 
 def run_preset(config: RVOSConfig):

@@ -221,6 +221,34 @@ def _add_precision(sub) -> None:
     p.set_defaults(func=_precision)
 
 
+def _serve(args) -> int:
+    import importlib.util
+
+    if importlib.util.find_spec("gradio") is None:
+        raise ValueError("litelvlm serve needs Gradio: pip install 'litelvlm[demo]' (or pip install gradio)")
+    from .serve import DemoModels, serve
+
+    video = None if args.video_checkpoint == "none" else args.video_checkpoint
+    models = DemoModels(args.checkpoint, video, args.vision_tower, args.video_tower, check_device(args.device))
+    print(f"litelvlm demo on http://{args.host}:{args.port} (image model: {models.weights('image')}); Ctrl-C stops it", flush=True)
+    serve(models, args.host, args.port)
+    return 0
+
+
+def _add_serve(sub) -> None:
+    p = sub.add_parser("serve", help="web demo (Gradio): upload an image or a short video, see masks, kept tokens and timings")
+    p.add_argument("--checkpoint", default="tiny", help="GLaMM: 'tiny' (embedded, random weights), a folder or a Hub id such as "
+                   "MBZUAI/GLaMM-RefSeg (default: %(default)s)")
+    p.add_argument("--video-checkpoint", default="tiny", help="VideoGLaMM: 'tiny', a folder, or 'none' for an image-only page "
+                   "(default: %(default)s)")
+    p.add_argument("--vision-tower", default=None, help="CLIP folder or Hub id (default: the one the checkpoint names)")
+    p.add_argument("--video-tower", default=None, help="InternVideo2 .pt: a file or owner/name/file.pt (default: the copy in the checkpoint)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s; 0.0.0.0 exposes it)")
+    p.add_argument("--port", type=int, default=7860, help="port (default: %(default)s)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (default: %(default)s)")
+    p.set_defaults(func=_serve)
+
+
 def _segment_video(args) -> int:
     from dataclasses import asdict
 
@@ -284,6 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_segment_video(sub)
     _add_bench(sub)
     _add_precision(sub)
+    _add_serve(sub)
     return parser
 
 

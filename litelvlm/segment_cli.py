@@ -12,9 +12,9 @@ import numpy as np
 
 from .outputs import prepare_output_dir
 
-from .viz import DROPPED_COLOUR, KEPT_COLOUR, PALETTE, kept_token_map, load_rgb, mask_overlay, save_annotated_png, save_png
+from .viz import DROPPED_COLOUR, KEPT_COLOUR, PALETTE, Figure, kept_token_map, load_rgb, mask_overlay, save_png
 
-__all__ = ["segment_image_to_folder", "slug", "budget_phrase", "PALETTE_NAMES"]
+__all__ = ["segment_image_to_folder", "result_pictures", "slug", "budget_phrase", "PALETTE_NAMES"]
 
 PALETTE_NAMES = ("red", "green", "yellow", "blue", "orange", "purple", "cyan", "magenta")  # viz.PALETTE, in order
 
@@ -31,6 +31,29 @@ def budget_phrase(method: str, kept: int, total: int, unit: str = "tokens") -> s
     return f"method {method}: {kept} of {total} visual {unit} kept"
 
 
+def result_pictures(image: np.ndarray, result, texts, clip_config, source: str = "the image") -> tuple[Figure, list[Figure], list[dict]]:
+    """The titled figures of one ``GLaMMSegmenter`` result: the mask overlay (legend: colour per expression),
+    one kept-token map per expression (legend: kept / dropped), and a summary row per expression."""
+    side, crop = clip_config.image_size // clip_config.patch_size, clip_config.image_size
+    total = side * side
+    pruning = budget_phrase(result.method, result.num_visual_tokens, total)
+    kept_what = "kept by FastV inside the LLM (all tokens enter it)" if result.method == "fastv" else "kept: reaches the LLM"
+    maps, rows = [], []
+    for i, (text, mask, kept) in enumerate(zip(texts, result.masks, result.kept)):
+        maps.append(Figure(
+            kept_token_map(image, (side, side), kept.numpy(), crop=crop),
+            [f"Kept visual tokens, expression {i + 1} of {len(texts)}", f"'{text}'", pruning,
+             f"CLIP's view of the image ({crop}x{crop} centre crop), one cell per token"],
+            [(KEPT_COLOUR, f"{kept_what} ({len(kept)} tokens, framed blue)"),
+             (DROPPED_COLOUR, f"dropped: never seen by the LLM ({total - len(kept)} tokens, dimmed)")]))
+        rows.append({"text": text, "mask_pixels": int(mask.sum()), "overlay_colour": PALETTE_NAMES[i % len(PALETTE_NAMES)],
+                     "kept": kept.tolist()})
+    legend = [(PALETTE[i % len(PALETTE)], f"'{row['text']}': {row['mask_pixels']} mask pixels"
+               + ("" if row["mask_pixels"] else " (empty mask)")) for i, row in enumerate(rows)]
+    overlay = Figure(mask_overlay(image, result.masks), [f"Masks of {len(texts)} expression(s) on {source}", pruning], legend)
+    return overlay, maps, rows
+
+
 def segment_image_to_folder(image_path, texts, *, budget, glamm_dir, vision_tower, out_dir, method="litelvlm", device="cpu", dtype=None) -> dict:
     """Segment ``texts`` in the image; write mask PNGs (0/255), an overlay, kept-token maps and ``result.json``.
 
@@ -41,29 +64,13 @@ def segment_image_to_folder(image_path, texts, *, budget, glamm_dir, vision_towe
     out = prepare_output_dir(out_dir)  # and on a bad --out
     segmenter = GLaMMSegmenter.from_pretrained(glamm_dir, vision_tower=vision_tower, device=device, dtype=dtype)
     result = segmenter.segment(image, texts, budget=budget, method=method)
-    config = segmenter.clip.vision.config
-    side, crop = config.image_size // config.patch_size, config.image_size
-    total = side * side
-    pruning = budget_phrase(result.method, result.num_visual_tokens, total)
-    kept_what = "kept by FastV inside the LLM (all tokens enter it)" if result.method == "fastv" else "kept: reaches the LLM"
-    rows = []
-    for i, (text, mask, kept) in enumerate(zip(texts, result.masks, result.kept)):
+    overlay, maps, rows = result_pictures(image, result, texts, segmenter.clip.vision.config, Path(image_path).name)
+    for i, (text, mask, picture, row) in enumerate(zip(texts, result.masks, maps, rows)):
         stem = f"{i:02d}_{slug(text)}"
-        mask_path = save_png(mask.astype(np.uint8) * 255, out / f"mask_{stem}.png")
-        kept_path = save_annotated_png(
-            kept_token_map(image, (side, side), kept.numpy(), crop=crop), out / f"kept_{stem}.png",
-            [f"Kept visual tokens, expression {i + 1} of {len(texts)}", f"'{text}'", pruning,
-             f"CLIP's view of the image ({crop}x{crop} centre crop), one cell per token"],
-            [(KEPT_COLOUR, f"{kept_what} ({len(kept)} tokens, framed blue)"),
-             (DROPPED_COLOUR, f"dropped: never seen by the LLM ({total - len(kept)} tokens, dimmed)")],
-        )
-        rows.append({"text": text, "mask": str(mask_path), "kept_map": str(kept_path), "mask_pixels": int(mask.sum()),
-                     "overlay_colour": PALETTE_NAMES[i % len(PALETTE_NAMES)], "kept": kept.tolist()})
-    legend = [(PALETTE[i % len(PALETTE)], f"'{row['text']}': {row['mask_pixels']} mask pixels"
-               + ("" if row["mask_pixels"] else " (empty mask)")) for i, row in enumerate(rows)]
-    overlay = save_annotated_png(mask_overlay(image, result.masks), out / "overlay.png",
-                                 [f"Masks of {len(texts)} expression(s) on {Path(image_path).name}", pruning], legend)
+        row["mask"] = str(save_png(mask.astype(np.uint8) * 255, out / f"mask_{stem}.png"))
+        row["kept_map"] = str(picture.save(out / f"kept_{stem}.png"))
+    overlay_path = overlay.save(out / "overlay.png")
     report = {"image": str(image_path), "method": result.method, "budget": budget, "num_visual_tokens": result.num_visual_tokens,
-              "timings": result.timings, "overlay": str(overlay), "expressions": rows}
+              "timings": result.timings, "overlay": str(overlay_path), "expressions": rows}
     (out / "result.json").write_text(json.dumps(report, indent=2))
     return report

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -9,7 +10,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFile, ImageFont
 
 __all__ = ["kept_token_map", "mask_overlay", "annotate", "save_png", "save_annotated_png", "load_rgb", "to_rgb8",
-           "center_crop_square", "PALETTE", "KEPT_COLOUR", "HIGHLIGHT_COLOUR", "DROPPED_COLOUR"]
+           "center_crop_square", "Figure", "PALETTE", "KEPT_COLOUR", "HIGHLIGHT_COLOUR", "DROPPED_COLOUR"]
 
 PALETTE = np.array(
     [[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48], [145, 30, 180], [70, 240, 240], [240, 50, 230]],
@@ -184,6 +185,21 @@ def save_png(array: np.ndarray, path: str | Path, text: dict[str, str] | None = 
             info.add_itxt(key, value)
     Image.fromarray(np.asarray(array)).save(p, pnginfo=info)
     return p
+
+
+@dataclass
+class Figure:
+    """A picture with its title lines and legend (colour, label) rows: rendered for a page, or saved as PNG."""
+
+    picture: np.ndarray
+    title: Sequence[str]
+    legend: Sequence[tuple[Sequence[int], str]] = ()
+
+    def render(self) -> np.ndarray:
+        return annotate(self.picture, self.title, self.legend)
+
+    def save(self, path: str | Path) -> Path:
+        return save_annotated_png(self.picture, path, self.title, self.legend)
 
 
 def save_annotated_png(picture: np.ndarray, path: str | Path, title: Sequence[str],

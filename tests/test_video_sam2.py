@@ -555,3 +555,21 @@ def test_meta_peer_seg_prompted_propagation(object_score_bias):
     assert torch.all(got == NO_OBJECT_SCORE) == (object_score_bias < 0)
     masks = ours.masks_at(got, (40, 56))
     assert torch.equal(masks, ours.segment(pixel_values, seg, original_size=(40, 56)))
+
+
+def test_neck_position_tables_are_computed_once_per_shape_and_equal_transformers(tiny_sd):
+    """transformers caches one shape; the neck asks for several per frame: litelvlm caches each, exactly."""
+    from video.sam2.decoder import ShapeCachedSinePositionEmbedding
+
+    decoder = Sam2PixelDecoder.from_original_state_dict(tiny_sd)
+    cached = decoder.model.vision_encoder.neck.position_encoding
+    assert isinstance(cached, ShapeCachedSinePositionEmbedding)
+    calls = []
+    original = cached.inner.forward
+    cached.inner.forward = lambda *a, **k: calls.append(tuple(a[0])) or original(*a, **k)
+    frames = _frames(num_frames=3)
+    decoder.segment(frames, torch.randn(1, decoder.hidden_size), frames.shape[1:3], mode="propagate")
+    shapes = set(calls)
+    assert len(calls) == len(shapes) >= 2  # each shape computed once for the whole video, not once per frame
+    for shape in shapes:
+        assert torch.equal(cached(torch.Size(shape), "cpu", torch.float32), original(torch.Size(shape), "cpu", torch.float32))

@@ -25,7 +25,7 @@ import torch
 from litelvlm.clip import ClipTowers, load_clip_towers
 from litelvlm.decoding import Sampling, generate
 from litelvlm.lvlm import IMAGE_TOKEN_INDEX, check_expressions, default_dtype, hidden_before, pick_attn_implementation, splice_and_pad
-from litelvlm.pruning import ClipTokenPruner, get_method
+from litelvlm.pruning import ClipTokenPruner, ClipTokens, FrameSelection, get_method
 from litelvlm.pruning.methods import FastVSelector
 from litelvlm.timing import StageTimer
 
@@ -105,6 +105,47 @@ class VideoSegmentationResult:
     forward_passes: int = 0
     text_tower_calls: int = 0
     wall_timings: dict[str, float] = field(default_factory=dict)  # wall-clock seconds per stage and "total"
+    frame_tokens: list[list[FrameSelection]] | None = None  # clip-level methods: per expression, per sampled frame
+    llm_visual_tokens: list[int] = field(default_factory=list)  # per expression: visual tokens the LLM saw, all clips
+
+
+@dataclass
+class _Call:
+    """One ``segment`` call: the method, budgets, the texts' CLIP embeddings, the timer and the counters."""
+
+    selector: object
+    budget: int | None
+    clip_budget: int | None
+    text_embeds: torch.Tensor | None
+    timer: StageTimer
+    generator: torch.Generator | None
+    num_expressions: int
+    clip_tokens: list = field(default_factory=list)  # LLM CLIP tokens of every sampled frame (all expressions)
+    video_tokens: int = 0
+    forward_passes: int = 0
+    seg_counts: list = field(default_factory=list)
+    llm_tokens: list = field(default_factory=list)
+
+    def __post_init__(self):
+        self.seg_counts = [0] * self.num_expressions
+        self.llm_tokens = [0] * self.num_expressions
+
+    def text(self, e: int) -> torch.Tensor | None:
+        """Expression ``e``'s CLIP text embedding (1, P), or None for methods that use no text."""
+        if self.text_embeds is None or not self.selector.uses_text:
+            return None
+        return self.text_embeds[e : e + 1]
+
+
+@dataclass
+class _Visual:
+    """One expression's visual tokens for the LLM, what they cover, and their counts."""
+
+    sequence: torch.Tensor  # (V, H): every frame's CLIP-stream tokens, then every frame's video tokens
+    kept: torch.Tensor | list  # per-frame methods: (F, budget) CLIP indices; clip-level: one tensor per frame
+    image_counts: list[int]  # LLM CLIP-stream tokens per frame
+    video_count: int
+    frames: list | None = None  # clip-level methods: the FrameSelection records (features dropped)
 
 
 @dataclass
@@ -169,18 +210,34 @@ class VideoSegmenter:
         if isinstance(selector, FastVSelector):
             fastv_quota(self.config.layout, 1)  # raises for layouts FastV cannot prune per frame
             return selector
-        if selector.stage != "pre_llm":
+        if selector.stage not in ("pre_llm", "clip"):
             raise ValueError(f"method {selector.name!r} prunes inside the LLM and is not supported by the video path")
         return selector
 
-    def _visual_sequence(self, enc: _ClipEncoding, text_embed, budget, selector) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
-        """(visual tokens (V, H) for the LLM, kept indices (F, budget), CLIP LLM tokens per frame)."""
-        result = self.pruner.select(enc.frames, budget, text_embed if selector.uses_text else None, selector)
+    def _visual_sequence(self, enc: _ClipEncoding, call: _Call, e: int) -> _Visual:
+        """Expression ``e``'s visual tokens for the LLM from the clip's encoders' outputs."""
+        if call.selector.stage == "clip":
+            return self._clip_level_visual(enc, call, e)
+        result = self.pruner.select(enc.frames, call.budget, call.text(e), call.selector)
         projected = self.model.project_image_tokens(result.features)
         per_frame = layout_frame_tokens(self.config.layout, result.indices, projected, enc.frames.grid,
                                         self.model.config.image_pool_side)
-        sequence = torch.cat([*per_frame, enc.video_tokens.reshape(-1, enc.video_tokens.shape[-1])])
-        return sequence, result.indices, [t.shape[0] for t in per_frame]
+        video = enc.video_tokens.reshape(-1, enc.video_tokens.shape[-1])
+        return _Visual(torch.cat([*per_frame, video]), result.indices, [t.shape[0] for t in per_frame], video.shape[0])
+
+    def _clip_level_visual(self, enc: _ClipEncoding, call: _Call, e: int) -> _Visual:
+        """A clip-level method sees every sampled frame's streams at once (``litelvlm.pruning.clip_level``)."""
+        pool, video_side = self.model.config.image_pool_side, self.model.config.video_pool_side
+        image = self.model.pool_image_tokens(self.model.project_image_tokens(enc.frames.patches))
+        tokens = ClipTokens(enc.frames, call.text(e), image, (pool, pool), enc.video_tokens, (video_side, video_side),
+                            self.model.project_image_tokens)
+        frames = call.selector.select_clip(tokens, call.budget, call.clip_budget)
+        if len(frames) != tokens.num_frames:
+            raise ValueError(f"method {call.selector.name!r} returned {len(frames)} frame selections for {tokens.num_frames} frames")
+        sequence = torch.cat([f.image for f in frames] + [f.video for f in frames])
+        records = [FrameSelection(f.image[:0], f.video[:0], f.image_cells, f.video_cells, f.clip_indices, f.reused_cells) for f in frames]
+        return _Visual(sequence, [f.clip_indices for f in frames], [f.image.shape[0] for f in frames],
+                       sum(f.video.shape[0] for f in frames), records)
 
     def _fastv_plan(self, selector, budget: int, frame_tokens: list[int], grid: tuple[int, int]) -> VideoFastVPlan | None:
         """The per-frame FastV plan of one expression's visual sequence; None for pre-LLM methods."""
@@ -221,7 +278,7 @@ class VideoSegmenter:
                        sampling=self._sampling(), generator=generator)
         return gen, (plan.clip_indices(forward.kept) if plan is not None else None)
 
-    def _visual_source(self, sampled, first, text_embeds, e, budget, selector, timer):
+    def _visual_source(self, sampled, first, call: _Call, e: int):
         """Visual tokens for decoding: the first call gets the clip's; later calls (only the released
         no-cache loop makes them) re-run the encoders and the selection, as that loop does."""
         calls = {"n": 0}
@@ -230,49 +287,47 @@ class VideoSegmenter:
             calls["n"] += 1
             if calls["n"] == 1:
                 return first
-            enc = self._encode_clip(sampled, timer)
-            return self._visual_sequence(enc, text_embeds[e : e + 1] if text_embeds is not None else None, budget, selector)[0]
+            return self._visual_sequence(self._encode_clip(sampled, call.timer), call, e).sequence
 
         visual.first = first  # the clip's visual tokens, readable without counting a call
         return visual
 
-    def _segment_clip(self, clip_frames, text_embeds, questions, budget, selector, timer, stats) -> tuple[np.ndarray, list, list]:
+    def _segment_clip(self, clip_frames, questions, call: _Call) -> tuple[np.ndarray, list, list, list]:
         sampled = clip_frames[sample_frame_indices(len(clip_frames), self.config.num_frames, self.config.short_clip_sampling)]
-        enc = self._encode_clip(sampled, timer)
-        visual, kept, plan = [], [], None
-        with timer("selection"):
+        enc = self._encode_clip(sampled, call.timer)
+        visual, plan = [], None
+        with call.timer("selection"):
             for e in range(len(questions)):
-                text = text_embeds[e : e + 1] if text_embeds is not None else None
-                seq, idx, counts = self._visual_sequence(enc, text, budget, selector)
-                visual.append(seq)
-                kept.append(idx.cpu())
-                plan = self._fastv_plan(selector, budget, counts, enc.frames.grid)
-                stats["clip_tokens"].extend([plan.quota] * len(counts) if plan is not None else counts)
-                stats["video_tokens"] += enc.video_tokens.shape[0] * enc.video_tokens.shape[1]
-        seg_states, answers, fastv_kept = self._run_llm(sampled, visual, questions, text_embeds, budget, selector, plan, timer, stats)
-        kept = fastv_kept if fastv_kept is not None else kept
+                v = self._visual_sequence(enc, call, e)
+                visual.append(v)
+                plan = self._fastv_plan(call.selector, call.budget, v.image_counts, enc.frames.grid)
+                call.clip_tokens.extend([plan.quota] * len(v.image_counts) if plan is not None else v.image_counts)
+                call.video_tokens += v.video_count
+                call.llm_tokens[e] += (plan.quota * len(v.image_counts) if plan is not None else sum(v.image_counts)) + v.video_count
+        seg_states, answers, fastv_kept = self._run_llm(sampled, [v.sequence for v in visual], questions, plan, call)
+        kept = fastv_kept if fastv_kept is not None else [v.kept for v in visual]
         for e, states in enumerate(seg_states):
-            stats["seg_counts"][e] += states.shape[0]
-        with timer("mask_decoder"):
+            call.seg_counts[e] += states.shape[0]
+        with call.timer("mask_decoder"):
             masks = self._clip_masks(clip_frames, seg_states)
-        return masks, kept, answers
+        return masks, kept, answers, [v.frames for v in visual]
 
-    def _run_llm(self, sampled, visual, questions, text_embeds, budget, selector, plan, timer, stats):
+    def _run_llm(self, sampled, visual, questions, plan, call: _Call):
         """[SEG] states, answers and (FastV only, else None) kept CLIP indices per expression."""
         if self.config.answer is not None:
-            with timer("llm_prefill"):
+            with call.timer("llm_prefill"):
                 seg_states, fastv_kept = self._teacher_forced(visual, questions, plan)
-            stats["forward_passes"] += 1
+            call.forward_passes += 1
             return seg_states, [self.config.answer] * len(questions), fastv_kept
         seg_states, answers, fastv_kept = [], [], []
-        with timer("llm_generate"):
+        with call.timer("llm_generate"):
             for e, q in enumerate(questions):
-                source = self._visual_source(sampled, visual[e], text_embeds, e, budget, selector, timer)
-                gen, frame_kept = self._generate(source, q, plan, stats["generator"])
+                source = self._visual_source(sampled, visual[e], call, e)
+                gen, frame_kept = self._generate(source, q, plan, call.generator)
                 seg_states.append(gen.seg_hidden)
                 answers.append(self.tokenizer.decode(gen.token_ids))
                 fastv_kept.append(frame_kept)
-                stats["forward_passes"] += gen.forward_passes
+                call.forward_passes += gen.forward_passes
         return seg_states, answers, (fastv_kept if plan is not None else None)
 
     def _clip_masks(self, clip_frames: np.ndarray, seg_states: list[torch.Tensor]) -> np.ndarray:
@@ -297,49 +352,59 @@ class VideoSegmenter:
     # ------------------------------------------------------------------ public
     @torch.no_grad()
     def segment(self, frames: np.ndarray, expressions: Sequence[str], budget: int | None = None, method: str = "litelvlm",
-                **overrides) -> VideoSegmentationResult:
+                clip_budget: int | None = None, **overrides) -> VideoSegmentationResult:
         """Masks of each expression in ``frames`` (T, H, W, 3) uint8; ``budget`` CLIP tokens per sampled
-        frame (None: all 576). ``overrides`` replace fields of the segmenter's config for this call."""
+        frame (None: all 576); ``clip_budget`` the total LLM visual tokens per clip (clip-level methods only).
+        ``overrides`` replace fields of the segmenter's config for this call."""
         frames, expressions = _check_video_inputs(frames, expressions)
         saved = self.config
         self.config = replace(self.config, **overrides) if overrides else self.config
         try:
-            return self._segment(frames, expressions, budget, method)
+            return self._segment(frames, expressions, budget, method, clip_budget)
         finally:
             self.config = saved
 
-    def _segment(self, frames, expressions, budget, method) -> VideoSegmentationResult:
-        if budget is None:
+    def _call(self, expressions, budget, method, clip_budget) -> tuple[_Call, list[str]]:
+        if budget is None and clip_budget is None:
             method = "none"
         selector = self._selector(method)
+        if clip_budget is not None:
+            if selector.stage != "clip":
+                raise ValueError(f"clip_budget needs a clip-level method (e.g. litelvlm-time); {selector.name!r} prunes each frame")
+            if isinstance(clip_budget, bool) or not isinstance(clip_budget, int) or clip_budget < 1:
+                raise ValueError(f"clip_budget must be a positive number of LLM visual tokens, got {clip_budget!r}")
         timer = StageTimer(self.device)
         questions = [video_question(e, mode=self.config.expression_text) for e in expressions]
-        calls_before = self.pruner.text_calls
         with timer("clip_text"):  # once per expression for the whole video
             texts = questions if self.config.prune_text == "question" else [expression_text(e, self.config.expression_text) for e in expressions]
             text_embeds = self.pruner.text_embeds(texts) if selector.uses_text else None
         generator = None if self.config.seed is None else torch.Generator().manual_seed(self.config.seed)
-        stats = {"clip_tokens": [], "video_tokens": 0, "forward_passes": 0, "seg_counts": [0] * len(expressions),
-                 "generator": generator}
-        masks, kept, answers = [], [[] for _ in expressions], [[] for _ in expressions]
+        return _Call(selector, budget, clip_budget, text_embeds, timer, generator, len(expressions)), questions
+
+    def _segment(self, frames, expressions, budget, method, clip_budget) -> VideoSegmentationResult:
+        calls_before = self.pruner.text_calls
+        call, questions = self._call(expressions, budget, method, clip_budget)
+        masks, answers = [], [[] for _ in expressions]
+        kept, frame_tokens = [[] for _ in expressions], [[] for _ in expressions]
         for clip in split_clips(len(frames), self.config.clip_length):
-            clip_masks, clip_kept, clip_answers = self._segment_clip(frames[clip.start : clip.stop], text_embeds, questions,
-                                                                     budget, selector, timer, stats)
+            clip_masks, clip_kept, clip_answers, clip_frames = self._segment_clip(frames[clip.start : clip.stop], questions, call)
             masks.append(clip_masks)
             for e in range(len(expressions)):
                 kept[e].append(clip_kept[e])
                 answers[e].append(clip_answers[e])
-        all_masks = np.concatenate(masks, axis=1)
-        n_frame_rows = len(stats["clip_tokens"])
-        clip_per_frame = float(np.mean(stats["clip_tokens"])) if n_frame_rows else 0.0
-        timings = timer.as_dict()
+                frame_tokens[e].extend(clip_frames[e] or [])
+        n_frame_rows = len(call.clip_tokens)
+        clip_per_frame = float(np.mean(call.clip_tokens)) if n_frame_rows else 0.0
+        clip_level = call.selector.stage == "clip"
         return VideoSegmentationResult(
-            masks=all_masks, kept=[torch.cat(k) for k in kept],
-            has_seg=[n > 0 for n in stats["seg_counts"]], answers=answers,
-            visual_tokens_per_frame=clip_per_frame + stats["video_tokens"] / max(n_frame_rows, 1),
-            clip_tokens_per_frame=clip_per_frame, method=selector.name, timings=timings,
-            forward_passes=stats["forward_passes"], text_tower_calls=self.pruner.text_calls - calls_before,
-            wall_timings=timer.wall_dict(),
+            masks=np.concatenate(masks, axis=1),
+            kept=[[f for part in k for f in part] if clip_level else torch.cat(k) for k in kept],
+            has_seg=[n > 0 for n in call.seg_counts], answers=answers,
+            visual_tokens_per_frame=clip_per_frame + call.video_tokens / max(n_frame_rows, 1),
+            clip_tokens_per_frame=clip_per_frame, method=call.selector.name, timings=call.timer.as_dict(),
+            forward_passes=call.forward_passes, text_tower_calls=self.pruner.text_calls - calls_before,
+            wall_timings=call.timer.wall_dict(), frame_tokens=frame_tokens if clip_level else None,
+            llm_visual_tokens=list(call.llm_tokens),
         )
 
 

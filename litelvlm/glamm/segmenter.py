@@ -92,6 +92,8 @@ class GLaMMSegmenter:
 
     def _select(self, frames, budget, text_embeds, selector, prune_scope):
         """Kept features per conversation row: (E, V, D) for per-expression scope, (1, V, D) joint."""
+        if selector.stage == "clip":
+            selector.select(None, budget)  # raises: a clip-level method needs a video
         if selector.stage != "pre_llm" and not isinstance(selector, FastVSelector):  # FastV: all tokens enter the LLM
             raise ValueError(f"method {selector.name!r} prunes inside the LLM and is not supported by this segmenter yet")
         if prune_scope == "image" or not selector.uses_text:

@@ -1,4 +1,5 @@
-"""The shared per-frame pruning core: one module for the image path, the video path and the benchmarks."""
+"""The shared pruning core: per-frame methods (``TokenSelector``) and clip-level methods (``ClipSelector``), one
+registry, for the image path, the video path and the benchmarks."""
 
 from .features import ClipFrameFeatures, context_scores, encode_frames, text_similarity
 from .methods import (
@@ -14,6 +15,7 @@ from .methods import (
     register_method,
 )
 from .pruner import ClipTokenPruner, PruneResult
+from .clip_level import ClipSelector, ClipTokens, FrameSelection, TimeAwareLiteLVLM
 from . import baselines  # noqa: F401  registers visionzip, vispruner, prumerge, prumerge+, trim
 from .select import cell_tokens, check_budget, litelvlm_select, litelvlm_select_cells
 
@@ -38,4 +40,8 @@ __all__ = [
     "AllTokens",
     "RandomSelector",
     "GridSelector",
+    "ClipSelector",
+    "ClipTokens",
+    "FrameSelection",
+    "TimeAwareLiteLVLM",
 ]

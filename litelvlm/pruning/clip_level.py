@@ -1,0 +1,242 @@
+"""Clip-level token selection: methods that see all F sampled frames of a video clip at once.
+
+A per-frame method (``TokenSelector.select``) prunes each frame's CLIP patches on its own. A clip-level method
+(``ClipSelector``, ``stage = "clip"``) receives ``ClipTokens``: the CLIP forward of every sampled frame (select-layer
+states, last-layer q/k/v, so LiteLVLM's similarity and context scores), the text embeddings, and the LLM tokens
+of both visual streams as the LLM would see them unpruned (VideoGLaMM: per frame 12x12 pooled CLIP tokens and
+8x8 InternVideo2 tokens). It returns one ``FrameSelection`` per frame: the LLM tokens of each stream to send
+(any number per frame, merged tokens allowed) and which grid cells they stand for. The LLM sequence is every
+frame's image tokens, then every frame's video tokens (VideoGLaMM's order).
+
+Budgets: ``budget`` is the per-frame CLIP budget (patch tokens per frame, as for per-frame methods);
+``clip_budget`` (optional) is the total number of LLM visual tokens for the clip, both streams together.
+
+Writing a new temporal method::
+
+    from litelvlm.pruning import ClipSelector, FrameSelection, register_method
+
+    @register_method("every-other-frame")
+    class EveryOtherFrame(ClipSelector):
+        def select_clip(self, tokens, budget, clip_budget=None):
+            out = []
+            for f in range(tokens.num_frames):
+                cells = torch.arange(tokens.image_tokens.shape[1]) if f % 2 == 0 else torch.arange(0)
+                out.append(FrameSelection.gather(tokens, f, cells, torch.arange(tokens.video_tokens.shape[1])))
+            return out
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from .features import ClipFrameFeatures, context_scores, text_similarity
+from .methods import TokenSelector, register_method
+from .select import cell_tokens, litelvlm_select
+
+__all__ = ["ClipTokens", "FrameSelection", "ClipSelector", "TimeAwareLiteLVLM", "block_members", "allocate_budget"]
+
+
+@dataclass
+class ClipTokens:
+    """Everything a clip-level method may look at, for the F sampled frames of one clip."""
+
+    frames: ClipFrameFeatures  # CLIP forward: states (F, 1+N, D), q/k/v; grid (24, 24)
+    text_embeds: torch.Tensor | None  # (T, P)
+    image_tokens: torch.Tensor  # (F, Ni, H): the CLIP stream's LLM tokens, unpruned (12x12 pooled)
+    image_grid: tuple[int, int]
+    video_tokens: torch.Tensor  # (F, Nv, H): the video stream's LLM tokens (InternVideo2, 8x8)
+    video_grid: tuple[int, int]
+    project: Callable[[torch.Tensor], torch.Tensor] | None = None  # CLIP states (F, n, D) -> LLM tokens (image projector)
+    _scores: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def num_frames(self) -> int:
+        return self.image_tokens.shape[0]
+
+    @property
+    def cell(self) -> int:
+        """CLIP patches per image-grid side (24 / 12 = 2)."""
+        return self.frames.grid[0] // self.image_grid[0]
+
+    def similarity(self) -> torch.Tensor:
+        """(F, T, N) LiteLVLM similarity of every frame's patches to every text (computed once)."""
+        if self.text_embeds is None:
+            raise ValueError("this method is text guided: the clip has no text embeddings")
+        if "similarity" not in self._scores:
+            self._scores["similarity"] = text_similarity(self.frames.projected(), self.text_embeds)
+        return self._scores["similarity"]
+
+    def context(self) -> torch.Tensor:
+        """(F, N) LiteLVLM context score of every frame's patches (computed once)."""
+        if "context" not in self._scores:
+            self._scores["context"] = context_scores(self.frames.query, self.frames.key, self.frames.value)
+        return self._scores["context"]
+
+    def cell_members(self) -> torch.Tensor:
+        """(Ni, cell*cell) CLIP patch indices of each image-grid cell."""
+        return cell_tokens(self.frames.grid, self.cell).to(self.image_tokens.device)
+
+
+@dataclass
+class FrameSelection:
+    """One frame's LLM tokens. ``image`` (k, H) / ``video`` (v, H) are sent; ``image_cells`` / ``video_cells`` the
+    grid cells they stand for (a merged token: its representative cell); ``reused_cells`` image cells the method
+    kept but did not send because an earlier frame already carries them; ``clip_indices`` the CLIP patches of the
+    sent image cells (what ``VideoSegmentationResult.kept`` reports)."""
+
+    image: torch.Tensor
+    video: torch.Tensor
+    image_cells: torch.Tensor
+    video_cells: torch.Tensor
+    clip_indices: torch.Tensor
+    reused_cells: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
+
+    @classmethod
+    def gather(cls, tokens: ClipTokens, frame: int, image_cells: torch.Tensor, video_cells: torch.Tensor,
+               reused_cells: torch.Tensor | None = None) -> "FrameSelection":
+        """The selection that sends the unmerged tokens of ``image_cells`` and ``video_cells`` (raster order)."""
+        image_cells, video_cells = image_cells.sort().values.long(), video_cells.sort().values.long()
+        members = tokens.cell_members()[image_cells.to(tokens.image_tokens.device)]
+        return cls(tokens.image_tokens[frame, image_cells], tokens.video_tokens[frame, video_cells], image_cells.cpu(),
+                   video_cells.cpu(), members.reshape(-1).sort().values.cpu(),
+                   torch.zeros(0, dtype=torch.long) if reused_cells is None else reused_cells.sort().values.long().cpu())
+
+    @property
+    def num_tokens(self) -> int:
+        return self.image.shape[0] + self.video.shape[0]
+
+
+class ClipSelector(TokenSelector):
+    """Base class of a clip-level method: ``select_clip(tokens, budget, clip_budget)`` -> one ``FrameSelection``
+    per frame. Selected by name through the same registry as per-frame methods."""
+
+    stage: ClassVar[str] = "clip"
+
+    def select(self, features, budget, text_embeds=None):
+        raise ValueError(f"method {self.name!r} selects over a whole video clip: it runs in the video path "
+                         "(VideoSegmenter), not on single images")
+
+    def select_clip(self, tokens: ClipTokens, budget: int | None, clip_budget: int | None = None) -> list[FrameSelection]:
+        raise NotImplementedError
+
+
+def block_members(clip_grid: tuple[int, int], grid: tuple[int, int]) -> torch.Tensor:
+    """(cells, block*block) CLIP patch indices covered by each cell of a coarser ``grid`` (24x24 -> 8x8: 3x3 blocks)."""
+    if clip_grid[0] % grid[0] or clip_grid[1] % grid[1]:
+        raise ValueError(f"a {grid[0]}x{grid[1]} grid does not tile the {clip_grid[0]}x{clip_grid[1]} CLIP grid")
+    return cell_tokens(clip_grid, clip_grid[0] // grid[0])
+
+
+def allocate_budget(total: int, weights: torch.Tensor, minimum: int, maximum: int) -> list[int]:
+    """``total`` split over frames: ``minimum`` each, the rest in proportion to ``weights`` (largest remainders),
+    never above ``maximum``; raises when ``total`` cannot cover the minimums."""
+    count = weights.numel()
+    if total < count * minimum:
+        raise ValueError(f"a clip budget of {total} tokens cannot give each of {count} frames its minimum of {minimum}")
+    shares = [minimum] * count
+    left = min(total - count * minimum, count * (maximum - minimum))
+    w = weights.double().clamp(min=0)
+    w = torch.ones_like(w) if w.sum() <= 0 else w
+    while left > 0:
+        room = torch.tensor([s < maximum for s in shares], dtype=torch.bool)
+        share = w * room
+        share = room.double() if share.sum() <= 0 else share  # the frames that wanted more are full: spread evenly
+        ideal = left * share / share.sum()
+        extra = ideal.floor().long()
+        order = torch.argsort(ideal - extra, descending=True, stable=True)
+        remainder = left - int(extra.sum())
+        for i in order[:remainder].tolist():
+            extra[i] += 1
+        given = 0
+        for i in range(count):
+            add = min(int(extra[i]), maximum - shares[i])
+            shares[i] += add
+            given += add
+        if given == 0:
+            break
+        left -= given
+    return shares
+
+
+@register_method("litelvlm-time")
+class TimeAwareLiteLVLM(ClipSelector):
+    """litelvlm's own extension of LiteLVLM to time and to both visual streams (not in the paper; off by default).
+
+    * CLIP stream, at cell granularity (one LLM token per 2x2 cell, VideoGLaMM's pooled token): each frame keeps
+      ``ceil(budget / 4)`` cells by the LiteLVLM rule on cell-averaged scores.
+    * Cross-frame reuse: a kept cell whose select-layer states barely changed since the previous sampled frame
+      (cosine similarity of the cell's mean state >= ``reuse_threshold``) and that the previous frame kept is not
+      sent again; every frame sends at least ``min_cells`` cells (the most changed ones).
+    * Video stream: each InternVideo2 token covers a 3x3 block of the 24x24 CLIP grid; the block's averaged
+      similarity and context scores rank it by the same rule; each frame keeps ``video_tokens`` of the 64.
+    * ``clip_budget`` (total LLM visual tokens of the clip): after ``video_tokens`` per frame, the CLIP cells are
+      spread over the frames in proportion to how much each changed since the previous one (frame 0: fully).
+
+    With ``reuse_threshold > 1``, ``video_tokens = 64`` and no clip budget it equals per-frame LiteLVLM in the
+    ``cells`` layout (for budgets that are multiples of 4).
+    """
+
+    uses_text: ClassVar[bool] = True
+
+    def __init__(self, video_tokens: int = 8, reuse_threshold: float = 0.9, min_cells: int = 2):
+        if video_tokens < 1:
+            raise ValueError(f"video_tokens must be >= 1, got {video_tokens}")
+        if min_cells < 1:
+            raise ValueError(f"min_cells must be >= 1, got {min_cells}")
+        self.video_tokens, self.reuse_threshold, self.min_cells = video_tokens, reuse_threshold, min_cells
+
+    # ------------------------------------------------------------------ scores
+    @staticmethod
+    def _cell_states(tokens: ClipTokens) -> torch.Tensor:
+        """(F, Ni, D) mean select-layer state of each image-grid cell."""
+        members = tokens.cell_members()
+        return tokens.frames.patches.float()[:, members].mean(2)
+
+    @staticmethod
+    def _change(states: torch.Tensor) -> torch.Tensor:
+        """(F,) how much each frame changed since the previous one: 1 - mean cosine similarity of its cells (frame 0: 1)."""
+        similarity = F.cosine_similarity(states[1:], states[:-1], dim=-1).mean(-1)
+        return torch.cat([torch.ones(1, device=states.device), (1 - similarity).clamp(min=0)])
+
+    def _cells_per_frame(self, tokens: ClipTokens, budget: int | None, clip_budget: int | None, states: torch.Tensor) -> list[int]:
+        cells_total = tokens.image_tokens.shape[1]
+        if clip_budget is None:
+            per_frame = cells_total if budget is None else math.ceil(budget / tokens.cell**2)
+            return [min(cells_total, per_frame)] * tokens.num_frames
+        video = min(self.video_tokens, tokens.video_tokens.shape[1]) * tokens.num_frames
+        return allocate_budget(clip_budget - video, self._change(states), self.min_cells, cells_total)
+
+    # ------------------------------------------------------------------ selection
+    def select_clip(self, tokens: ClipTokens, budget: int | None, clip_budget: int | None = None) -> list[FrameSelection]:
+        members = tokens.cell_members()
+        similarity, context = tokens.similarity(), tokens.context()
+        cell_sim, cell_ctx = similarity[:, :, members].mean(-1), context[:, members].mean(-1)  # (F, T, Ni), (F, Ni)
+        blocks = block_members(tokens.frames.grid, tokens.video_grid).to(members.device)
+        video_sim, video_ctx = similarity[:, :, blocks].mean(-1), context[:, blocks].mean(-1)  # (F, T, Nv), (F, Nv)
+        states = self._cell_states(tokens)
+        cells_per_frame = self._cells_per_frame(tokens, budget, clip_budget, states)
+        video_keep = min(self.video_tokens, tokens.video_tokens.shape[1])
+        out, previous = [], None
+        for f in range(tokens.num_frames):
+            kept = litelvlm_select(cell_sim[f], cell_ctx[f], cells_per_frame[f])
+            sent, reused = self._reuse(kept, previous, states, f)
+            video = litelvlm_select(video_sim[f], video_ctx[f], video_keep)
+            out.append(FrameSelection.gather(tokens, f, sent, video, reused))
+            previous = kept
+        return out
+
+    def _reuse(self, kept: torch.Tensor, previous: torch.Tensor | None, states: torch.Tensor, f: int):
+        """(sent, reused) cells of frame ``f``: kept cells unchanged since frame f-1, which kept them too, are reused."""
+        if previous is None or self.reuse_threshold > 1:
+            return kept, None
+        similarity = F.cosine_similarity(states[f, kept], states[f - 1, kept], dim=-1)
+        reusable = (similarity >= self.reuse_threshold) & torch.isin(kept, previous)
+        changed = torch.argsort(similarity, stable=True)  # most changed first
+        must_send = changed[: min(self.min_cells, kept.numel())]
+        reusable[must_send] = False
+        return kept[~reusable], kept[reusable]

@@ -1,0 +1,128 @@
+"""Clip-level pruning: the interface in the video segmenter and litelvlm's time-aware LiteLVLM extension."""
+
+import numpy as np
+import pytest
+import torch
+
+from litelvlm.pruning import ClipSelector, FrameSelection, get_method, litelvlm_select, register_method
+from litelvlm.pruning.clip_level import allocate_budget, block_members
+from litelvlm.timing import StageTimer
+from video.io import sample_frame_indices
+from video.segmenter import _Call
+
+FRAMES = np.random.default_rng(3).integers(0, 256, size=(8, 40, 48, 3), dtype=np.uint8)
+CUT = int(np.argmax(sample_frame_indices(8, 16) >= 4))  # the first sampled position showing source frame 4
+
+
+def _encoding(seg, frames=FRAMES):
+    sampled = frames[sample_frame_indices(len(frames), seg.config.num_frames)]
+    return seg._encode_clip(sampled, StageTimer())
+
+
+def _call(seg, method, budget, clip_budget=None, text="the dog on the left"):
+    selector = seg._selector(method) if isinstance(method, str) else method
+    embeds = seg.pruner.text_embeds([text]) if selector.uses_text else None
+    return _Call(selector, budget, clip_budget, embeds, StageTimer(), None, 1)
+
+
+def test_without_reuse_and_with_all_video_tokens_it_is_per_frame_litelvlm(tiny_video_segmenter):
+    """litelvlm-time (reuse off, all 64 video tokens) sends exactly per-frame LiteLVLM's cells-layout sequence."""
+    seg = tiny_video_segmenter
+    enc = _encoding(seg)
+    time_aware = get_method("litelvlm-time", reuse_threshold=1.5, video_tokens=64)
+    for budget in (84, 196):
+        ours = seg._visual_sequence(enc, _call(seg, time_aware, budget), 0)
+        per_frame = seg._visual_sequence(enc, _call(seg, "litelvlm", budget), 0)
+        torch.testing.assert_close(ours.sequence, per_frame.sequence, rtol=1e-5, atol=1e-6)
+        assert ours.image_counts == per_frame.image_counts == [budget // 4] * 16
+        for f in range(16):
+            assert torch.equal(ours.kept[f], per_frame.kept[f].sort().values)
+
+
+def test_video_tokens_are_ranked_by_their_clip_blocks(tiny_video_segmenter):
+    """Each of a frame's 8x8 video tokens covers a 3x3 CLIP block: the block-averaged scores rank it (restated)."""
+    seg = tiny_video_segmenter
+    enc = _encoding(seg)
+    call = _call(seg, get_method("litelvlm-time", video_tokens=5), 84)
+    visual = seg._visual_sequence(enc, call, 0)
+    from litelvlm.pruning import context_scores, text_similarity
+
+    sim = text_similarity(enc.frames.projected(), call.text_embeds)
+    ctx = context_scores(enc.frames.query, enc.frames.key, enc.frames.value)
+    blocks = block_members((24, 24), (8, 8))
+    assert blocks.shape == (64, 9) and blocks[1].tolist() == [3, 4, 5, 27, 28, 29, 51, 52, 53]
+    video_start = sum(visual.image_counts)
+    for f, record in enumerate(visual.frames):
+        expected = litelvlm_select(sim[f][:, blocks].mean(-1), ctx[f][blocks].mean(-1), 5).sort().values
+        assert torch.equal(record.video_cells, expected)
+        torch.testing.assert_close(visual.sequence[video_start + 5 * f: video_start + 5 * (f + 1)], enc.video_tokens[f, expected])
+    assert visual.video_count == 16 * 5
+
+
+def test_unchanged_frames_send_only_what_changed(tiny_video_segmenter):
+    """A static clip: after frame 0 every kept cell is reused, but each frame still sends min_cells; a frame that
+    changes sends its changed cells again."""
+    seg = tiny_video_segmenter
+    static = np.repeat(FRAMES[:1], 8, axis=0)
+    enc = _encoding(seg, static)
+    visual = seg._visual_sequence(enc, _call(seg, get_method("litelvlm-time", min_cells=2), 84), 0)
+    assert visual.image_counts == [21] + [2] * 15
+    for record in visual.frames[1:]:
+        assert len(record.reused_cells) == 19 and not set(record.reused_cells.tolist()) & set(record.image_cells.tolist())
+    changing = static.copy()
+    changing[4:] = FRAMES[4]  # a cut: source frame 4 is first sampled at position CUT
+    counts = seg._visual_sequence(_encoding(seg, changing), _call(seg, get_method("litelvlm-time", min_cells=2), 84), 0).image_counts
+    assert counts[0] == 21 and counts[CUT] > 2 and counts[1] == counts[CUT + 1] == 2
+
+
+def test_at_81_tokens_per_frame_the_llm_sees_at_most_464_visual_tokens(tiny_video_segmenter):
+    """16 frames x (21 cells + 8 video tokens) at most: the time-aware extension's bound (per-frame LiteLVLM: 1,360)."""
+    seg = tiny_video_segmenter
+    result = seg.segment(FRAMES, ["the dog"], budget=81, method="litelvlm-time", answer="Sure, [SEG].", mask_mode="none")
+    per_frame = seg.segment(FRAMES, ["the dog"], budget=81, answer="Sure, [SEG].", mask_mode="none")
+    assert per_frame.llm_visual_tokens == [16 * (21 + 64)] and result.llm_visual_tokens[0] <= 16 * (21 + 8)
+    assert len(result.frame_tokens[0]) == 16 and len(result.kept[0]) == 16 and result.method == "litelvlm-time"
+
+
+def test_a_clip_budget_is_spent_where_frames_change(tiny_video_segmenter):
+    seg = tiny_video_segmenter
+    changing = np.repeat(FRAMES[:1], 8, axis=0)
+    changing[4:] = FRAMES[4]
+    no_reuse = get_method("litelvlm-time", reuse_threshold=1.5, video_tokens=4, min_cells=2)
+    visual = seg._visual_sequence(_encoding(seg, changing), _call(seg, no_reuse, 81, clip_budget=300), 0)
+    assert sum(visual.image_counts) + visual.video_count == 300
+    assert visual.image_counts[0] > visual.image_counts[CUT] > visual.image_counts[CUT + 1] == visual.image_counts[1] == 2
+
+
+def test_budget_allocation():
+    assert allocate_budget(10, torch.tensor([1.0, 1.0]), 1, 144) == [5, 5]
+    assert allocate_budget(12, torch.tensor([3.0, 1.0, 0.0]), 2, 144) == [7, 3, 2]  # 2 each, then 6 in proportion 3:1:0
+    assert allocate_budget(300, torch.tensor([1.0, 0.0, 0.0]), 2, 144) == [144, 78, 78]  # capped, the rest spread evenly
+    with pytest.raises(ValueError, match="cannot give each of 3 frames its minimum"):
+        allocate_budget(5, torch.ones(3), 2, 144)
+
+
+def test_clip_level_methods_are_refused_where_they_cannot_run(tiny_video_segmenter, tiny_segmenter):
+    with pytest.raises(ValueError, match="clip_budget needs a clip-level method"):
+        tiny_video_segmenter.segment(FRAMES, ["a dog"], budget=81, clip_budget=400, answer="Sure, [SEG].")
+    with pytest.raises(ValueError, match="selects over a whole video clip"):
+        tiny_segmenter.segment(FRAMES[0], ["a dog"], budget=64, method="litelvlm-time")
+    with pytest.raises(ValueError, match="video_tokens must be >= 1"):
+        get_method("litelvlm-time", video_tokens=0)
+
+
+def test_a_new_temporal_method_plugs_in_through_the_registry(tiny_video_segmenter):
+    """The docstring's example: every other frame sends its CLIP stream."""
+
+    @register_method("test-every-other-frame")
+    class EveryOtherFrame(ClipSelector):
+        def select_clip(self, tokens, budget, clip_budget=None):
+            out = []
+            for f in range(tokens.num_frames):
+                cells = torch.arange(tokens.image_tokens.shape[1]) if f % 2 == 0 else torch.arange(0)
+                out.append(FrameSelection.gather(tokens, f, cells, torch.arange(tokens.video_tokens.shape[1])))
+            return out
+
+    result = tiny_video_segmenter.segment(FRAMES, ["a dog"], budget=576, method="test-every-other-frame", answer="Sure, [SEG].",
+                                          mask_mode="none")
+    assert result.llm_visual_tokens == [8 * 144 + 16 * 64] and result.clip_tokens_per_frame == 72

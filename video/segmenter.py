@@ -239,6 +239,13 @@ class VideoSegmenter:
         return _Visual(sequence, [f.clip_indices for f in frames], [f.image.shape[0] for f in frames],
                        sum(f.video.shape[0] for f in frames), records)
 
+    def _llm_plan(self, call: _Call, visual: _Visual, grid: tuple[int, int]):
+        """The in-LLM part of the method for one expression's visual sequence, or None: FastV's per-frame plan, or a
+        clip-level method's ``llm_plan(visual_counts)`` (``litelvlm.pruning.clip_level.ClipSelector``)."""
+        if call.selector.stage == "clip":
+            return call.selector.llm_plan(visual.image_counts, visual.video_count)
+        return self._fastv_plan(call.selector, call.budget, visual.image_counts, grid)
+
     def _fastv_plan(self, selector, budget: int, frame_tokens: list[int], grid: tuple[int, int]) -> VideoFastVPlan | None:
         """The per-frame FastV plan of one expression's visual sequence; None for pre-LLM methods."""
         if not isinstance(selector, FastVSelector):
@@ -254,7 +261,8 @@ class VideoSegmenter:
         batch = splice_and_pad(prompts, [[v] for v in visual], self.model.embed_tokens, IMAGE_TOKEN_INDEX)
         if plan is not None:
             out = plan.prefill(self.model.llm, batch)
-            return hidden_before(out.hidden, out.token_ids, self.seg_token_id), [plan.clip_indices(k) for k in out.kept]
+            kept = [plan.clip_indices(k) for k in out.kept] if isinstance(plan, VideoFastVPlan) else None
+            return hidden_before(out.hidden, out.token_ids, self.seg_token_id), kept
         hidden = self.model.prefill_hidden(batch.inputs_embeds, batch.attention_mask)
         return hidden_before(hidden, batch.token_ids, self.seg_token_id), None
 
@@ -276,7 +284,7 @@ class VideoSegmenter:
         gen = generate(self.model.llm, embeds, max_new_tokens=self.config.max_new_tokens, eos_token_ids=self.eos_token_ids,
                        seg_token_id=self.seg_token_id, use_cache=self.config.use_cache, forward=forward,
                        sampling=self._sampling(), generator=generator)
-        return gen, (plan.clip_indices(forward.kept) if plan is not None else None)
+        return gen, (plan.clip_indices(forward.kept) if isinstance(plan, VideoFastVPlan) else None)
 
     def _visual_source(self, sampled, first, call: _Call, e: int):
         """Visual tokens for decoding: the first call gets the clip's; later calls (only the released
@@ -300,10 +308,11 @@ class VideoSegmenter:
             for e in range(len(questions)):
                 v = self._visual_sequence(enc, call, e)
                 visual.append(v)
-                plan = self._fastv_plan(call.selector, call.budget, v.image_counts, enc.frames.grid)
-                call.clip_tokens.extend([plan.quota] * len(v.image_counts) if plan is not None else v.image_counts)
+                plan = self._llm_plan(call, v, enc.frames.grid)
+                fastv = isinstance(plan, VideoFastVPlan)
+                call.clip_tokens.extend([plan.quota] * len(v.image_counts) if fastv else v.image_counts)
                 call.video_tokens += v.video_count
-                call.llm_tokens[e] += (plan.quota * len(v.image_counts) if plan is not None else sum(v.image_counts)) + v.video_count
+                call.llm_tokens[e] += (plan.quota * len(v.image_counts) if fastv else sum(v.image_counts)) + v.video_count
         seg_states, answers, fastv_kept = self._run_llm(sampled, [v.sequence for v in visual], questions, plan, call)
         kept = fastv_kept if fastv_kept is not None else [v.kept for v in visual]
         for e, states in enumerate(seg_states):
@@ -328,7 +337,7 @@ class VideoSegmenter:
                 answers.append(self.tokenizer.decode(gen.token_ids))
                 fastv_kept.append(frame_kept)
                 call.forward_passes += gen.forward_passes
-        return seg_states, answers, (fastv_kept if plan is not None else None)
+        return seg_states, answers, (fastv_kept if isinstance(plan, VideoFastVPlan) else None)
 
     def _clip_masks(self, clip_frames: np.ndarray, seg_states: list[torch.Tensor]) -> np.ndarray:
         """(E, T, H, W): each expression's mask, the union of its [SEG] objects (``seg_objects="first"``:

@@ -124,6 +124,14 @@ class ClipSelector(TokenSelector):
     def select_clip(self, tokens: ClipTokens, budget: int | None, clip_budget: int | None = None) -> list[FrameSelection]:
         raise NotImplementedError
 
+    def llm_plan(self, image_counts: list[int], video_count: int):
+        """The method's part inside the LLM for a visual sequence of ``image_counts`` CLIP-stream tokens per frame
+        then ``video_count`` video tokens, or None (pre-LLM only, the default). A plan has
+        ``prefill(llm, batch) -> out`` (``out.hidden`` last-layer states, ``out.token_ids`` with -1 at visual
+        positions: a teacher-forced pass) and ``generation_forward(llm, prompt_token_ids, use_cache) -> forward``
+        (the ``forward`` of ``litelvlm.decoding.generate``), as ``video.fastv.VideoFastVPlan`` has."""
+        return None
+
 
 def block_members(clip_grid: tuple[int, int], grid: tuple[int, int]) -> torch.Tensor:
     """(cells, block*block) CLIP patch indices covered by each cell of a coarser ``grid`` (24x24 -> 8x8: 3x3 blocks)."""

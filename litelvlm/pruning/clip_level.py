@@ -38,7 +38,8 @@ from .features import ClipFrameFeatures, context_scores, text_similarity
 from .methods import TokenSelector, register_method
 from .select import cell_tokens, litelvlm_select
 
-__all__ = ["ClipTokens", "FrameSelection", "ClipSelector", "TimeAwareLiteLVLM", "block_members", "allocate_budget"]
+__all__ = ["ClipTokens", "FrameSelection", "ClipSelector", "TimeAwareLiteLVLM", "block_members", "allocate_budget",
+           "default_clip_budget"]
 
 
 @dataclass
@@ -131,6 +132,17 @@ class ClipSelector(TokenSelector):
         positions: a teacher-forced pass) and ``generation_forward(llm, prompt_token_ids, use_cache) -> forward``
         (the ``forward`` of ``litelvlm.decoding.generate``), as ``video.fastv.VideoFastVPlan`` has."""
         return None
+
+
+def default_clip_budget(tokens: ClipTokens, budget: int | None) -> int:
+    """The clip budget a method without its own rule spends for a per-frame CLIP budget ``budget``: the same share
+    of both streams as per-frame pruning keeps of the CLIP stream (``ceil(budget / 4)`` of 144 cells), i.e.
+    ``F * ceil(budget / 4) + round(F * 64 * ceil(budget / 4) / 144)``; all tokens for ``budget`` None."""
+    frames, image_cells, video_cells = tokens.num_frames, tokens.image_tokens.shape[1], tokens.video_tokens.shape[1]
+    if budget is None:
+        return frames * (image_cells + video_cells)
+    cells = min(image_cells, math.ceil(budget / tokens.cell**2))
+    return frames * cells + round(frames * video_cells * cells / image_cells)
 
 
 def block_members(clip_grid: tuple[int, int], grid: tuple[int, int]) -> torch.Tensor:

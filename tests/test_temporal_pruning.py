@@ -126,3 +126,19 @@ def test_a_new_temporal_method_plugs_in_through_the_registry(tiny_video_segmente
     result = tiny_video_segmenter.segment(FRAMES, ["a dog"], budget=576, method="test-every-other-frame", answer="Sure, [SEG].",
                                           mask_mode="none")
     assert result.llm_visual_tokens == [8 * 144 + 16 * 64] and result.clip_tokens_per_frame == 72
+
+
+def test_the_video_harness_runs_a_clip_level_method_with_a_clip_budget(tmp_path, tiny_videoglamm_kwargs):
+    from eval.common import load_stats
+    from eval.rvos.cli import main
+    from eval.rvos.synthetic import SyntheticRVOSConfig, write_synthetic_mevis
+
+    write_synthetic_mevis(tmp_path / "data", SyntheticRVOSConfig(num_videos=1, num_frames=4, num_objects=1))
+    argv = ["--benchmark", "mevis", "--dataset_dir", str(tmp_path / "data"), "--results_path", str(tmp_path / "res"),
+            "--version", str(tiny_videoglamm_kwargs["checkpoint"]), "--vision-tower", str(tiny_videoglamm_kwargs["vision_tower"]),
+            "--video-tower", str(tiny_videoglamm_kwargs["video_tower"]), "--num_retain_tokens", "81", "--preset", "default",
+            "--method", "litelvlm-time", "--clip-budget", "300"]
+    assert main(argv) == 0
+    entry = load_stats(tmp_path / "res")[-1]
+    assert entry["method"] == "litelvlm-time" and entry["clip_budget"] == 300 and entry["run_id"].endswith("_cb300_default")
+    assert entry["visual_tokens_per_frame"] <= 300 / 16 + 1e-6

@@ -43,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="InternVideo2-Stage2 1B .pt file (default: the copy inside the VideoGLaMM checkpoint)")
     p.add_argument("--num_retain_tokens", "--num-retain-tokens", dest="budget", type=int, default=FULL_TOKENS,
                    metavar="N", help="CLIP tokens kept per frame (default: %(default)s = all, no pruning)")
+    p.add_argument("--clip-budget", "--clip_budget", dest="clip_budget", type=int, default=None, metavar="N",
+                   help="total LLM visual tokens per clip, both streams together, for clip-level methods such as "
+                        "litelvlm-time (default: none, the per-frame budget decides)")
     p.add_argument("--method", default="litelvlm", help="token-pruning method (default: %(default)s)")
     p.add_argument("--preset", default="released",
                    help="VideoGLaMM settings: 'released' (the released protocol per benchmark: whole videos for mevis/ytvos, "
@@ -93,7 +96,7 @@ def config_from_args(args: argparse.Namespace) -> RVOSConfig:
         method=args.method, seed=args.seed, limit=args.limit, resume=args.resume, device=args.device,
         dtype=args.dtype, predictions=args.predictions, allow_missing=args.allow_missing,
         davis_annotations=args.davis_annotations, segmenter_factory=args.segmenter_factory,
-        dist_backend=args.dist_backend, preset=args.preset)
+        dist_backend=args.dist_backend, preset=args.preset, clip_budget=args.clip_budget)
 
 
 def _percent(value) -> float | None:

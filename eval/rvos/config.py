@@ -39,6 +39,7 @@ class RVOSConfig:
     segmenter_factory: str | None = None
     dist_backend: str | None = None
     preset: str = "released"
+    clip_budget: int | None = None
 
     def __post_init__(self) -> None:
         if self.benchmark not in BENCHMARKS:
@@ -48,6 +49,8 @@ class RVOSConfig:
         if not 1 <= self.budget <= FULL_TOKENS:
             raise ValueError(f"--num_retain_tokens must be a number of CLIP tokens per frame in 1..{FULL_TOKENS} "
                              f"({FULL_TOKENS} keeps all), got {self.budget}")
+        if self.clip_budget is not None and self.clip_budget < 1:
+            raise ValueError(f"--clip-budget must be a positive number of LLM visual tokens per clip, got {self.clip_budget}")
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"--limit must be a positive number of videos, got {self.limit}")
         if self.dtype not in DTYPES:
@@ -79,13 +82,16 @@ class RVOSConfig:
 
     @property
     def model_budget(self) -> int | None:
-        """The ``budget`` passed to ``VideoSegmenter.segment``: None (keep all) for FULL_TOKENS."""
-        return None if self.budget >= FULL_TOKENS else self.budget
+        """The ``budget`` passed to ``VideoSegmenter.segment``: None (keep all) for FULL_TOKENS, unless a clip-level
+        method spends it (``--clip-budget``)."""
+        return None if self.budget >= FULL_TOKENS and self.clip_budget is None else self.budget
 
     @property
     def run_id(self) -> str:
         """Name of this run's records and predictions folder: what it evaluates and how (not --limit)."""
         run_id = f"{self.benchmark}_{self.split_name}_{self.method}_b{self.budget}"
+        if self.clip_budget is not None:
+            run_id += f"_cb{self.clip_budget}"
         if self.preset != "released" and not self.predictions:  # the released protocol keeps the plain name
             run_id += "_" + Path(self.preset).stem
         return run_id + "_pred" if self.predictions else run_id
@@ -110,4 +116,5 @@ class RVOSConfig:
         return {"checkpoint": absolute(self.checkpoint), "vision_tower": self.vision_tower,
                 "video_tower": absolute(self.video_tower), "dataset_dir": absolute(self.dataset_dir),
                 "davis_annotations": absolute(self.davis_annotations), "dtype": self.dtype, "seed": self.seed,
-                "segmenter_factory": self.segmenter_factory, "preset": self.preset}
+                "segmenter_factory": self.segmenter_factory, "preset": self.preset,
+                "clip_budget": self.clip_budget}

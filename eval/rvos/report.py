@@ -110,7 +110,7 @@ def _entry(config: RVOSConfig, dataset: RVOSDataset, scores: dict, missing: Miss
         "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "checkpoint": config.checkpoint, "vision_tower": config.vision_tower, "video_tower": config.video_tower,
         "results_path": config.results_path,
-        "preset": None if config.predictions else config.preset,
+        "preset": None if config.predictions else config.preset, "clip_budget": config.clip_budget,
     }
 
 

@@ -108,7 +108,8 @@ def _segment(segmenter: Any, dataset: RVOSDataset, video: str, samples: list[RVO
              config: RVOSConfig) -> VideoPrediction:
     frames = load_video_frames(dataset, video)
     seed_everything(derive_seed(config.seed, video))  # the same draws whichever rank segments the video
-    result = segmenter.segment(frames, [s.expression for s in samples], budget=config.model_budget,
+    extra = {"clip_budget": config.clip_budget} if config.clip_budget is not None else {}
+    result = segmenter.segment(frames, [s.expression for s in samples], budget=config.model_budget, **extra,
                                method=config.method)
     return check_segment_result(result, len(samples), frames.shape, video)
 

@@ -36,13 +36,21 @@ def check_device(device: str) -> str:
     return device
 
 
-def check_method(method: str | None, budget: int | None) -> str:
+def check_method(method: str | None, budget: int | None, clip_budget: int | None = None) -> str:
     """The pruning method to run: ``method`` checked against the registry and against ``budget``
-    (None: ``litelvlm`` with a budget, ``none`` (the unpruned model) without)."""
-    from .pruning import available_methods
+    (None: ``litelvlm`` with a budget, ``none`` (the unpruned model) without) and ``clip_budget`` (video:
+    a clip-level method named with --method, the per-frame budget then optional)."""
+    from .pruning import available_methods, check_clip_budget, clip_level_methods
 
     if budget is not None and (isinstance(budget, bool) or budget < 1):
         raise ValueError(f"--budget {budget}: give a positive number of visual tokens to keep")
+    if clip_budget is not None:
+        if method is None:
+            raise ValueError(f"--clip-budget {clip_budget} needs a clip-level --method: {', '.join(clip_level_methods())}")
+        if method not in available_methods():
+            raise ValueError(f"unknown pruning method {method!r}; choose one of: {', '.join(available_methods())}")
+        check_clip_budget(method, clip_budget)
+        return method
     if method is None:
         return "litelvlm" if budget is not None else "none"
     if method not in available_methods():
@@ -132,6 +140,9 @@ def _segment(args) -> int:
     _print_table(["expression", "mask pixels", "overlay colour", "mask (0/255 PNG)", "kept-token map"],
                  [[repr(r["text"]), r["mask_pixels"], r["overlay_colour"], r["mask"], r["kept_map"]] for r in report["expressions"]])
     print(f"overlay: {report['overlay']}")
+    for row in report["expressions"]:
+        for picture in row.get("kept_pictures", []):
+            print(f"kept tokens of {row['text']!r}: {picture}")
     print(f"result:  {Path(args.out) / 'result.json'}")
     return 0
 
@@ -256,7 +267,7 @@ def _segment_video(args) -> int:
     from video.preset import load_preset
 
     check_device(args.device)
-    method = check_method(args.method, args.budget)
+    method = check_method(args.method, args.budget, args.clip_budget)
     _check_texts(args.text)
     preset = load_preset(args.preset)
     options = asdict(preset.segmenter)
@@ -265,16 +276,21 @@ def _segment_video(args) -> int:
     report = segment_video_to_folder(
         args.video, args.text, budget=args.budget, checkpoint=args.checkpoint, vision_tower=args.vision_tower,
         video_tower=args.video_tower, out_dir=args.out, method=method, device=args.device, dtype=dtype,
-        attn_implementation=preset.attn_implementation(), clip_attn_implementation=preset.clip_attn_implementation(), **options,
+        attn_implementation=preset.attn_implementation(), clip_attn_implementation=preset.clip_attn_implementation(),
+        clip_budget=args.clip_budget, kept_pictures=args.kept_pictures, **options,
     )
     pruning = ("no pruning (method none)" if report["method"] == "none"
-               else f"method {report['method']}, budget {report['budget']} CLIP tokens per sampled frame")
+               else f"method {report['method']}, budget {report['budget']} CLIP tokens per sampled frame"
+               + (f", clip budget {args.clip_budget} LLM visual tokens" if args.clip_budget is not None else ""))
     print(f"segmented {len(report['expressions'])} expression(s) in {report['frames']} frames of {args.video}; {pruning}; "
           f"{report['visual_tokens_per_frame']:.1f} LLM visual tokens per frame ({report['clip_tokens_per_frame']:.1f} from CLIP)")
     _print_table(["expression", "[SEG] emitted", "overlay colour", "mask PNGs (one 0/255 PNG per frame)"],
                  [[repr(r["text"]), "yes" if r["has_seg"] else "no: empty masks", r["overlay_colour"], r["masks"]]
                   for r in report["expressions"]])
     print(f"overlay: {report['overlay']}")
+    for row in report["expressions"]:
+        for picture in row.get("kept_pictures", []):
+            print(f"kept tokens of {row['text']!r}: {picture}")
     print(f"result:  {Path(args.out) / 'result.json'}")
     return 0
 
@@ -299,6 +315,12 @@ def _add_segment_video(sub) -> None:
                    help="teacher-force this answer instead of generating, e.g. 'Sure, [SEG].' (default: the preset's; generate)")
     p.add_argument("--mask-mode", default=None, choices=["propagate", "framewise"],
                    help="SAM2: propagate the first frame's mask through the clip, or decode every frame (default: the preset's)")
+    p.add_argument("--clip-budget", type=int, default=None, metavar="N",
+                   help="total LLM visual tokens per clip, both streams together, for a clip-level --method such as "
+                        "litelvlm-time (default: none; --budget then optional)")
+    p.add_argument("--kept-pictures", action="store_true",
+                   help="also write, per expression and clip, a picture of the tokens every sampled frame sends to the LLM "
+                        "(CLIP and video streams; reused tokens marked): <expression folder>/kept_tokens*.png")
     p.add_argument("--out", required=True, help="output folder, created if missing (mask PNGs per expression, overlay.mp4, "
                    "result.json)")
     p.set_defaults(func=_segment_video)

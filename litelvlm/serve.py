@@ -121,11 +121,12 @@ def segment_image_request(models: DemoModels, image, text, method, budget):
 
 
 def segment_video_request(models: DemoModels, video_path, text, method, budget):
-    """(overlay mp4 path, kept-token map of frame 0, summary markdown, message) for one video request."""
+    """(overlay mp4 path, kept-token sheet of the first expression, summary markdown, message) for one video request."""
     from video.io import write_mp4
+    from video.kept_pictures import kept_token_figures
 
     from .pipeline import as_frames
-    from .viz import Figure, KEPT_COLOUR, DROPPED_COLOUR, kept_token_map, mask_overlay
+    from .viz import mask_overlay
 
     video_path = _upload_path(video_path)
     if not video_path:
@@ -138,16 +139,11 @@ def segment_video_request(models: DemoModels, video_path, text, method, budget):
     result = pipe(frames, expressions, budget=_budget(budget), method=method if int(budget) < FULL_TOKENS else "none")
     out = Path(tempfile.mkdtemp(prefix="litelvlm-demo-")) / "overlay.mp4"
     write_mp4(np.stack([mask_overlay(f, result.masks[:, t]) for t, f in enumerate(frames)]), out)
-    config = pipe.segmenter.clip.vision.config
-    side, crop = config.image_size // config.patch_size, config.image_size
-    kept = result.kept[0][0].numpy()
-    picture = Figure(kept_token_map(frames[0], (side, side), kept, crop=crop),
-                     ["Kept CLIP tokens, first sampled frame", f"'{expressions[0]}', method {result.method}"],
-                     [(KEPT_COLOUR, f"kept ({len(kept)} tokens)"), (DROPPED_COLOUR, f"dropped ({side * side - len(kept)} tokens)")]).render()
+    _, _, sheet = kept_token_figures(frames, result, expressions[:1], pipe.segmenter.stream_geometry())[0]
     summary = (f"**{result.visual_tokens_per_frame:.0f} visual tokens per frame** reached the LLM "
                f"({result.clip_tokens_per_frame:.0f} from CLIP + InternVideo2's); {len(frames)} frames; "
                f"[SEG] emitted: {', '.join('yes' if s else 'no' for s in result.has_seg)}.\n\n{_timings_table(result.timings)}")
-    return str(out), picture, summary, ""
+    return str(out), sheet.render(), summary, ""
 
 
 def build_app(models: DemoModels):

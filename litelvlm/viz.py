@@ -9,7 +9,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFile, ImageFont
 
-__all__ = ["kept_token_map", "mask_overlay", "annotate", "save_png", "save_annotated_png", "load_rgb", "to_rgb8",
+__all__ = ["kept_token_map", "mask_overlay", "annotate", "text_font", "save_png", "save_annotated_png", "load_rgb", "to_rgb8",
            "center_crop_square", "Figure", "PALETTE", "KEPT_COLOUR", "HIGHLIGHT_COLOUR", "DROPPED_COLOUR"]
 
 PALETTE = np.array(
@@ -119,7 +119,8 @@ def mask_overlay(image: np.ndarray, masks: np.ndarray, alpha: float = 0.5) -> np
     return out.clip(0, 255).astype(np.uint8)
 
 
-def _font(size: int = 13):
+def text_font(size: int = 13):
+    """Pillow's default font at ``size`` pixels (the fixed bitmap font without FreeType)."""
     try:
         return ImageFont.load_default(size=size)
     except Exception:  # pragma: no cover - Pillow without FreeType: the fixed bitmap font
@@ -143,7 +144,7 @@ def annotate(picture: np.ndarray, title: Sequence[str], legend: Sequence[tuple[S
              min_width: int = 420, margin: int = 8) -> np.ndarray:
     """``picture`` (H, W, 3) uint8 on a white page: ``title`` lines above it (the first larger and black, the
     others dark grey; long lines wrapped) and below it the ``legend``, one (RGB colour, label) swatch per line."""
-    font, large = _font(13), _font(15)
+    font, large = text_font(13), text_font(15)
     picture = np.asarray(picture, dtype=np.uint8)
     h, w = picture.shape[:2]
     width = max(w, min_width) + 2 * margin

@@ -68,3 +68,77 @@ def test_segment_video_reads_a_preset_file(tmp_path, tiny_videoglamm_kwargs):
     assert main(argv) == 2
     config.write_text("layout: cells\n")  # the flat format of the first config files: refused with a clear error
     assert main(argv) == 2
+
+
+def _tiny_args(kwargs):
+    return ["--checkpoint", str(kwargs["checkpoint"]), "--vision-tower", str(kwargs["vision_tower"]),
+            "--video-tower", str(kwargs["video_tower"])]
+
+
+def test_segment_video_draws_the_kept_tokens_of_every_sampled_frame(tmp_path, tiny_videoglamm_kwargs, capsys):
+    """litelvlm-time on a 5-frame clip (16 samples, so repeated frames): the picture marks reused tokens red;
+    per-frame LiteLVLM reuses nothing. The picture's counts are the LLM's."""
+    from litelvlm.viz import HIGHLIGHT_COLOUR, KEPT_COLOUR
+
+    frames = np.random.default_rng(5).integers(0, 256, size=(5, 40, 56, 3), dtype=np.uint8)
+    clip = write_mp4(frames, tmp_path / "clip.mp4", fps=5)
+    base = ["segment-video", "--video", str(clip), "--text", "the dog", "--answer", "Sure, [SEG].", "--kept-pictures",
+            *_tiny_args(tiny_videoglamm_kwargs)]
+
+    def colour_pixels(png, colour):
+        return int((np.asarray(Image.open(png).convert("RGB")) == np.array(colour, dtype=np.uint8)).all(-1).sum())
+
+    assert main(base + ["--method", "litelvlm-time", "--budget", "81", "--clip-budget", "300", "--out", str(tmp_path / "t")]) == 0
+    report = json.loads((tmp_path / "t" / "result.json").read_text())
+    row = report["expressions"][0]
+    assert report["clip_budget"] == 300 and len(report["sampled_frames"][0]) == 16 and row["llm_visual_tokens"] <= 300
+    (picture,) = row["kept_pictures"]
+    assert picture.endswith("00_the_dog/kept_tokens.png") and picture in capsys.readouterr().out
+    with Image.open(picture) as im:
+        assert f"method litelvlm-time: {row['llm_visual_tokens']} of {16 * (144 + 64)} LLM visual tokens" in im.info["Title"]
+
+    # without a clip budget every frame keeps 21 cells, and the repeated frames reuse most of them
+    assert main(base + ["--method", "litelvlm-time", "--budget", "81", "--out", str(tmp_path / "r")]) == 0
+    (picture,) = json.loads((tmp_path / "r" / "result.json").read_text())["expressions"][0]["kept_pictures"]
+    with Image.open(picture) as im:
+        assert "reused" in im.info["Description"]
+    assert colour_pixels(picture, HIGHLIGHT_COLOUR) > 0 and colour_pixels(picture, KEPT_COLOUR) > 0
+
+    assert main(base + ["--budget", "81", "--out", str(tmp_path / "f")]) == 0
+    row = json.loads((tmp_path / "f" / "result.json").read_text())["expressions"][0]
+    (picture,) = row["kept_pictures"]
+    with Image.open(picture) as im:
+        assert "method litelvlm: 1360 of 3328" in im.info["Title"] and "reused" not in im.info["Description"]
+    assert colour_pixels(picture, HIGHLIGHT_COLOUR) == 0 and colour_pixels(picture, KEPT_COLOUR) > 0
+
+
+def test_frame_tokens_restate_the_result(tiny_video_segmenter):
+    """Per sampled frame, the picture's record is what the LLM got: the per-frame kept rows, or the clip-level
+    method's selections (sent + reused cells = kept cells)."""
+    from video.kept_pictures import frame_tokens
+
+    frames = np.random.default_rng(6).integers(0, 256, size=(20, 32, 32, 3), dtype=np.uint8)
+    geometry = tiny_video_segmenter.stream_geometry()
+    common = dict(answer="Sure, [SEG].", mask_mode="none", clip_length=10)
+    per_frame = tiny_video_segmenter.segment(frames, ["a", "b"], budget=81, **common)
+    clips = frame_tokens(per_frame, 1, geometry)
+    assert [[f.frame for f in c] for c in clips] == per_frame.sampled_frames and len(clips) == 2
+    flat = [f for c in clips for f in c]
+    assert all(np.array_equal(f.clip_sent, per_frame.kept[1][i].numpy()) and len(f.video_sent) == 64 for i, f in enumerate(flat))
+    timed = tiny_video_segmenter.segment(frames, ["a", "b"], budget=81, method="litelvlm-time", **common)
+    flat = [f for c in frame_tokens(timed, 0, geometry) for f in c]
+    assert sum(f.tokens for f in flat) == timed.llm_visual_tokens[0]
+    for f, record in zip(flat, timed.frame_tokens[0]):
+        assert len(f.clip_sent) == 4 * len(record.image_cells) and len(f.clip_reused) == 4 * len(record.reused_cells)
+        assert len(record.image_cells) + len(record.reused_cells) == 21 and not np.intersect1d(f.clip_sent, f.clip_reused).size
+
+
+def test_segment_video_clip_budget_errors_are_one_line(tmp_path, tiny_videoglamm_kwargs, capsys):
+    base = ["segment-video", "--video", str(tmp_path / "missing.mp4"), "--text", "x", "--out", str(tmp_path / "o"),
+            *_tiny_args(tiny_videoglamm_kwargs)]
+    for extra, message in [(["--clip-budget", "300"], "--clip-budget 300 needs a clip-level --method: litelvlm-time"),
+                           (["--clip-budget", "300", "--method", "litelvlm"], "a clip budget needs a clip-level method"),
+                           (["--clip-budget", "0", "--method", "litelvlm-time"], "positive number of LLM visual tokens per clip")]:
+        assert main(base + extra) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err

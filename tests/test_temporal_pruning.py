@@ -103,8 +103,10 @@ def test_budget_allocation():
 
 
 def test_clip_level_methods_are_refused_where_they_cannot_run(tiny_video_segmenter, tiny_segmenter):
-    with pytest.raises(ValueError, match="clip_budget needs a clip-level method"):
+    with pytest.raises(ValueError, match=r"a clip budget needs a clip-level method \(.*litelvlm-time.*\); 'litelvlm' prunes each"):
         tiny_video_segmenter.segment(FRAMES, ["a dog"], budget=81, clip_budget=400, answer="Sure, [SEG].")
+    with pytest.raises(ValueError, match="positive number of LLM visual tokens per clip, got 0"):
+        tiny_video_segmenter.segment(FRAMES, ["a dog"], budget=81, clip_budget=0, method="litelvlm-time")
     with pytest.raises(ValueError, match="selects over a whole video clip"):
         tiny_segmenter.segment(FRAMES[0], ["a dog"], budget=64, method="litelvlm-time")
     with pytest.raises(ValueError, match="video_tokens must be >= 1"):
@@ -142,3 +144,13 @@ def test_the_video_harness_runs_a_clip_level_method_with_a_clip_budget(tmp_path,
     entry = load_stats(tmp_path / "res")[-1]
     assert entry["method"] == "litelvlm-time" and entry["clip_budget"] == 300 and entry["run_id"].endswith("_cb300_default")
     assert entry["visual_tokens_per_frame"] <= 300 / 16 + 1e-6
+
+
+def test_the_video_harness_refuses_a_clip_budget_for_a_per_frame_method_before_loading(tmp_path, capsys):
+    from eval.rvos.cli import main
+
+    argv = ["--benchmark", "mevis", "--dataset_dir", str(tmp_path / "no-data"), "--results_path", str(tmp_path / "res"),
+            "--version", str(tmp_path / "no-checkpoint"), "--num_retain_tokens", "81", "--method", "litelvlm", "--clip-budget", "300"]
+    assert main(argv) != 0
+    err = capsys.readouterr().err
+    assert "a clip budget needs a clip-level method" in err and "Traceback" not in err and not (tmp_path / "res").exists()

@@ -16,8 +16,10 @@ __all__ = ["segment_video_to_folder"]
 
 
 def segment_video_to_folder(video_path, texts, *, budget, checkpoint, vision_tower, video_tower, out_dir, method="litelvlm",
-                            device="cpu", dtype=None, attn_implementation=None, clip_attn_implementation=None, **config) -> dict:
-    """Segment ``texts`` in the video; write ``<expr>/<frame>.png`` masks (0/255), ``overlay.mp4``, ``result.json``."""
+                            device="cpu", dtype=None, attn_implementation=None, clip_attn_implementation=None,
+                            clip_budget=None, kept_pictures=False, **config) -> dict:
+    """Segment ``texts`` in the video; write ``<expr>/<frame>.png`` masks (0/255), ``overlay.mp4``, ``result.json``,
+    and with ``kept_pictures`` ``<expr>/kept_tokens[_clipNN].png`` (``video.kept_pictures``)."""
     from .segmenter import VideoSegmenter
 
     frames, names, fps = read_video(video_path)  # fail on a bad video before loading the model
@@ -25,7 +27,8 @@ def segment_video_to_folder(video_path, texts, *, budget, checkpoint, vision_tow
     segmenter = VideoSegmenter.from_pretrained(checkpoint, vision_tower=vision_tower, video_tower=video_tower,
                                                device=device, dtype=dtype, attn_implementation=attn_implementation,
                                                clip_attn_implementation=clip_attn_implementation, **config)
-    result = segmenter.segment(frames, texts, budget=budget, method=method)
+    result = segmenter.segment(frames, texts, budget=budget, method=method, clip_budget=clip_budget)
+    pictures = _kept_pictures(frames, result, texts, segmenter.stream_geometry()) if kept_pictures else {}
     rows = []
     for i, (text, masks) in enumerate(zip(texts, result.masks)):
         folder = out / f"{i:02d}_{slug(text)}"
@@ -33,10 +36,25 @@ def segment_video_to_folder(video_path, texts, *, budget, checkpoint, vision_tow
             save_png(mask.astype(np.uint8) * 255, folder / f"{name}.png")
         rows.append({"text": text, "masks": str(folder), "has_seg": result.has_seg[i], "answers": result.answers[i],
                      "overlay_colour": PALETTE_NAMES[i % len(PALETTE_NAMES)],
-                     "mask_pixels_per_frame": [int(m.sum()) for m in masks]})
+                     "mask_pixels_per_frame": [int(m.sum()) for m in masks], "llm_visual_tokens": result.llm_visual_tokens[i]})
+        if kept_pictures:
+            rows[-1]["kept_pictures"] = [str(figure.save(folder / name)) for name, figure in pictures[i]]
     overlay = write_mp4(np.stack([mask_overlay(f, result.masks[:, t]) for t, f in enumerate(frames)]), out / "overlay.mp4", fps or 10.0)
-    report = {"video": str(video_path), "frames": len(frames), "method": result.method, "budget": budget,
+    report = {"video": str(video_path), "frames": len(frames), "method": result.method, "budget": budget, "clip_budget": clip_budget,
+              "sampled_frames": result.sampled_frames,
               "visual_tokens_per_frame": result.visual_tokens_per_frame, "clip_tokens_per_frame": result.clip_tokens_per_frame,
               "timings": result.timings, "overlay": str(overlay), "expressions": rows}
     (out / "result.json").write_text(json.dumps(report, indent=2))
     return report
+
+
+def _kept_pictures(frames, result, texts, geometry) -> dict[int, list]:
+    """Per expression, (file name, titled figure) of each clip's kept-token sheet."""
+    from .kept_pictures import kept_token_figures
+
+    out: dict[int, list] = {i: [] for i in range(len(texts))}
+    figures = kept_token_figures(frames, result, texts, geometry)
+    several = len(result.sampled_frames) > 1
+    for e, c, figure in figures:
+        out[e].append((f"kept_tokens_clip{c:02d}.png" if several else "kept_tokens.png", figure))
+    return out

@@ -25,7 +25,7 @@ import torch
 from litelvlm.clip import ClipTowers, load_clip_towers
 from litelvlm.decoding import Sampling, generate
 from litelvlm.lvlm import IMAGE_TOKEN_INDEX, check_expressions, default_dtype, hidden_before, pick_attn_implementation, splice_and_pad
-from litelvlm.pruning import ClipTokenPruner, ClipTokens, FrameSelection, get_method
+from litelvlm.pruning import ClipTokenPruner, ClipTokens, FrameSelection, check_clip_budget, get_method
 from litelvlm.pruning.methods import FastVSelector
 from litelvlm.timing import StageTimer
 
@@ -107,6 +107,7 @@ class VideoSegmentationResult:
     wall_timings: dict[str, float] = field(default_factory=dict)  # wall-clock seconds per stage and "total"
     frame_tokens: list[list[FrameSelection]] | None = None  # clip-level methods: per expression, per sampled frame
     llm_visual_tokens: list[int] = field(default_factory=list)  # per expression: visual tokens the LLM saw, all clips
+    sampled_frames: list[list[int]] = field(default_factory=list)  # per clip: the video frame index of each sampled frame
 
 
 @dataclass
@@ -193,6 +194,14 @@ class VideoSegmenter:
         tokenizer, ids = load_videoglamm_tokenizer(checkpoint)
         return cls(model, clip, tokenizer, seg_token_id=ids["seg"], eos_token_ids=set(ids["eos"]), device=device,
                    dtype=dtype, config=segmenter_config, generation_config=load_generation_config(checkpoint))
+
+    def stream_geometry(self):
+        """What CLIP and InternVideo2 see and their token grids (``video.kept_pictures.StreamGeometry``)."""
+        from .kept_pictures import StreamGeometry
+
+        vision = self.clip.vision.config
+        return StreamGeometry(vision.image_size, vision.image_size // vision.patch_size, self.model.config.image_pool_side,
+                              self.model.video_encoder.config.image_size, self.model.config.video_pool_side)
 
     # ------------------------------------------------------------------ per clip
     def _encode_clip(self, sampled: np.ndarray, timer: StageTimer) -> _ClipEncoding:
@@ -300,8 +309,8 @@ class VideoSegmenter:
         visual.first = first  # the clip's visual tokens, readable without counting a call
         return visual
 
-    def _segment_clip(self, clip_frames, questions, call: _Call) -> tuple[np.ndarray, list, list, list]:
-        sampled = clip_frames[sample_frame_indices(len(clip_frames), self.config.num_frames, self.config.short_clip_sampling)]
+    def _segment_clip(self, clip_frames, sample: np.ndarray, questions, call: _Call) -> tuple[np.ndarray, list, list, list]:
+        sampled = clip_frames[sample]
         enc = self._encode_clip(sampled, call.timer)
         visual, plan = [], None
         with call.timer("selection"):
@@ -377,11 +386,7 @@ class VideoSegmenter:
         if budget is None and clip_budget is None:
             method = "none"
         selector = self._selector(method)
-        if clip_budget is not None:
-            if selector.stage != "clip":
-                raise ValueError(f"clip_budget needs a clip-level method (e.g. litelvlm-time); {selector.name!r} prunes each frame")
-            if isinstance(clip_budget, bool) or not isinstance(clip_budget, int) or clip_budget < 1:
-                raise ValueError(f"clip_budget must be a positive number of LLM visual tokens, got {clip_budget!r}")
+        check_clip_budget(selector, clip_budget)
         timer = StageTimer(self.device)
         questions = [video_question(e, mode=self.config.expression_text) for e in expressions]
         with timer("clip_text"):  # once per expression for the whole video
@@ -394,9 +399,11 @@ class VideoSegmenter:
         calls_before = self.pruner.text_calls
         call, questions = self._call(expressions, budget, method, clip_budget)
         masks, answers = [], [[] for _ in expressions]
-        kept, frame_tokens = [[] for _ in expressions], [[] for _ in expressions]
+        kept, frame_tokens, sampled_frames = [[] for _ in expressions], [[] for _ in expressions], []
         for clip in split_clips(len(frames), self.config.clip_length):
-            clip_masks, clip_kept, clip_answers, clip_frames = self._segment_clip(frames[clip.start : clip.stop], questions, call)
+            sample = sample_frame_indices(clip.stop - clip.start, self.config.num_frames, self.config.short_clip_sampling)
+            sampled_frames.append([clip.start + int(i) for i in sample])
+            clip_masks, clip_kept, clip_answers, clip_frames = self._segment_clip(frames[clip.start : clip.stop], sample, questions, call)
             masks.append(clip_masks)
             for e in range(len(expressions)):
                 kept[e].append(clip_kept[e])
@@ -413,7 +420,7 @@ class VideoSegmenter:
             clip_tokens_per_frame=clip_per_frame, method=call.selector.name, timings=call.timer.as_dict(),
             forward_passes=call.forward_passes, text_tower_calls=self.pruner.text_calls - calls_before,
             wall_timings=call.timer.wall_dict(), frame_tokens=frame_tokens if clip_level else None,
-            llm_visual_tokens=list(call.llm_tokens),
+            llm_visual_tokens=list(call.llm_tokens), sampled_frames=sampled_frames,
         )
 
 

@@ -49,8 +49,10 @@ class RVOSConfig:
         if not 1 <= self.budget <= FULL_TOKENS:
             raise ValueError(f"--num_retain_tokens must be a number of CLIP tokens per frame in 1..{FULL_TOKENS} "
                              f"({FULL_TOKENS} keeps all), got {self.budget}")
-        if self.clip_budget is not None and self.clip_budget < 1:
-            raise ValueError(f"--clip-budget must be a positive number of LLM visual tokens per clip, got {self.clip_budget}")
+        if self.clip_budget is not None:
+            from litelvlm.pruning import check_clip_budget
+
+            check_clip_budget(self.method, self.clip_budget)  # before any model loads
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"--limit must be a positive number of videos, got {self.limit}")
         if self.dtype not in DTYPES:

@@ -15,7 +15,7 @@ from .methods import (
     register_method,
 )
 from .pruner import ClipTokenPruner, PruneResult
-from .clip_level import ClipSelector, ClipTokens, FrameSelection, TimeAwareLiteLVLM
+from .clip_level import ClipSelector, ClipTokens, FrameSelection, TimeAwareLiteLVLM, check_clip_budget, clip_level_methods
 from . import baselines  # noqa: F401  registers visionzip, vispruner, prumerge, prumerge+, trim
 from .select import cell_tokens, check_budget, litelvlm_select, litelvlm_select_cells
 
@@ -43,5 +43,7 @@ __all__ = [
     "ClipSelector",
     "ClipTokens",
     "FrameSelection",
+    "check_clip_budget",
+    "clip_level_methods",
     "TimeAwareLiteLVLM",
 ]

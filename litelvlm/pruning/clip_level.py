@@ -35,11 +35,11 @@ import torch
 import torch.nn.functional as F
 
 from .features import ClipFrameFeatures, context_scores, text_similarity
-from .methods import TokenSelector, register_method
+from .methods import TokenSelector, available_methods, get_method, register_method
 from .select import cell_tokens, litelvlm_select
 
 __all__ = ["ClipTokens", "FrameSelection", "ClipSelector", "TimeAwareLiteLVLM", "block_members", "allocate_budget",
-           "default_clip_budget"]
+           "default_clip_budget", "check_clip_budget", "clip_level_methods"]
 
 
 @dataclass
@@ -132,6 +132,23 @@ class ClipSelector(TokenSelector):
         positions: a teacher-forced pass) and ``generation_forward(llm, prompt_token_ids, use_cache) -> forward``
         (the ``forward`` of ``litelvlm.decoding.generate``), as ``video.fastv.VideoFastVPlan`` has."""
         return None
+
+
+def check_clip_budget(method: str, clip_budget) -> None:
+    """Raise a one-line ``ValueError`` unless ``clip_budget`` is None or a positive int for a clip-level ``method``."""
+    if clip_budget is None:
+        return
+    if isinstance(clip_budget, bool) or not isinstance(clip_budget, int) or clip_budget < 1:
+        raise ValueError(f"the clip budget must be a positive number of LLM visual tokens per clip, got {clip_budget!r}")
+    selector = get_method(method)
+    if selector.stage != "clip":
+        clip_level = ", ".join(clip_level_methods()) or "none registered"
+        raise ValueError(f"a clip budget needs a clip-level method ({clip_level}); {selector.name!r} prunes each frame on its own")
+
+
+def clip_level_methods() -> list[str]:
+    """The registered methods that select over a whole clip (``ClipSelector``)."""
+    return [m for m in available_methods() if get_method(m).stage == "clip"]
 
 
 def default_clip_budget(tokens: ClipTokens, budget: int | None) -> int:

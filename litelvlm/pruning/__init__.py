@@ -12,11 +12,13 @@ from .methods import (
     available_methods,
     get_method,
     grid_indices,
+    method_from_spec,
+    parse_method_spec,
     register_method,
 )
 from .pruner import ClipTokenPruner, PruneResult
 from .clip_level import ClipSelector, ClipTokens, FrameSelection, TimeAwareLiteLVLM, check_clip_budget, clip_level_methods
-from . import baselines  # noqa: F401  registers visionzip, vispruner, prumerge, prumerge+, trim
+from . import baselines  # noqa: F401  registers visionzip, vispruner, prumerge, prumerge+, trim, dycoke, fastvid, prunevid
 from .select import cell_tokens, check_budget, litelvlm_select, litelvlm_select_cells
 
 __all__ = [
@@ -35,6 +37,8 @@ __all__ = [
     "register_method",
     "get_method",
     "available_methods",
+    "parse_method_spec",
+    "method_from_spec",
     "grid_indices",
     "LiteLVLMSelector",
     "AllTokens",

@@ -8,7 +8,6 @@ states): the attention that reads the very features the LLM consumes.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from ..features import ClipFrameFeatures
 

@@ -11,6 +11,8 @@ followed by cached decode steps); its state object is opaque to the loop.
 
 from __future__ import annotations
 
+import contextlib
+
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -88,6 +90,10 @@ def plain_forward(llm, use_cache: bool) -> Callable:
     return forward
 
 
+def _stage(timer, name: str):
+    return contextlib.nullcontext() if timer is None else timer(name)
+
+
 @torch.no_grad()
 def generate(
     llm,
@@ -100,9 +106,11 @@ def generate(
     forward: Callable | None = None,
     sampling: Sampling | None = None,
     generator: torch.Generator | None = None,
+    timer=None,
 ) -> Generation:
     """Decode one sequence, greedily (``sampling`` None) or by sampling with ``generator``.
-    ``prompt_fn()`` returns the prompt embeddings (1, L, H).
+    ``prompt_fn()`` returns the prompt embeddings (1, L, H). ``timer`` (a ``StageTimer``, optional) times the
+    first LLM pass as ``generate_prompt`` and the later ones as ``generate_tokens``.
 
     ``forward(inputs_embeds, state) -> (hidden (1, L, H), state)`` (default ``plain_forward``): with
     ``use_cache`` it gets the prompt and state None first, then one token and the state it returned;
@@ -118,14 +126,15 @@ def generate(
     cache, passes, stopped = None, 0, "max_new_tokens"
     next_input = prompt
     for _ in range(max_new_tokens):
-        if use_cache:
-            hidden, cache = forward(next_input, cache)
-        else:
-            if passes:  # the released loop: prompt rebuilt (encoders re-run), whole sequence again
-                prompt = prompt_fn()
-            ids = torch.tensor([generated], dtype=torch.long, device=prompt.device)
-            sequence = torch.cat([prompt, embed(ids)], dim=1) if generated else prompt
-            hidden, _ = forward(sequence, None)
+        with _stage(timer, "generate_tokens" if passes else "generate_prompt"):
+            if use_cache:
+                hidden, cache = forward(next_input, cache)
+            else:
+                if passes:  # the released loop: prompt rebuilt (encoders re-run), whole sequence again
+                    prompt = prompt_fn()
+                ids = torch.tensor([generated], dtype=torch.long, device=prompt.device)
+                sequence = torch.cat([prompt, embed(ids)], dim=1) if generated else prompt
+                hidden, _ = forward(sequence, None)
         passes += 1
         last = hidden[:, -1]
         logits = _step_logits(llm, last)[0]

@@ -47,3 +47,16 @@ def test_no_seg_gives_an_empty_state_tensor_and_eos_stops():
         llm.lm_head.weight[2] = llm.model.norm.weight * 5  # EOS wins immediately
     gen = generate(llm, lambda: torch.randn(1, 5, 32), max_new_tokens=8, eos_token_ids={2}, seg_token_id=7)
     assert gen.token_ids == [2] and gen.stopped_by == "eos" and gen.seg_hidden.shape == (0, 32)
+
+
+def test_generation_builds_no_autograd_graph_and_times_its_passes():
+    from litelvlm.timing import StageTimer
+
+    llm = _tiny_phi3(2)
+    with torch.no_grad():
+        llm.lm_head.weight[7] = llm.model.norm.weight * 5  # [SEG] wins every step
+    timer = StageTimer("cpu")
+    with torch.enable_grad():
+        gen = generate(llm, lambda: torch.randn(1, 6, 32), max_new_tokens=4, eos_token_ids={2}, seg_token_id=7, timer=timer)
+    assert gen.seg_hidden.shape[0] >= 1 and not gen.seg_hidden.requires_grad and gen.seg_hidden.grad_fn is None
+    assert set(timer.seconds) == {"generate_prompt", "generate_tokens"} and timer.seconds["generate_tokens"] > 0

@@ -251,3 +251,15 @@ def test_litelvlm_cell_option_through_the_registry(tiny_clip):
     assert kept.shape == (2, 81)
     with pytest.raises(ValueError, match="cell must be"):
         get_method("litelvlm", cell=0)
+
+
+def test_the_pruning_core_imports_neither_transformers_nor_the_video_or_eval_packages():
+    """``import litelvlm.pruning`` (every method registered, the video baselines included) stays light: the in-LLM
+    parts that need transformers load when a clip runs, and the base package never imports video/ or eval/."""
+    import subprocess
+    import sys
+
+    code = ("import sys, litelvlm, litelvlm.pruning; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'transformers', 'video', 'eval', 'gradio'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]"

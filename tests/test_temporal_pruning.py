@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from litelvlm.pruning import ClipSelector, FrameSelection, get_method, litelvlm_select, register_method
+from litelvlm.pruning import get_method, litelvlm_select
 from litelvlm.pruning.clip_level import allocate_budget, block_members
 from litelvlm.timing import StageTimer
 from video.io import sample_frame_indices
@@ -113,21 +113,25 @@ def test_clip_level_methods_are_refused_where_they_cannot_run(tiny_video_segment
         get_method("litelvlm-time", video_tokens=0)
 
 
-def test_a_new_temporal_method_plugs_in_through_the_registry(tiny_video_segmenter):
-    """The docstring's example: every other frame sends its CLIP stream."""
+def test_the_readme_example_of_a_new_temporal_method_runs(tiny_video_segmenter):
+    """The README's example (also in litelvlm.pruning.clip_level's docstring): every other frame sends its CLIP stream."""
+    import re
+    from pathlib import Path
 
-    @register_method("test-every-other-frame")
-    class EveryOtherFrame(ClipSelector):
-        def select_clip(self, tokens, budget, clip_budget=None):
-            out = []
-            for f in range(tokens.num_frames):
-                cells = torch.arange(tokens.image_tokens.shape[1]) if f % 2 == 0 else torch.arange(0)
-                out.append(FrameSelection.gather(tokens, f, cells, torch.arange(tokens.video_tokens.shape[1])))
-            return out
+    from litelvlm.pruning import clip_level
+    from litelvlm.pruning.methods import _REGISTRY
 
-    result = tiny_video_segmenter.segment(FRAMES, ["a dog"], budget=576, method="test-every-other-frame", answer="Sure, [SEG].",
-                                          mask_mode="none")
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    (example,) = [block for block in re.findall(r"```python\n(.*?)```", readme, re.S) if "every-other-frame" in block]
+    assert example.split("import torch\n", 1)[1].strip() in clip_level.__doc__.replace("\n    ", "\n")
+    try:
+        exec(example, {})
+        result = tiny_video_segmenter.segment(FRAMES, ["a dog"], budget=576, method="every-other-frame",
+                                              answer="Sure, [SEG].", mask_mode="none")
+    finally:
+        _REGISTRY.pop("every-other-frame", None)
     assert result.llm_visual_tokens == [8 * 144 + 16 * 64] and result.clip_tokens_per_frame == 72
+    assert [len(f.image_cells) for f in result.frame_tokens[0]] == [144, 0] * 8
 
 
 def test_the_video_harness_runs_a_clip_level_method_with_a_clip_budget(tmp_path, tiny_videoglamm_kwargs):

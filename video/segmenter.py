@@ -268,18 +268,32 @@ class VideoSegmenter:
         with FastV the per-frame CLIP indices it kept (else None)."""
         prompts = [prompt_ids(build_chat(q, self.config.num_frames, self.config.answer), self.tokenizer) for q in questions]
         batch = splice_and_pad(prompts, [[v] for v in visual], self.model.embed_tokens, IMAGE_TOKEN_INDEX)
-        if plan is not None:
+        if isinstance(plan, VideoFastVPlan):
             out = plan.prefill(self.model.llm, batch)
-            kept = [plan.clip_indices(k) for k in out.kept] if isinstance(plan, VideoFastVPlan) else None
-            return hidden_before(out.hidden, out.token_ids, self.seg_token_id), kept
+            return hidden_before(out.hidden, out.token_ids, self.seg_token_id), [plan.clip_indices(k) for k in out.kept]
+        if plan is not None:  # a clip-level method's plan: told where each row's prompt ends and the answer begins
+            out = plan.prefill(self.model.llm, batch, prompt_lengths=self._prompt_lengths(questions, prompts, visual))
+            return hidden_before(out.hidden, out.token_ids, self.seg_token_id), None
         hidden = self.model.prefill_hidden(batch.inputs_embeds, batch.attention_mask)
         return hidden_before(hidden, batch.token_ids, self.seg_token_id), None
+
+    def _prompt_lengths(self, questions, forced_prompts, visual) -> list[int]:
+        """Per teacher-forced row, the positions of its generation prompt (visual tokens spliced in): what the
+        model reads before the fixed answer."""
+        lengths = []
+        for question, forced, tokens in zip(questions, forced_prompts, visual):
+            prompt = prompt_ids(build_chat(question, self.config.num_frames), self.tokenizer)
+            if forced[: len(prompt)] != prompt:
+                raise ValueError("the teacher-forced prompt does not start with the generation prompt: cannot tell "
+                                 "where the answer begins")
+            lengths.append(len(prompt) - 1 + tokens.shape[0])
+        return lengths
 
     def _sampling(self) -> Sampling | None:
         """None (greedy) unless the config follows the checkpoint and its generation config samples."""
         return Sampling.from_generation_config(self.generation_config) if self.config.decoding == "checkpoint" else None
 
-    def _generate(self, prompt_fn, question: str, plan: VideoFastVPlan | None, generator: torch.Generator | None):
+    def _generate(self, prompt_fn, question: str, plan: VideoFastVPlan | None, generator: torch.Generator | None, timer=None):
         """Greedy generation for one expression, and with FastV the prompt prefill's kept CLIP indices."""
         ids = prompt_ids(build_chat(question, self.config.num_frames), self.tokenizer)
 
@@ -292,7 +306,7 @@ class VideoSegmenter:
             forward = plan.generation_forward(self.model.llm, prompt_token_ids, self.config.use_cache)
         gen = generate(self.model.llm, embeds, max_new_tokens=self.config.max_new_tokens, eos_token_ids=self.eos_token_ids,
                        seg_token_id=self.seg_token_id, use_cache=self.config.use_cache, forward=forward,
-                       sampling=self._sampling(), generator=generator)
+                       sampling=self._sampling(), generator=generator, timer=timer)
         return gen, (plan.clip_indices(forward.kept) if isinstance(plan, VideoFastVPlan) else None)
 
     def _visual_source(self, sampled, first, call: _Call, e: int):
@@ -341,7 +355,7 @@ class VideoSegmenter:
         with call.timer("llm_generate"):
             for e, q in enumerate(questions):
                 source = self._visual_source(sampled, visual[e], call, e)
-                gen, frame_kept = self._generate(source, q, plan, call.generator)
+                gen, frame_kept = self._generate(source, q, plan, call.generator, call.timer)
                 seg_states.append(gen.seg_hidden)
                 answers.append(self.tokenizer.decode(gen.token_ids))
                 fastv_kept.append(frame_kept)
@@ -370,24 +384,25 @@ class VideoSegmenter:
     # ------------------------------------------------------------------ public
     @torch.no_grad()
     def segment(self, frames: np.ndarray, expressions: Sequence[str], budget: int | None = None, method: str = "litelvlm",
-                clip_budget: int | None = None, **overrides) -> VideoSegmentationResult:
+                clip_budget: int | None = None, timer: StageTimer | None = None, **overrides) -> VideoSegmentationResult:
         """Masks of each expression in ``frames`` (T, H, W, 3) uint8; ``budget`` CLIP tokens per sampled
-        frame (None: all 576); ``clip_budget`` the total LLM visual tokens per clip (clip-level methods only).
+        frame (None: all 576); ``clip_budget`` the total LLM visual tokens per clip (clip-level methods only);
+        ``timer`` a fresh ``StageTimer`` (or ``litelvlm.bench.memory.MemoryProbe``) to time the stages with.
         ``overrides`` replace fields of the segmenter's config for this call."""
         frames, expressions = _check_video_inputs(frames, expressions)
         saved = self.config
         self.config = replace(self.config, **overrides) if overrides else self.config
         try:
-            return self._segment(frames, expressions, budget, method, clip_budget)
+            return self._segment(frames, expressions, budget, method, clip_budget, timer)
         finally:
             self.config = saved
 
-    def _call(self, expressions, budget, method, clip_budget) -> tuple[_Call, list[str]]:
+    def _call(self, expressions, budget, method, clip_budget, timer=None) -> tuple[_Call, list[str]]:
         if budget is None and clip_budget is None:
             method = "none"
         selector = self._selector(method)
         check_clip_budget(selector, clip_budget)
-        timer = StageTimer(self.device)
+        timer = timer if timer is not None else StageTimer(self.device)
         questions = [video_question(e, mode=self.config.expression_text) for e in expressions]
         with timer("clip_text"):  # once per expression for the whole video
             texts = questions if self.config.prune_text == "question" else [expression_text(e, self.config.expression_text) for e in expressions]
@@ -395,9 +410,9 @@ class VideoSegmenter:
         generator = None if self.config.seed is None else torch.Generator().manual_seed(self.config.seed)
         return _Call(selector, budget, clip_budget, text_embeds, timer, generator, len(expressions)), questions
 
-    def _segment(self, frames, expressions, budget, method, clip_budget) -> VideoSegmentationResult:
+    def _segment(self, frames, expressions, budget, method, clip_budget, timer) -> VideoSegmentationResult:
         calls_before = self.pruner.text_calls
-        call, questions = self._call(expressions, budget, method, clip_budget)
+        call, questions = self._call(expressions, budget, method, clip_budget, timer)
         masks, answers = [], [[] for _ in expressions]
         kept, frame_tokens, sampled_frames = [[] for _ in expressions], [[] for _ in expressions], []
         for clip in split_clips(len(frames), self.config.clip_length):

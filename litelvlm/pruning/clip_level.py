@@ -18,11 +18,9 @@ Writing a new temporal method::
     @register_method("every-other-frame")
     class EveryOtherFrame(ClipSelector):
         def select_clip(self, tokens, budget, clip_budget=None):
-            out = []
-            for f in range(tokens.num_frames):
-                cells = torch.arange(tokens.image_tokens.shape[1]) if f % 2 == 0 else torch.arange(0)
-                out.append(FrameSelection.gather(tokens, f, cells, torch.arange(tokens.video_tokens.shape[1])))
-            return out
+            video = torch.arange(tokens.video_tokens.shape[1])          # all 64 InternVideo2 tokens
+            return [FrameSelection.gather(tokens, f, torch.arange(tokens.image_tokens.shape[1]) if f % 2 == 0
+                                          else torch.arange(0), video) for f in range(tokens.num_frames)]
 """
 
 from __future__ import annotations
@@ -128,8 +126,9 @@ class ClipSelector(TokenSelector):
     def llm_plan(self, image_counts: list[int], video_count: int):
         """The method's part inside the LLM for a visual sequence of ``image_counts`` CLIP-stream tokens per frame
         then ``video_count`` video tokens, or None (pre-LLM only, the default). A plan has
-        ``prefill(llm, batch) -> out`` (``out.hidden`` last-layer states, ``out.token_ids`` with -1 at visual
-        positions: a teacher-forced pass) and ``generation_forward(llm, prompt_token_ids, use_cache) -> forward``
+        ``prefill(llm, batch, prompt_lengths) -> out`` (a teacher-forced pass; ``prompt_lengths``: per row, the
+        positions before the fixed answer; ``out.hidden`` last-layer states, ``out.token_ids`` with -1 at visual
+        positions) and ``generation_forward(llm, prompt_token_ids, use_cache) -> forward``
         (the ``forward`` of ``litelvlm.decoding.generate``), as ``video.fastv.VideoFastVPlan`` has."""
         return None
 

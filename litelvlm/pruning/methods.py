@@ -23,6 +23,8 @@ __all__ = [
     "register_method",
     "get_method",
     "available_methods",
+    "parse_method_spec",
+    "method_from_spec",
     "LiteLVLMSelector",
     "AllTokens",
     "RandomSelector",
@@ -101,6 +103,32 @@ def get_method(name: str | TokenSelector, **options) -> TokenSelector:
         return factory(**options)
     except TypeError as err:
         raise ValueError(f"bad options for method {name!r}: {err}") from None
+
+
+def parse_method_spec(spec: str) -> tuple[str, dict]:
+    """``"name"`` or ``"name:key=value,key=value"`` (values as Python literals, else strings) -> (name, options),
+    e.g. ``"litelvlm-time:reuse_threshold=2,video_tokens=16"``; the name is checked against the registry."""
+    import ast
+
+    name, _, rest = spec.partition(":")
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown pruning method {name!r}; choose one of: {', '.join(available_methods())}")
+    options = {}
+    for item in filter(None, (part.strip() for part in rest.split(","))):
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip().isidentifier():
+            raise ValueError(f"method {spec!r}: options are key=value pairs separated by commas, got {item!r}")
+        try:
+            options[key.strip()] = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            options[key.strip()] = value.strip()
+    return name, options
+
+
+def method_from_spec(spec: str) -> TokenSelector:
+    """The method a ``parse_method_spec`` string names, built with its options (bad options: one-line error)."""
+    name, options = parse_method_spec(spec)
+    return get_method(name, **options)
 
 
 @register_method("litelvlm")

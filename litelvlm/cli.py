@@ -178,13 +178,35 @@ def _bench(args) -> int:
     from .bench import ImageBenchSettings, run_bench
     from .lvlm import default_dtype
 
+    from .bench.video import split_methods
+    from .pruning import method_from_spec
+
     scale = "quick" if args.quick else args.scale
     check_device(args.device)
+    for spec in args.method or ():
+        method_from_spec(spec)  # unknown names and bad options fail here, before any model is built
+    budgets = [*(args.budget or ()), *(args.video_budget or ()), *(args.clip_budget or ())]
+    if any(b < 1 for b in budgets):
+        raise ValueError(f"budgets must be positive numbers of tokens, got {min(budgets)}")
+    image_methods, video_methods, notes = split_methods(args.method) if args.method else (("litelvlm",), None, [])
+    if args.method and not image_methods:
+        if args.no_video:
+            raise ValueError(f"--method {' '.join(args.method)} runs only in the video section: drop --no-video")
+        notes.append("note: none of the --method values runs on images: the image section is skipped")
+    if args.method and not video_methods and not args.no_video:
+        notes.append("note: none of the --method values runs in the video section: it measures per-frame litelvlm only")
+    defaults = ImageBenchSettings()
     settings = ImageBenchSettings(
         scale=scale, device=args.device, dtype=_dtype(args.dtype) or default_dtype(args.device),
-        budgets=tuple(args.budget or (576, 192, 128, 64)), methods=tuple(args.method or ("litelvlm",)),
+        budgets=tuple(args.budget or defaults.budgets), methods=image_methods,
+        video_methods=defaults.video_methods if video_methods is None else video_methods,
+        video_budgets=tuple(args.video_budget or defaults.video_budgets), clip_budgets=tuple(args.clip_budget or ()),
         expressions=args.expressions, repeats=args.repeats, warmup=args.warmup, seed=args.seed, video_masks=args.video_masks,
     )
+    if args.clip_budget and not any(method_from_spec(m).stage == "clip" for m in settings.video_methods):
+        raise ValueError("--clip-budget needs a clip-level --method in the video section (e.g. litelvlm-time)")
+    for note in notes:
+        print(note)
     run_bench(settings, video=not args.no_video, out_dir=args.out, json_path=args.json)
     return 0
 
@@ -197,7 +219,15 @@ def _add_bench(sub) -> None:
     p.add_argument("--device", default="cpu", help=_default("cpu, cuda, cuda:N or mps"))
     p.add_argument("--dtype", default=None, help="fp32 | bf16 | fp16 (default: fp32 on CPU, bf16 on GPU)")
     p.add_argument("--budget", type=int, action="append", help="token budget (repeatable; default: 576 192 128 64)")
-    p.add_argument("--method", action="append", help="pruning method (repeatable; default: litelvlm)")
+    p.add_argument("--method", action="append",
+                   help="pruning method, or name:key=value,... with options (e.g. litelvlm-time:reuse_threshold=2); "
+                        "repeatable; default: litelvlm for images, litelvlm and litelvlm-time for video. Clip-level methods "
+                        "run only in the video section, where per-frame litelvlm always runs as the reference of the ratios")
+    p.add_argument("--video-budget", type=int, action="append",
+                   help="video: CLIP tokens kept per frame (repeatable; default: 576 196 81; 576 = the unpruned model)")
+    p.add_argument("--clip-budget", type=int, action="append",
+                   help="video: clip-level methods also run with this total of LLM visual tokens per clip (repeatable; "
+                        "default: none)")
     p.add_argument("--expressions", type=int, default=7, help=_default("expressions per image (RefCOCO-like workload)"))
     p.add_argument("--repeats", type=int, default=3, help=_default("timed runs per setting (median reported)"))
     p.add_argument("--warmup", type=int, default=1, help=_default("untimed runs before the timed ones"))

@@ -150,9 +150,10 @@ def build_app(models: DemoModels):
     """The Gradio page (``gr.Blocks``); its two API endpoints are ``/segment_image`` and ``/segment_video``."""
     import gradio as gr
 
-    from .pruning import available_methods
+    from .pruning import available_methods, clip_level_methods
 
     methods = [m for m in available_methods() if m != "none"]
+    image_methods = [m for m in methods if m not in clip_level_methods()]  # clip-level methods need a video
     with gr.Blocks(title="litelvlm demo") as app:
         gr.Markdown("# litelvlm: referring segmentation with visual-token pruning\n"
                     f"Image model: {models.weights('image')}.  \nVideo model: "
@@ -163,7 +164,7 @@ def build_app(models: DemoModels):
                 with gr.Column():
                     image = gr.Image(type="filepath", label="image", elem_id="image-input")
                     image_text = gr.Textbox(lines=3, label="referring expressions (one per line)", elem_id="image-expressions")
-                    image_method = gr.Dropdown(methods, value="litelvlm", label="pruning method", elem_id="image-method")
+                    image_method = gr.Dropdown(image_methods, value="litelvlm", label="pruning method", elem_id="image-method")
                     image_budget = gr.Slider(1, FULL_TOKENS, value=192, step=1, label=f"visual tokens kept ({FULL_TOKENS} = all)",
                                              elem_id="image-budget")
                     image_button = gr.Button("Segment", variant="primary", elem_id="image-segment")

@@ -65,16 +65,51 @@ def test_short_run_writes_json_report_chart_and_goal_ratios(tmp_path):
     assert result["goals"][0]["value"] == rows[192]["ratios_vs_576"]["llm_prefill_speedup"]
 
 
-def test_video_section_reports_tokens_and_cache_speedup():
-    from video.bench import measure_video_budgets
+def test_video_section_measures_every_method_against_per_frame_litelvlm_in_one_run():
+    from litelvlm.bench.report import check_goals, video_table
+    from video.bench import measure_video_cases
 
-    settings = ImageBenchSettings(scale="quick", repeats=1, warmup=0)
-    rows = measure_video_budgets(settings, (576, 81))
-    assert [r["budget"] for r in rows] == [576, 81]
-    assert rows[0]["llm_visual_tokens"] == 16 * (144 + 64) and rows[1]["clip_tokens_per_frame"] == 21
+    settings = ImageBenchSettings(scale="quick", repeats=1, warmup=0, video_methods=("litelvlm-time",), video_budgets=(576, 81),
+                                  clip_budgets=(300,))
+    rows = measure_video_cases(settings)
+    assert [(r["method"], r["budget"], r["clip_budget"]) for r in rows] == [
+        ("none", 576, None), ("litelvlm", 81, None), ("litelvlm-time", 81, None), ("litelvlm-time", 81, 300)]
+    none, per_frame, timed, budgeted = rows
+    assert none["llm_visual_tokens"] == 16 * (144 + 64) and per_frame["llm_visual_tokens"] == 16 * (21 + 64)
+    assert timed["llm_visual_tokens"] <= 16 * (21 + 8) and budgeted["llm_visual_tokens"] <= 300
     for row in rows:
-        assert row["decode_forward_passes"] == {"cached": 8, "uncached": 8}
-        assert row["kv_cache_decode_speedup"] > 1.0
+        assert row["decode_forward_passes"]["cached"] == 8 and row["e2e_ms"] > row["llm_prefill_ms"] > 0
+        assert row["decode_ms"] > 0 and row["activation_mib"] > 0 and row["e2e_with_masks_ms"] is None
+    for row in (none, per_frame):  # the released no-cache loop is timed for the reference rows only
+        assert row["decode_forward_passes"]["uncached"] == 8 and row["kv_cache_decode_speedup"] > 1.0
+    assert "kv_cache_decode_speedup" not in timed and "ratios_vs_litelvlm" not in none
+    ratio = timed["ratios_vs_litelvlm"]
+    assert ratio["token_reduction"] == per_frame["llm_visual_tokens"] / timed["llm_visual_tokens"]
+    assert ratio["prefill_speedup"] == per_frame["llm_prefill_ms"] / timed["llm_prefill_ms"]
+    assert per_frame["ratios_vs_litelvlm"]["prefill_speedup"] == 1.0
+    assert ratio["activation_reduction"] > 1.5  # several times fewer tokens: the prefill's activations shrink
+    goals = {g["what"]: g for g in check_goals({"video": rows, "video_summary": {"kv_cache_decode_speedup": 6.0}})}
+    tokens = goals["video llm_visual_tokens at 81 CLIP tokens/frame (litelvlm-time)"]
+    assert tokens["value"] == timed["llm_visual_tokens"] and tokens["op"] == "<=" and tokens["met"]
+    assert goals["video prefill_speedup at 81 CLIP tokens/frame (litelvlm-time vs per-frame litelvlm)"]["value"] == ratio["prefill_speedup"]
+    assert [row[:3] for row in video_table(rows)[1:]] == [["none", "576", "-"], ["litelvlm", "81", "-"],
+                                                         ["litelvlm-time", "81", "-"], ["litelvlm-time", "81", "300"]]
+
+
+def test_bench_methods_go_to_the_sections_that_run_them(capsys):
+    from litelvlm.bench.video import split_methods
+    from litelvlm.cli import main
+
+    image, video, notes = split_methods(["litelvlm", "litelvlm-time", "fastv", "litelvlm"])
+    assert image == ("litelvlm", "fastv") and video == ("litelvlm", "litelvlm-time", "fastv")
+    assert notes == ["note: litelvlm-time selects over whole video clips: video section only"]
+    for argv, message in [(["--method", "nope"], "unknown pruning method 'nope'"),
+                          (["--method", "litelvlm-time", "--no-video"], "runs only in the video section"),
+                          (["--clip-budget", "300", "--method", "litelvlm"], "--clip-budget needs a clip-level --method"),
+                          (["--video-budget", "0"], "budgets must be positive")]:
+        assert main(["bench", "--quick", *argv]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err
 
 
 def test_stage_timer_counts_nested_stages_once_and_cpu_time_ignores_waiting():

@@ -1,23 +1,76 @@
 """The video section of ``litelvlm bench``: VideoGLaMM (random weights) on a 16-frame clip.
 
-Per per-frame budget: encoder, selection, LLM prefill (teacher-forced answer) and mask-decoder time,
-LLM visual tokens per frame, and greedy decoding of a fixed-length answer with the KV cache against
-the released no-cache loop (encoders and the whole prefill re-run for every generated token).
+Per (method, CLIP budget per frame, clip budget): the LLM visual tokens of the clip, encoder, selection and
+LLM prefill time (teacher-forced answer), the prefill's activation memory, and one clip end to end with an
+8-token answer decoded with the KV cache (its prompt pass and its token passes timed apart), also with SAM2
+propagation when asked (timed once: it does not depend on the tokens). Every case runs in the same interleaved rounds, so the ratios against per-frame LiteLVLM
+at the same CLIP budget come from one run. For the unpruned model and per-frame LiteLVLM the released no-cache
+decoding loop (encoders and the whole prefill re-run for every token) is timed too.
 """
 
 from __future__ import annotations
 
 import statistics
 import tempfile
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from litelvlm.clip import quiet_transformers, random_clip_towers
+from litelvlm.clip import random_clip_towers
 
-__all__ = ["build_random_video_segmenter", "bench_frames", "measure_video_budgets", "ANSWER_TOKENS"]
+__all__ = ["VideoCase", "video_cases", "bench_selector", "build_random_video_segmenter", "bench_frames", "measure_video_cases", "ANSWER_TOKENS",
+           "REFERENCE_METHOD"]
 
-ANSWER_TOKENS = 8  # the short answer whose decoding is compared with and without the KV cache
+ANSWER_TOKENS = 8  # the short answer decoded in the end-to-end run
+REFERENCE_METHOD = "litelvlm"  # the ratios are against per-frame LiteLVLM at the same CLIP budget
+FULL = 576
+FULL_LLM_LAYERS = 32  # Phi-3-mini, VideoGLaMM's LLM
+
+
+@dataclass(frozen=True)
+class VideoCase:
+    """One benchmarked setting: ``method`` at ``budget`` CLIP tokens per frame (576: the unpruned model, method
+    ``none``), with an optional ``clip_budget`` (clip-level methods)."""
+
+    method: str
+    budget: int
+    clip_budget: int | None = None
+
+    @property
+    def segment_budget(self) -> int | None:
+        return None if self.budget >= FULL else self.budget
+
+
+def video_cases(methods, budgets, clip_budgets=()) -> list[VideoCase]:
+    """The cases of the video section: the unpruned model once (at 576), every method (a name or a
+    ``litelvlm.pruning.parse_method_spec`` string) at every pruned budget, and clip-level methods also at every
+    clip budget. Per-frame LiteLVLM (the reference) always runs."""
+    from litelvlm.pruning import method_from_spec
+
+    methods = [REFERENCE_METHOD] + [m for m in dict.fromkeys(methods) if m not in (REFERENCE_METHOD, "none")]
+    cases = [VideoCase("none", FULL)] if any(b >= FULL for b in budgets) else []
+    for budget in sorted({b for b in budgets if b < FULL}, reverse=True):
+        for method in methods:
+            cases.append(VideoCase(method, budget))
+            if method_from_spec(method).stage == "clip":
+                cases += [VideoCase(method, budget, cb) for cb in clip_budgets]
+    return cases
+
+
+def bench_selector(spec: str, llm_layers: int, full_layers: int = FULL_LLM_LAYERS):
+    """The method of ``spec``; a method that acts at an LLM layer (FastV, DyCoke, PruneVid) and whose layer the spec
+    does not set gets the release's layer scaled to the benchmarked LLM's depth (the bench shrinks the depth, and a
+    layer fixed in absolute terms would leave a different share of the LLM unpruned)."""
+    from litelvlm.pruning import get_method, parse_method_spec
+
+    name, options = parse_method_spec(spec)
+    selector = get_method(name, **options)
+    layer = getattr(selector, "layer", None)
+    if layer is not None and "layer" not in options and llm_layers != full_layers:
+        return get_method(name, **options, layer=max(1, round(layer * llm_layers / full_layers)))
+    return selector if options else name  # a bare name: the segmenter's own choice of options (litelvlm: cell=2)
 
 
 def build_random_video_segmenter(scale: str, device="cpu", dtype=None, seed: int = 0, **config):
@@ -39,7 +92,7 @@ def build_random_video_segmenter(scale: str, device="cpu", dtype=None, seed: int
     with tempfile.TemporaryDirectory() as tmp:
         ids = write_phi3_tokenizer(Path(tmp))
         tokenizer = ReleasedLlamaTokenizer.from_pretrained(tmp, rules="4.41")
-    # no eos: decoding always runs the full answer length, so both decoding modes do the same work
+    # no eos: decoding always runs the full answer length, so every case decodes the same number of tokens
     return VideoSegmenter(model, clip, tokenizer, seg_token_id=ids["[SEG]"], eos_token_ids=set(), device=device,
                           dtype=dtype, config=VideoSegmenterConfig(**config)), arch
 
@@ -59,50 +112,116 @@ def bench_frames(num_frames: int = 16, size: tuple[int, int] = (360, 480)) -> np
     return np.stack(frames)
 
 
-def _median(runs: list[dict], key: str) -> float:
-    return 1000 * statistics.median(r.get(key, 0.0) for r in runs)
+def _ms(timings: list[dict], key: str) -> float:
+    return 1000 * statistics.median(t.get(key, 0.0) for t in timings)
 
 
-def measure_video_budgets(settings, budgets, progress=None) -> list[dict]:
-    """One row per per-frame budget; ``settings`` is the image section's ``ImageBenchSettings``. The teacher-forced
-    runs of all budgets are interleaved round by round until their spread is bounded; decoding with and without
-    the KV cache is timed once per budget."""
+class _Runner:
+    """The segment calls of one case: teacher-forced (prefill), generated (end to end), and the memory probe."""
+
+    EXPRESSION = ["the red car on the left"]
+
+    def __init__(self, segmenter, frames, cases, progress=None):
+        self.segmenter, self.frames, self.progress = segmenter, frames, progress
+        self.warnings: dict[VideoCase, list[str]] = {}
+        layers = len(segmenter.model.llm.model.layers)
+        self.selectors = {c.method: c.method if c.method == "none" else bench_selector(c.method, layers) for c in cases}
+
+    def _segment(self, case: VideoCase, **kwargs):
+        """One segment call; a method's warnings (e.g. a budget it cannot meet) are kept for the case's row."""
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = self.segmenter.segment(self.frames, self.EXPRESSION, budget=case.segment_budget,
+                                            method=self.selectors[case.method], clip_budget=case.clip_budget,
+                                            mask_mode="none", **kwargs)
+        notes = self.warnings.setdefault(case, [])
+        notes += [str(w.message) for w in caught if str(w.message) not in notes]
+        return result
+
+    def forced(self, case: VideoCase, **kwargs):
+        return self._segment(case, answer="Sure, [SEG].", **kwargs)
+
+    def generated(self, case: VideoCase, **kwargs):
+        return self._segment(case, max_new_tokens=ANSWER_TOKENS, **kwargs)
+
+    def round(self, case: VideoCase):
+        pair = self.forced(case), self.generated(case)
+        if self.progress is not None:
+            self.progress.update(1)
+        return pair
+
+
+def measure_video_cases(settings, progress=None) -> list[dict]:
+    """One row per case of ``video_cases(settings.video_methods, settings.video_budgets, settings.clip_budgets)``;
+    ``settings`` is the bench's ``ImageBenchSettings``. Rows carry ``ratios_vs_litelvlm`` (same CLIP budget)."""
     from litelvlm.bench.image import measure_rounds, spread
+    from litelvlm.bench.memory import MemoryProbe
 
     segmenter, _ = build_random_video_segmenter(settings.scale, settings.device, settings.dtype, settings.seed)
-    frames = bench_frames()
-    expression = ["the red car on the left"]
-    # SAM2 work does not depend on the budget: timed once when asked, the per-budget runs skip it
+    cases = video_cases(settings.video_methods, settings.video_budgets, settings.clip_budgets)
+    runner = _Runner(segmenter, bench_frames(), cases, progress)
+    # SAM2 work does not depend on the tokens: timed once when asked and added to every end-to-end time
     masks_ms = None
     if settings.video_masks:
-        masks_ms = 1000 * segmenter.segment(frames, expression, budget=None, answer="Sure, [SEG].").timings["mask_decoder"]
-    llm_only = {"mask_mode": "none"}
-
-    def forced(budget):
-        return segmenter.segment(frames, expression, budget=None if budget == 576 else budget, answer="Sure, [SEG].", **llm_only)
-
-    for budget in budgets:
+        masks = segmenter.segment(runner.frames, runner.EXPRESSION, budget=None, answer="Sure, [SEG].")
+        masks_ms = 1000 * masks.timings["mask_decoder"]
+    for case in cases:
         for _ in range(settings.warmup):
-            forced(budget)
-    runs = measure_rounds(forced, list(budgets), settings, key=lambda r: r.timings["total"])
+            runner.round(case)
+    runs = measure_rounds(runner.round, cases, settings, key=lambda pair: pair[0].timings["total"] + pair[1].timings["total"],
+                          progress=progress)
     rows = []
-    for budget, results in zip(budgets, runs):
-        run_budget = None if budget == 576 else budget
-        timed = [r.timings for r in results]
-        cached = segmenter.segment(frames, expression, budget=run_budget, max_new_tokens=ANSWER_TOKENS, **llm_only)
-        uncached = segmenter.segment(frames, expression, budget=run_budget, max_new_tokens=ANSWER_TOKENS, use_cache=False, **llm_only)
-        row = {
-            "budget": budget, "llm_visual_tokens": int(round(results[0].visual_tokens_per_frame * segmenter.config.num_frames)),
-            "visual_tokens_per_frame": results[0].visual_tokens_per_frame, "clip_tokens_per_frame": results[0].clip_tokens_per_frame,
-            "clip_ms": _median(timed, "clip_vision"), "video_encoder_ms": _median(timed, "video_encoder"),
-            "selection_ms": _median(timed, "selection"), "llm_prefill_ms": _median(timed, "llm_prefill"),
-            "spread": spread([t["total"] for t in timed]), "rounds": len(timed),
-            "mask_decoder_ms_all_budgets": masks_ms, "answer_tokens": ANSWER_TOKENS,
-            "decode_cached_ms": 1000 * cached.timings["llm_generate"], "decode_uncached_ms": 1000 * uncached.timings["llm_generate"],
-            "decode_forward_passes": {"cached": cached.forward_passes, "uncached": uncached.forward_passes},
-        }
-        row["kv_cache_decode_speedup"] = row["decode_uncached_ms"] / row["decode_cached_ms"]
-        rows.append(row)
-        if progress is not None:
-            progress.update(1)
+    for case, pairs in zip(cases, runs):
+        probe = MemoryProbe(settings.device)
+        runner.forced(case, timer=probe)
+        uncached = None
+        if case.method in ("none", REFERENCE_METHOD):  # the released no-cache loop, once
+            uncached = runner.generated(case, use_cache=False)
+        rows.append(_row(case, pairs, probe, uncached, masks_ms, spread))
+        rows[-1]["llm_layer"] = getattr(runner.selectors[case.method], "layer", None)  # None: a name, no LLM layer
+        rows[-1]["warnings"] = runner.warnings.get(case, [])
+    _add_ratios(rows)
     return rows
+
+
+def _row(case: VideoCase, pairs, probe, uncached, masks_ms, spread) -> dict:
+    forced = [p[0].timings for p in pairs]
+    generated = [p[1].timings for p in pairs]
+    first = pairs[0][0]
+    e2e = _ms(generated, "total")
+    row = {
+        "method": case.method, "budget": case.budget, "clip_budget": case.clip_budget,
+        "llm_visual_tokens": first.llm_visual_tokens[0], "visual_tokens_per_frame": first.visual_tokens_per_frame,
+        "clip_tokens_per_frame": first.clip_tokens_per_frame,
+        "clip_ms": _ms(forced, "clip_vision"), "video_encoder_ms": _ms(forced, "video_encoder"),
+        "selection_ms": _ms(forced, "selection"), "llm_prefill_ms": _ms(forced, "llm_prefill"),
+        "generate_prompt_ms": _ms(generated, "generate_prompt"), "decode_ms": _ms(generated, "generate_tokens"),
+        "decode_cached_ms": _ms(generated, "llm_generate"), "e2e_ms": e2e,
+        "e2e_with_masks_ms": None if masks_ms is None else e2e + masks_ms,
+        "mask_decoder_ms_all_cases": masks_ms, "answer_tokens": ANSWER_TOKENS,
+        "activation_mib": probe.activation_bytes.get("llm_prefill", 0) / 2**20,
+        "spread": spread([f["total"] + g["total"] for f, g in zip(forced, generated)]), "rounds": len(pairs),
+        "decode_forward_passes": {"cached": pairs[0][1].forward_passes},
+    }
+    if uncached is not None:
+        row["decode_uncached_ms"] = 1000 * uncached.timings["llm_generate"]
+        row["decode_forward_passes"]["uncached"] = uncached.forward_passes
+        row["kv_cache_decode_speedup"] = row["decode_uncached_ms"] / row["decode_cached_ms"]
+    return row
+
+
+def _add_ratios(rows: list[dict]) -> None:
+    """Each pruned row against per-frame LiteLVLM at the same CLIP budget in the same run."""
+    for row in rows:
+        base = next((r for r in rows if r["method"] == REFERENCE_METHOD and r["budget"] == row["budget"]
+                     and r["clip_budget"] is None), None)
+        if base is None or row["method"] == "none":
+            continue
+        row["ratios_vs_litelvlm"] = {
+            "token_reduction": base["llm_visual_tokens"] / max(row["llm_visual_tokens"], 1),
+            "prefill_speedup": base["llm_prefill_ms"] / row["llm_prefill_ms"],
+            "decode_speedup": base["decode_ms"] / row["decode_ms"],
+            "e2e_speedup": base["e2e_ms"] / row["e2e_ms"],
+            "e2e_with_masks_speedup": None if row["e2e_with_masks_ms"] is None else base["e2e_with_masks_ms"] / row["e2e_with_masks_ms"],
+            "activation_reduction": base["activation_mib"] / max(row["activation_mib"], 1e-9),
+        }

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from litelvlm.checkpoint import CheckpointDir, LoadSummary, split_rotary_buffers
-from litelvlm.clip import quiet_transformers, require_local_dir
+from litelvlm.clip import require_local_dir
 from litelvlm.glamm.model import rope_parameters
 from litelvlm.lvlm import (LVLMArchitecture, build_llm, check_rotary_buffers, load_into, mlp_from_weights, pick_attn_implementation,
                            scaled_depth)

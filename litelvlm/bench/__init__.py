@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from .image import SCALES, ImageBenchSettings, architecture_for, image_calls, run_image_bench
-from .report import check_goals, image_table, markdown_report, render, video_table, write_chart
+from .report import check_goals, goal_value, image_table, markdown_report, render, video_table, write_chart
 
 __all__ = ["run_bench", "SCALES", "ImageBenchSettings", "architecture_for", "describe_device", "check_outputs", "measurement_setup"]
 
@@ -72,21 +72,22 @@ def run_bench(settings: ImageBenchSettings, *, video: bool = True, out_dir: str 
     """Run the benchmark sections, print tables, write JSON / Markdown / PNG where asked."""
     from tqdm.auto import tqdm
 
-    from .video import run_video_bench, video_available, video_summary
+    from .video import run_video_bench, video_available, video_case_count, video_summary
 
     check_outputs(out_dir, json_path)
-    n_image = image_calls(settings)
-    video_budgets = (576, 196, 81) if video and video_available() else ()
+    n_image = image_calls(settings) if settings.methods else 0
+    n_video = video_case_count(settings) * (settings.warmup + settings.repeats) if video and video_available() else 0
     result = {"device": describe_device(settings.device), "scale": settings.scale, "dtype": str(settings.dtype).replace("torch.", ""),
               "expressions": settings.expressions, "repeats": settings.repeats, "weights": "random", "image": [], "video": []}
     load_before = os.getloadavg()[0]
-    with measurement_setup(settings.device) as setup, tqdm(total=n_image + len(video_budgets), desc="litelvlm bench", unit="step") as bar:
+    with measurement_setup(settings.device) as setup, tqdm(total=n_image + n_video, desc="litelvlm bench", unit="run") as bar:
         result.update(setup, device=describe_device(settings.device))  # after the thread count is set
-        image = run_image_bench(settings, progress=bar)
-        result.update({"image": image["rows"], "architecture": image["architecture"],
-                       "flops_shares_at_576": image["flops_shares_at_576"], "weights_mib": image["weights_mib"]})
-        if video_budgets:
-            result["video"] = run_video_bench(settings, video_budgets, progress=bar)
+        if settings.methods:
+            image = run_image_bench(settings, progress=bar)
+            result.update({"image": image["rows"], "architecture": image["architecture"],
+                           "flops_shares_at_576": image["flops_shares_at_576"], "weights_mib": image["weights_mib"]})
+        if n_video:
+            result["video"] = run_video_bench(settings, progress=bar)
             result["video_summary"] = video_summary(result["video"])
     result["load_average"] = [load_before, os.getloadavg()[0]]
     result["load_note"] = _load_note(load_before, result["load_average"][1], result["image"])
@@ -100,18 +101,27 @@ def run_bench(settings: ImageBenchSettings, *, video: bool = True, out_dir: str 
 
 def _print_results(result: dict, echo) -> None:
     how = f"{result['clock']}" + (f", {result['threads']} thread" if result.get("threads") else "")
-    echo(f"Image (GLaMM, random weights, {result['scale']} scale, {result['device']}): medians in ms ({how}); "
-         f"x = ratio against 576 tokens; spread = interquartile range / median over the rounds")
-    echo(render(image_table(result["image"])))
+    if result["image"]:
+        echo(f"Image (GLaMM, random weights, {result['scale']} scale, {result['device']}): medians in ms ({how}); "
+             f"x = ratio against 576 tokens; spread = interquartile range / median over the rounds")
+        echo(render(image_table(result["image"])))
     if result["video"]:
         echo("")
-        echo(f"Video (VideoGLaMM, random weights, 16-frame clip): medians in ms ({how})")
+        echo(f"Video (VideoGLaMM, random weights, {result['scale']} scale, 16-frame clip): medians in ms ({how}); "
+             f"x = ratio against per-frame litelvlm at the same CLIP budget; e2e = encoders + selection + "
+             f"{result['video'][0]['answer_tokens']}-token answer with the KV cache"
+             + ("; e2e+SAM2 adds mask propagation" if result["video"][0]["e2e_with_masks_ms"] is not None
+                else " (SAM2 propagation: --video-masks)"))
         echo(render(video_table(result["video"])))
+        for row in result["video"]:
+            for message in row.get("warnings", []):
+                echo(f"note: {row['method']} at {row['budget']} CLIP tokens/frame: {message}")
     echo("")
     if result.get("load_note"):
         echo(result["load_note"])
     for goal in result["goals"]:
-        echo(f"goal {goal['what']}: >= {goal['minimum']} -> {goal['value']:.2f} [{'met' if goal['met'] else 'NOT met'}]")
+        echo(f"goal {goal['what']}: {goal['op']} {goal['bound']} -> {goal_value(goal['value'])} "
+             f"[{'met' if goal['met'] else 'NOT met'}]")
 
 
 def _write_outputs(result: dict, out_dir, json_path) -> list[Path]:

@@ -10,7 +10,7 @@ import torch
 
 from ..glamm.build import GLaMMArchitecture, build_random_segmenter
 from ..glamm.prompt import DEFAULT_ANSWER, build_conversation, question_for, tokenize_with_image
-from ..pruning import get_method
+from ..pruning import method_from_spec
 from ..viz import load_rgb
 from .flops import flops_shares, glamm_stage_flops
 from .memory import MemoryProbe
@@ -38,6 +38,9 @@ class ImageBenchSettings:
     methods: tuple[str, ...] = ("litelvlm",)
     expressions: int = 7
     video_masks: bool = False  # also time SAM2 propagation (budget-independent; slow on CPU)
+    video_methods: tuple[str, ...] = ("litelvlm", "litelvlm-time")  # litelvlm (the reference of the ratios) always runs
+    video_budgets: tuple[int, ...] = (576, 196, 81)  # CLIP tokens per frame; 576 = the unpruned model
+    clip_budgets: tuple[int, ...] = ()  # clip-level methods also run at each of these clip budgets
     repeats: int = 3  # rounds at least; more (up to max_repeats) until every case's spread is within target_spread
     max_repeats: int = 9
     target_spread: float = 0.10  # interquartile range / median of a case's per-round times (see spread)
@@ -97,9 +100,11 @@ def _text_tokens(segmenter, expressions) -> float:
 def _measure_all(segmenter, image, expressions, settings, cases, progress) -> list[dict]:
     """Warm every case up, then time the cases round-robin until their spread is bounded, then measure memory."""
 
+    selectors = {method: method_from_spec(method) if ":" in method else method for method, _ in cases}  # specs with options
+
     def run(case, **kwargs):
         method, budget = case
-        result = segmenter.segment(image, expressions, budget=budget, method=method, **kwargs)
+        result = segmenter.segment(image, expressions, budget=budget, method=selectors[method], **kwargs)
         if progress is not None:
             progress.update(1)
         return result
@@ -125,7 +130,7 @@ def _measure_all(segmenter, image, expressions, settings, cases, progress) -> li
 
 def _row(arch, segmenter, measured, budget, method, n_expr, text_tokens) -> dict:
     visual = 576 if budget is None else budget
-    selector = get_method(method)
+    selector = method_from_spec(method)
     unpruned = getattr(selector, "layer", 0) if selector.stage == "llm" else 0
     stage_flops = glamm_stage_flops(arch, visual_tokens=visual, text_tokens=round(text_tokens), num_expressions=n_expr,
                                     unpruned_llm_layers=unpruned)

@@ -1,10 +1,10 @@
-"""The video section of ``litelvlm bench``: VideoGLaMM on a 16-frame clip at per-frame budgets."""
+"""The video section of ``litelvlm bench``: VideoGLaMM on a 16-frame clip, per method and budget (``video.bench``)."""
 
 from __future__ import annotations
 
 import importlib.util
 
-__all__ = ["video_available", "run_video_bench", "video_summary"]
+__all__ = ["video_available", "run_video_bench", "video_summary", "video_case_count", "split_methods"]
 
 
 def video_available() -> bool:
@@ -12,10 +12,39 @@ def video_available() -> bool:
     return importlib.util.find_spec("video.segmenter") is not None
 
 
-def run_video_bench(settings, budgets, progress=None) -> list[dict]:
-    from video.bench import measure_video_budgets
+def split_methods(methods) -> tuple[tuple[str, ...], tuple[str, ...], list[str]]:
+    """(image methods, video methods, notes) for the bench's ``--method`` list (names or ``name:key=value,...``
+    specs): clip-level methods run only in the video section; methods acting inside the LLM other than FastV only in
+    the image section."""
+    from ..pruning import method_from_spec
+    from ..pruning.methods import FastVSelector
 
-    return measure_video_budgets(settings, budgets, progress=progress)
+    image, video, notes = [], [], []
+    for name in dict.fromkeys(methods):
+        selector = method_from_spec(name)
+        if selector.stage != "clip":
+            image.append(name)
+        if selector.stage in ("pre_llm", "clip") or isinstance(selector, FastVSelector):
+            video.append(name)
+        elif name != "none":
+            notes.append(f"note: method {name} prunes inside the LLM in a way the video path does not run: image section only")
+    only_video = [m for m in video if m not in image]
+    if only_video:
+        notes.append(f"note: {', '.join(only_video)} {'selects' if len(only_video) == 1 else 'select'} over whole video clips: "
+                     "video section only")
+    return tuple(image), tuple(video), notes
+
+
+def video_case_count(settings) -> int:
+    from video.bench import video_cases
+
+    return len(video_cases(settings.video_methods, settings.video_budgets, settings.clip_budgets))
+
+
+def run_video_bench(settings, progress=None) -> list[dict]:
+    from video.bench import measure_video_cases
+
+    return measure_video_cases(settings, progress=progress)
 
 
 def video_summary(rows: list[dict]) -> dict:

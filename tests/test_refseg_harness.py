@@ -1,7 +1,6 @@
 """The RefCOCO harness end to end on synthetic data: scoring saved predictions, resume, protocols, errors."""
 
 import json
-import pickle
 import shutil
 
 import numpy as np
@@ -13,6 +12,7 @@ from eval.common.stats import load_stats
 from eval.refseg import RefSegConfig, run_refseg
 from eval.refseg.cli import main
 from eval.refseg.synthetic import SyntheticSegmenter, write_synthetic_refer
+from litelvlm.testing.released_refseg import intersection_and_union_gpu, refer_split, released_ground_truth
 
 
 @pytest.fixture(scope="module")
@@ -23,18 +23,9 @@ def data(tmp_path_factory):
 # ---- an independent restatement of the benchmark, straight from the files -------------------------------------
 
 def _ground_truth(data, dataset, split):
-    """{(ref_id, sent_id): gt mask} for every sentence of the split (plain REFER 'split ==' selection)."""
-    folder = data.dataset_dir / "Refer_Segm" / dataset
-    refs = pickle.loads((folder / ("refs(umd).p" if dataset == "refcocog" else "refs(unc).p")).read_bytes())
-    inst = json.loads((folder / "instances.json").read_text())
-    sizes = {i["id"]: (i["height"], i["width"]) for i in inst["images"]}
-    anns = {a["id"]: a for a in inst["annotations"]}
+    """{(ref_id, sent_id): gt mask} for every sentence of the split: the union of the ref's polygons."""
     truth = {}
-    for ref in refs:
-        if ref["split"] != split:
-            continue
-        h, w = sizes[ref["image_id"]]
-        seg = anns[ref["ann_id"]]["segmentation"]
+    for ref, h, w, seg in refer_split(data.dataset_dir, dataset, split):
         if isinstance(seg, list):
             gt = np.zeros((h, w), bool)
             for poly in seg:
@@ -296,41 +287,8 @@ def test_vision_tower_default_is_a_hub_id_named_when_not_cached(data, tmp_path, 
 
 def _released_truth(data, dataset, split):
     """{(ref_id, sent_id): uint8 gt} built as RefCOCO_Segm_ds.py does: sum of the decoded polygons."""
-    folder = data.dataset_dir / "Refer_Segm" / dataset
-    refs = pickle.loads((folder / ("refs(umd).p" if dataset == "refcocog" else "refs(unc).p")).read_bytes())
-    inst = json.loads((folder / "instances.json").read_text())
-    sizes = {i["id"]: (i["height"], i["width"]) for i in inst["images"]}
-    anns = {a["id"]: a for a in inst["annotations"]}
-    truth = {}
-    for ref in refs:
-        if ref["split"] != split:
-            continue
-        h, w = sizes[ref["image_id"]]
-        seg = anns[ref["ann_id"]]["segmentation"]
-        if isinstance(seg, dict):
-            rle = mask_utils.frPyObjects(seg, h, w) if isinstance(seg["counts"], list) else \
-                {"size": seg["size"], "counts": seg["counts"].encode()}
-            m = mask_utils.decode(rle).astype(np.uint8)
-        elif len(seg) == 0:
-            m = np.zeros((h, w)).astype(np.uint8)
-        else:
-            m = np.sum(mask_utils.decode(mask_utils.frPyObjects(seg, h, w)), axis=2).astype(np.uint8)
-        for sent in ref["sentences"]:
-            truth[(ref["ref_id"], sent["sent_id"])] = m
-    return truth
-
-
-def _intersection_and_union_gpu(output, target, K=2, ignore_index=255):  # noqa: N803 - the released signature
-    """tools/utils.py intersectionAndUnionGPU, line for line."""
-    output = output.view(-1)
-    target = target.view(-1)
-    output[target == ignore_index] = ignore_index
-    intersection = output[output == target]
-    area_intersection = torch.histc(intersection, bins=K, min=0, max=K - 1)
-    area_output = torch.histc(output, bins=K, min=0, max=K - 1)
-    area_target = torch.histc(target, bins=K, min=0, max=K - 1)
-    area_union = area_output + area_target - area_intersection
-    return area_intersection, area_union, area_target
+    return {(ref["ref_id"], sent["sent_id"]): released_ground_truth(seg, h, w)
+            for ref, h, w, seg in refer_split(data.dataset_dir, dataset, split) for sent in ref["sentences"]}
 
 
 def _released_pairs(truth, preds, keys):
@@ -339,7 +297,7 @@ def _released_pairs(truth, preds, keys):
     for key in keys:
         prediction = torch.from_numpy(preds[key]).int().float()
         target = torch.from_numpy(truth[key]).int().float()
-        inter, union, _ = _intersection_and_union_gpu(prediction.contiguous().clone(), target.contiguous(), 2, 255)
+        inter, union, _ = intersection_and_union_gpu(prediction.contiguous().clone(), target.contiguous(), 2, 255)
         pairs[key] = (int(inter[1]), int(union[1]))
     return pairs
 

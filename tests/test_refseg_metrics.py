@@ -12,6 +12,7 @@ from eval.metrics.iou import (GIOU_COUNT_EPS, expression_giou, intersection_unio
                               summarize_iou)
 from eval.refseg.masks import segmentation_to_counts, segmentation_to_mask
 from eval.refseg.protocols import SCORING
+from litelvlm.testing.released_refseg import intersection_and_union_gpu, released_ground_truth
 
 
 def _released_style(preds, gts):
@@ -104,31 +105,6 @@ def test_bad_inputs_raise():
 
 # ---- the released ground truth (summed polygons) and intersectionAndUnionGPU ----------------------------------
 
-def intersectionAndUnionGPU(output, target, K=2, ignore_index=255):  # noqa: N802 - the released name
-    """The released tools/utils.py function, line for line (the callers below pass 0/1 and count tensors)."""
-    output = output.view(-1)
-    target = target.view(-1)
-    output[target == ignore_index] = ignore_index
-    intersection = output[output == target]
-    area_intersection = torch.histc(intersection, bins=K, min=0, max=K - 1)
-    area_output = torch.histc(output, bins=K, min=0, max=K - 1)
-    area_target = torch.histc(target, bins=K, min=0, max=K - 1)
-    area_union = area_output + area_target - area_intersection
-    return area_intersection, area_union, area_target
-
-
-def _released_gt(segmentation, h, w):
-    """RefCOCO_Segm_ds.py: frPyObjects + decode + np.sum(axis=2) + astype(uint8); empty list -> zeros."""
-    if isinstance(segmentation, dict):
-        return mask_utils.decode(mask_utils.frPyObjects(segmentation, h, w)).astype(np.uint8)
-    if len(segmentation) == 0:
-        return np.zeros((h, w)).astype(np.uint8)
-    rle = mask_utils.frPyObjects(segmentation, h, w)
-    m = mask_utils.decode(rle)
-    m = np.sum(m, axis=2)
-    return m.astype(np.uint8)
-
-
 def _released_iu(pred, gt):
     """The released per-expression call: (pred > 0).int() vs gt .int(), foreground bin 1.
 
@@ -137,7 +113,7 @@ def _released_iu(pred, gt):
     """
     prediction = torch.from_numpy(np.asarray(pred) != 0).int().float()
     target = torch.from_numpy(np.asarray(gt).astype(np.int64)).int().float()
-    inter, union, _ = intersectionAndUnionGPU(prediction.contiguous().clone(), target.contiguous(), 2,
+    inter, union, _ = intersection_and_union_gpu(prediction.contiguous().clone(), target.contiguous(), 2,
                                               ignore_index=255)
     return int(inter[1]), int(union[1])
 
@@ -167,11 +143,11 @@ def test_released_rule_matches_intersection_and_union_gpu_on_overlapping_polygon
     for seg in OVERLAPPING:
         counts = segmentation_to_counts(seg, H, W)
         gt_union = segmentation_to_mask(seg, H, W)
-        np.testing.assert_array_equal(counts, _released_gt(seg, H, W))
+        np.testing.assert_array_equal(counts, released_ground_truth(seg, H, W))
         assert counts.dtype == np.uint8 and counts.max() >= 2  # the parts do overlap
         for pred in _predictions(rng, gt_union):
             got = released_intersection_union(pred, counts)
-            assert got == _released_iu(pred, _released_gt(seg, H, W))
+            assert got == _released_iu(pred, released_ground_truth(seg, H, W))
             released.append(got)
             union_rule.append(intersection_union(pred, gt_union))
     # the union of the parts is another ground truth: other pairs, other scores
@@ -191,7 +167,7 @@ def test_value_255_is_ignored_and_counts_wrap_at_256():
     for depth, value in ((255, 255), (256, 0), (257, 1)):
         seg = [list(triangle) for _ in range(depth)] + [other]
         counts = segmentation_to_counts(seg, H, W)
-        np.testing.assert_array_equal(counts, _released_gt(seg, H, W))
+        np.testing.assert_array_equal(counts, released_ground_truth(seg, H, W))
         stack_only = segmentation_to_mask([triangle], H, W) & ~segmentation_to_mask([other], H, W)
         assert set(np.unique(counts[stack_only])) == {value}
         inter, union = released_intersection_union(pred, counts)
@@ -214,7 +190,7 @@ def test_value_255_is_ignored_and_counts_wrap_at_256():
 def test_empty_segmentation_and_rle_like_the_release():
     empty = segmentation_to_counts([], H, W)
     assert empty.dtype == np.uint8 and not empty.any()
-    np.testing.assert_array_equal(empty, _released_gt([], H, W))
+    np.testing.assert_array_equal(empty, released_ground_truth([], H, W))
     none = np.zeros((H, W), bool)
     some = none.copy()
     some[3:7, 4:9] = True

@@ -120,6 +120,9 @@ def test_video_request_returns_an_overlay_video(client, tmp_path):
     video, kept, summary, message = client.predict(handle_file(str(path)), "the red car", "litelvlm", 81, api_name="/segment_video")
     assert message == "" and "visual tokens per frame" in summary and Path(kept).is_file()
     assert Path(video["video"] if isinstance(video, dict) else video).stat().st_size > 1000
+    # a clip-level method through the page: the kept-token sheet of both streams
+    _, kept, summary, message = client.predict(handle_file(str(path)), "the red car", "litelvlm-time", 81, api_name="/segment_video")
+    assert message == "" and Path(kept).is_file() and "85 visual tokens per frame" not in summary
 
 
 def _browser(tmp_path):

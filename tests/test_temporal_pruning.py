@@ -158,3 +158,27 @@ def test_the_video_harness_refuses_a_clip_budget_for_a_per_frame_method_before_l
     assert main(argv) != 0
     err = capsys.readouterr().err
     assert "a clip budget needs a clip-level method" in err and "Traceback" not in err and not (tmp_path / "res").exists()
+
+
+@pytest.mark.parametrize("method, clip_budget", [("dycoke", 1200), ("fastvid", 300), ("prunevid", 300)])
+def test_the_video_harness_runs_every_video_baseline_end_to_end(tmp_path, tiny_videoglamm_kwargs, method, clip_budget):
+    """Generation (the default preset), scoring and records for each clip-level baseline on the tiny VideoGLaMM."""
+    import warnings
+
+    from eval.common import load_stats
+    from eval.common.records import read_jsonl
+    from eval.rvos.cli import main
+    from eval.rvos.synthetic import SyntheticRVOSConfig, write_synthetic_mevis
+
+    write_synthetic_mevis(tmp_path / "data", SyntheticRVOSConfig(num_videos=1, num_frames=4, num_objects=2))
+    argv = ["--benchmark", "mevis", "--dataset_dir", str(tmp_path / "data"), "--results_path", str(tmp_path / "res"),
+            "--version", str(tiny_videoglamm_kwargs["checkpoint"]), "--vision-tower", str(tiny_videoglamm_kwargs["vision_tower"]),
+            "--video-tower", str(tiny_videoglamm_kwargs["video_tower"]), "--num_retain_tokens", "81", "--preset", "default",
+            "--method", method, "--clip-budget", str(clip_budget)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the 2-layer tiny LLM is too shallow for the released layers
+        assert main(argv) == 0
+    records = [r for p in (tmp_path / "res" / "records").glob("*.jsonl") for r in read_jsonl(p)[0]]
+    assert len(records) == 3 and all(r["status"] in ("ok", "no_seg") for r in records)  # 2 objects + their union
+    entry = load_stats(tmp_path / "res")[-1]
+    assert entry["method"] == method and entry["clip_budget"] == clip_budget and entry["run_id"].endswith(f"_cb{clip_budget}_default")

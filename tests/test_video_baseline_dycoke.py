@@ -8,7 +8,6 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from transformers import Phi3Config, Phi3ForCausalLM
 
 from litelvlm.decoding import generate
 from litelvlm.lvlm import splice_and_pad
@@ -25,6 +24,7 @@ from litelvlm.pruning.baselines.video_dycoke import (
     ttm_token_count,
 )
 from litelvlm.pruning.clip_level import ClipTokens
+from litelvlm.testing.llm import ScriptedHead, tiny_phi3
 
 FRAMES = np.random.default_rng(3).integers(0, 256, size=(8, 40, 48, 3), dtype=np.uint8)
 TEACHER = {"answer": "Sure, [SEG].", "mask_mode": "none"}
@@ -156,13 +156,8 @@ def test_bad_options_are_refused():
 
 
 # ---------------------------------------------------------------------------- the dynamic KV rule on a tiny Phi-3
-def _phi3(attn_implementation: str, window: int, layers: int = 4) -> Phi3ForCausalLM:
-    config = Phi3Config(vocab_size=40, hidden_size=32, intermediate_size=64, num_hidden_layers=layers, num_attention_heads=4,
-                        num_key_value_heads=2, max_position_embeddings=256, sliding_window=window, pad_token_id=0,
-                        rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.5})
-    config._attn_implementation = attn_implementation
-    torch.manual_seed(0)
-    model = Phi3ForCausalLM(config).eval()
+def _phi3(attn_implementation: str, window: int, layers: int = 4):
+    model = tiny_phi3(attn_implementation, layers=layers, window=window)
     with torch.no_grad():
         for decoder_layer in model.model.layers:  # sharper attention than the random init: steps differ in what they attend
             decoder_layer.self_attn.qkv_proj.weight.mul_(8)
@@ -309,27 +304,20 @@ def test_no_pruning_equals_the_plain_model(phi3s):
     assert torch.equal(out.token_ids, batch.token_ids)
 
 
-def test_the_layer_must_leave_layers_to_prune():
+def test_a_layer_too_deep_for_the_llm_is_moved_up_with_a_warning():
     model = _phi3("sdpa", 64, layers=2)
     batch = _prompt(model)
-    with pytest.raises(ValueError, match="needs 1 <= l < 2"):
-        DyCokeKVPlan([NUM_VISUAL], 0, layer=3).generation_forward(model, batch.token_ids, True)
+    with pytest.warns(UserWarning, match="layer l=3 does not fit an LLM of 2 layers; pruning from layer 1"):
+        forward = DyCokeKVPlan([NUM_VISUAL], 0, layer=3).generation_forward(model, batch.token_ids, True)
+    hidden, state = forward(batch.inputs_embeds, None)
+    assert state["cache"].capture == 0 and hidden.shape[1] == batch.inputs_embeds.shape[1]
+    with pytest.raises(ValueError, match="needs 1 <= l < 1"):
+        DyCokeKVPlan([NUM_VISUAL], 0, layer=1).generation_forward(_phi3("sdpa", 64, layers=1), batch.token_ids, True)
     with pytest.raises(ValueError, match="plan expects 25"):
         DyCokeKVPlan([NUM_VISUAL], 1, layer=1).generation_forward(model, batch.token_ids, True)
 
 
 # ---------------------------------------------------------------------------- end to end (tiny VideoGLaMM)
-class _ScriptedHead(torch.nn.Module):
-    """The LM head with a scripted next token forced (so the tiny random LLM decodes several steps)."""
-
-    def __init__(self, head, script):
-        super().__init__()
-        self.head, self.script, self.calls = head, list(script), 0
-
-    def forward(self, hidden):
-        token = self.script[min(self.calls, len(self.script) - 1)]
-        self.calls += 1
-        return self.head(hidden).index_fill(-1, torch.tensor([token]), 1e4)
 
 
 def _capture_forwards(monkeypatch):
@@ -369,7 +357,7 @@ def test_generation_end_to_end_with_and_without_the_cache(tiny_video_segmenter, 
     results = {}
     try:
         for use_cache in (True, False, True):
-            llm.lm_head = _ScriptedHead(original, [5, 9, 5, 9, 11, 5])
+            llm.lm_head = ScriptedHead(original, [5, 9, 5, 9, 11, 5])
             results.setdefault(use_cache, []).append(
                 seg.segment(FRAMES, ["a dog"], budget=81, method=method, max_new_tokens=6, use_cache=use_cache, mask_mode="none"))
     finally:
@@ -381,6 +369,7 @@ def test_generation_end_to_end_with_and_without_the_cache(tiny_video_segmenter, 
     steps = [[(s.position, None if s.kept is None else s.kept.tolist()) for s in f.steps] for f in forwards]
     assert len(steps[0]) == 5 and steps[0] == steps[1] == steps[2]  # 5 decoding steps after the prefill
     assert all(kept is None or len(kept) == int(1722 * 0.2) for _, kept in steps[0])
-    with pytest.raises(ValueError, match="needs 1 <= l < 2"):  # the released l = 3 on the 2-layer tiny LLM
-        seg.segment(FRAMES, ["a dog"], budget=81, method=get_method("dycoke", merging_ratio=0.7), max_new_tokens=2,
-                    mask_mode="none")
+    with pytest.warns(UserWarning, match="l=3 does not fit an LLM of 2 layers"):  # the released l = 3, 2-layer tiny LLM
+        shallow = seg.segment(FRAMES, ["a dog"], budget=81, method=get_method("dycoke", merging_ratio=0.7), max_new_tokens=2,
+                              mask_mode="none")
+    assert shallow.forward_passes == 2

@@ -8,7 +8,6 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from transformers import Phi3Config, Phi3ForCausalLM
 
 import litelvlm.pruning.baselines.video_prunevid as prunevid  # registers "prunevid"
 import video.segmenter
@@ -25,6 +24,8 @@ from litelvlm.pruning.baselines.video_prunevid import (
     run_lengths,
     tokens_after_layer,
 )
+from litelvlm.testing.llm import ScriptedHead, eager_layers, tiny_phi3
+from litelvlm.testing.videoglamm import record_seg_states
 
 WINDOW = 9  # a Phi-3 sliding window shorter than the tiny sequences, so it matters
 
@@ -246,18 +247,9 @@ def test_select_clip_sends_each_window_in_the_release_order_and_meets_the_budget
 # ----------------------------------------------------------------------------- in the LLM: tiny Phi-3
 
 
-def _phi3(attn_implementation: str, layers: int = 3) -> Phi3ForCausalLM:
-    config = Phi3Config(vocab_size=40, hidden_size=32, intermediate_size=64, num_hidden_layers=layers, num_attention_heads=4,
-                        num_key_value_heads=2, max_position_embeddings=256, sliding_window=WINDOW, pad_token_id=0,
-                        rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.5})
-    config._attn_implementation = attn_implementation
-    torch.manual_seed(0)
-    return Phi3ForCausalLM(config).eval()
-
-
 @pytest.fixture(scope="module")
 def phi3s():
-    sdpa, eager = _phi3("sdpa"), _phi3("eager")
+    sdpa, eager = tiny_phi3("sdpa", window=WINDOW), tiny_phi3("eager", window=WINDOW)
     eager.load_state_dict(sdpa.state_dict())
     return sdpa, eager
 
@@ -269,24 +261,12 @@ def _batch(model, before, after, num_visual=12, seed=1):
     return splice_and_pad(prompts, visual, model.get_input_embeddings(), -200)
 
 
-def _sliding_mask(n: int) -> torch.Tensor:
-    i, j = torch.arange(n)[:, None], torch.arange(n)[None]
-    return torch.where((j <= i) & (j > i - WINDOW), 0.0, float("-inf"))[None, None]
-
-
-def _eager_layers(model, hidden, positions, layers):
-    rotary = model.rotary_emb(hidden, positions)
-    for layer in layers:
-        hidden = layer(hidden, attention_mask=_sliding_mask(hidden.shape[1]), position_embeddings=rotary, position_ids=positions)
-    return hidden
-
-
 def _layer_inputs(model, embeds, upto):
     """Inputs of eager layers 0..upto on the whole row (explicit sliding-window masks)."""
     positions = torch.arange(embeds.shape[0])[None]
     inputs = [embeds[None]]
     for layer in model.layers[:upto]:
-        inputs.append(_eager_layers(model, inputs[-1], positions, [layer]))
+        inputs.append(eager_layers(model, inputs[-1], positions, [layer], WINDOW))
     return inputs
 
 
@@ -321,7 +301,7 @@ def _restated_kept(scores, visual, plan):
 def _restated_prefill(model, embeds, stay, k):
     """Layers 0..K on the whole row, K+1.. on ``stay`` at their original positions (eager)."""
     hidden = _layer_inputs(model, embeds, k + 1)[-1]
-    return model.norm(_eager_layers(model, hidden[:, stay], stay[None], model.layers[k + 1 :]))[0]
+    return model.norm(eager_layers(model, hidden[:, stay], stay[None], model.layers[k + 1 :], WINDOW))[0]
 
 
 def _restated_decode(model, embeds, stay, k, new):
@@ -332,8 +312,8 @@ def _restated_decode(model, embeds, stay, k, new):
     positions = torch.cat([stay, length + torch.arange(m)])[None]
     x = new[None]
     for i in range(k + 1):
-        x = _eager_layers(model, torch.cat([inputs[i][:, stay], x], dim=1), positions, [model.layers[i]])[:, -m:]
-    out = _eager_layers(model, torch.cat([inputs[k + 1][:, stay], x], dim=1), positions, model.layers[k + 1 :])
+        x = eager_layers(model, torch.cat([inputs[i][:, stay], x], dim=1), positions, [model.layers[i]], WINDOW)[:, -m:]
+    out = eager_layers(model, torch.cat([inputs[k + 1][:, stay], x], dim=1), positions, model.layers[k + 1 :], WINDOW)
     return model.norm(out)[0, -1]
 
 
@@ -423,22 +403,11 @@ def _capture(monkeypatch):
     return calls
 
 
-def _record_seg_states(segmenter, monkeypatch):
-    states, original = [], segmenter.model.seg_prompts
-
-    def recording(hidden):
-        states.append(hidden.detach().clone())
-        return original(hidden)
-
-    monkeypatch.setattr(segmenter.model, "seg_prompts", recording)
-    return states
-
-
 @torch.no_grad()
 def test_teacher_forced_end_to_end_is_deterministic_and_meets_the_budget(tiny_video_segmenter, frames, monkeypatch):
     seg = tiny_video_segmenter
     calls = _capture(monkeypatch)
-    states = _record_seg_states(seg, monkeypatch)
+    states = record_seg_states(seg, monkeypatch)
     texts = ["a dog", "the red car on the left"]  # one batched teacher-forced prefill of two rows
     runs = [seg.segment(frames, texts, budget=81, method="prunevid", answer="Sure, [SEG].") for _ in range(2)]
     a, b = runs
@@ -460,17 +429,6 @@ def test_teacher_forced_end_to_end_is_deterministic_and_meets_the_budget(tiny_vi
     assert full.llm_visual_tokens == [16 * (144 + 64)] * 2 and not torch.allclose(states[0], states[2], atol=1e-4)
 
 
-class ScriptedHead(torch.nn.Module):
-    """The LM head, with ``script``'s next token forced at every call."""
-
-    def __init__(self, head, script):
-        super().__init__()
-        self.head, self.script, self.calls = head, list(script), 0
-
-    def forward(self, hidden):
-        token = self.script[min(self.calls, len(self.script) - 1)]
-        self.calls += 1
-        return self.head(hidden).index_fill(-1, torch.tensor([token]), 1e4)
 
 
 def _generate(segmenter, frames, script, **options):

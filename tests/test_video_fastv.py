@@ -5,12 +5,13 @@ import math
 import numpy as np
 import pytest
 import torch
-from transformers import Phi3Config, Phi3ForCausalLM
 
 import video.fastv
 from litelvlm.fastv import KeepGroup, fastv_decode_step, fastv_prefill_groups, last_position_attention
 from litelvlm.lvlm import splice_and_pad
 from litelvlm.pruning import get_method
+from litelvlm.testing.llm import ScriptedHead, eager_layers, tiny_phi3
+from litelvlm.testing.videoglamm import record_seg_states
 
 TEACHER = {"answer": "Sure, [SEG]."}
 WINDOW = 9  # a sliding window shorter than the tiny sequences, so it matters
@@ -22,38 +23,17 @@ def frames():
     return np.random.default_rng(0).integers(0, 256, size=(6, 40, 56, 3), dtype=np.uint8)
 
 
-def _phi3(attn_implementation: str, layers: int = 3) -> Phi3ForCausalLM:
-    config = Phi3Config(vocab_size=40, hidden_size=32, intermediate_size=64, num_hidden_layers=layers, num_attention_heads=4,
-                        num_key_value_heads=2, max_position_embeddings=256, sliding_window=WINDOW, pad_token_id=0,
-                        rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.5})
-    config._attn_implementation = attn_implementation
-    torch.manual_seed(0)
-    return Phi3ForCausalLM(config).eval()
-
-
 @pytest.fixture(scope="module")
 def phi3s():
-    sdpa, eager = _phi3("sdpa"), _phi3("eager")
+    sdpa, eager = tiny_phi3("sdpa", window=WINDOW), tiny_phi3("eager", window=WINDOW)
     eager.load_state_dict(sdpa.state_dict())
     return sdpa, eager
-
-
-def _record_seg_states(segmenter, monkeypatch):
-    """The [SEG] states the segmenter hands to the pixel decoder, in call order."""
-    states, original = [], segmenter.model.seg_prompts
-
-    def recording(hidden):
-        states.append(hidden.detach().clone())
-        return original(hidden)
-
-    monkeypatch.setattr(segmenter.model, "seg_prompts", recording)
-    return states
 
 
 @torch.no_grad()
 @pytest.mark.parametrize("layout", ["cells", "unpooled"])
 def test_full_budget_equals_the_unpruned_model(tiny_video_segmenter, frames, layout, monkeypatch):
-    states = _record_seg_states(tiny_video_segmenter, monkeypatch)
+    states = record_seg_states(tiny_video_segmenter, monkeypatch)
     full = tiny_video_segmenter.segment(frames, ["the dog"], budget=None, layout=layout, **TEACHER)
     fastv = tiny_video_segmenter.segment(frames, ["the dog"], budget=576, method=FASTV, layout=layout, **TEACHER)
     torch.testing.assert_close(states[1], states[0], rtol=1e-4, atol=1e-5)
@@ -77,7 +57,7 @@ def _capture_prefills(monkeypatch):
 @pytest.mark.parametrize("budget, layout, quota", [(81, "cells", 21), (50, "unpooled", 50)])
 def test_every_frame_keeps_its_quota_deterministically(tiny_video_segmenter, frames, budget, layout, quota, monkeypatch):
     outputs = _capture_prefills(monkeypatch)
-    states = _record_seg_states(tiny_video_segmenter, monkeypatch)
+    states = record_seg_states(tiny_video_segmenter, monkeypatch)
     a = tiny_video_segmenter.segment(frames, ["the dog", "a red car"], budget=budget, method=FASTV, layout=layout, **TEACHER)
     b = tiny_video_segmenter.segment(frames, ["the dog", "a red car"], budget=budget, method=FASTV, layout=layout, **TEACHER)
     covered = 4 * quota if layout == "cells" else quota
@@ -125,24 +105,12 @@ def test_phi3_attention_row_equals_transformers_eager_attention(phi3s):
         assert scores.std() > 1e-3
 
 
-def _sliding_mask(n: int) -> torch.Tensor:
-    i, j = torch.arange(n)[:, None], torch.arange(n)[None]
-    return torch.where((j <= i) & (j > i - WINDOW), 0.0, float("-inf"))[None, None]
-
-
-def _eager_layers(model, hidden, positions, layers):
-    rotary = model.rotary_emb(hidden, positions)
-    for layer in layers:
-        hidden = layer(hidden, attention_mask=_sliding_mask(hidden.shape[1]), position_embeddings=rotary, position_ids=positions)
-    return hidden
-
-
 def _reference(eager, embeds, stay, k, keep_position_ids):
     """Eager restatement with a fixed set of staying positions: layers [0, K) on all, [K, L) on ``stay``."""
     model = eager.model
-    hidden = _eager_layers(model, embeds[None], torch.arange(embeds.shape[0])[None], model.layers[:k])
+    hidden = eager_layers(model, embeds[None], torch.arange(embeds.shape[0])[None], model.layers[:k], WINDOW)
     positions = stay[None] if keep_position_ids else torch.arange(stay.numel())[None]
-    return model.norm(_eager_layers(model, hidden[:, stay], positions, model.layers[k:]))[0]
+    return model.norm(eager_layers(model, hidden[:, stay], positions, model.layers[k:], WINDOW))[0]
 
 
 GROUPS = [KeepGroup(torch.arange(0, 5), 2), KeepGroup(torch.arange(5, 10), 3)]  # image tokens 10, 11: in no group
@@ -176,17 +144,6 @@ def test_group_prefill_and_cached_decode_equal_an_eager_restatement(phi3s, keep_
         torch.testing.assert_close(hidden[0, 0], expected, rtol=1e-4, atol=1e-5)
 
 
-class ScriptedHead(torch.nn.Module):
-    """The LM head, with ``script``'s next token forced at every call."""
-
-    def __init__(self, head, script):
-        super().__init__()
-        self.head, self.script, self.calls = head, list(script), 0
-
-    def forward(self, hidden):
-        token = self.script[min(self.calls, len(self.script) - 1)]
-        self.calls += 1
-        return self.head(hidden).index_fill(-1, torch.tensor([token]), 1e4)
 
 
 def _generate(segmenter, frames, script, budget, method, **options):
@@ -201,7 +158,7 @@ def _generate(segmenter, frames, script, budget, method, **options):
 @torch.no_grad()
 def test_cached_generation_equals_the_released_no_cache_loop(tiny_video_segmenter, frames, monkeypatch):
     seg = tiny_video_segmenter
-    states = _record_seg_states(seg, monkeypatch)
+    states = record_seg_states(seg, monkeypatch)
     script = [5, seg.seg_token_id, 7, min(seg.eos_token_ids)]
     fastv = get_method("fastv", layer=1, keep_position_ids=False)
     runs = [_generate(seg, frames, script, 576, fastv), _generate(seg, frames, script, 576, fastv, use_cache=False),

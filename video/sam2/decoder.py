@@ -61,8 +61,8 @@ class ShapeCachedSinePositionEmbedding(nn.Module):
     """transformers' SAM2 sine position embedding with one cached table per (shape, device, dtype).
 
     transformers caches a single shape (``lru_cache(maxsize=1)``) but the FPN neck asks for four shapes per frame,
-    so it recomputed every table for every frame (102-146 ms per frame at 1024 px on a CPU). The tables depend only
-    on the shape, so caching each is exact."""
+    so it recomputed every table for every frame (about 0.2 s per frame at 1024 px on one CPU thread, measured in
+    docs/benchmarks.md). The tables depend only on the shape, so caching each is exact."""
 
     def __init__(self, inner: nn.Module):
         super().__init__()

@@ -79,8 +79,9 @@ tokens; the LLM sees every frame's CLIP-stream tokens, then every frame's video 
 - Determinism and precision: similarities and attention are computed in float32; the release uses the model
   dtype. Ties go to the lower index (stable sorts) where ``topk`` leaves them unspecified. The previous-step
   attention is reset at every generation; the release keeps it across samples in the model's config object.
-- The layer must satisfy 1 <= l < the LLM's layer count. The released l = 3 needs at least 4 decoder layers. The
-  error is raised when decoding starts, since teacher-forced runs do not use the layer.
+- The layer must satisfy 1 <= l < the LLM's layer count (the released l = 3 needs at least 4 decoder layers). On a
+  shallower LLM (the tiny test models) decoding prunes from the last layer, l = layers - 1, with a warning that says
+  so, as PruneVid does with its K; an LLM of one layer is refused. Teacher-forced runs do not use the layer.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@ docstring). Kept apart from stage 1 because it needs transformers, which ``litel
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -131,6 +132,17 @@ class DyCokeKVPlan:
                              f"l-1's attention picks the visual KV entries that layers l.. read; the released l=3 needs "
                              f"at least 4 layers (get_method('dycoke', layer=...))")
 
+    def usable_layer(self, num_layers: int) -> int:
+        """l for an LLM of ``num_layers`` layers: ``layer``, or ``num_layers - 1`` (with a warning that says so) when
+        the LLM is too shallow for it, as PruneVid does with its K; fewer than 2 layers leave nothing to prune."""
+        if num_layers < 2:
+            self.check_layer(num_layers)
+        if self.layer < num_layers:
+            return self.layer
+        warnings.warn(f"dycoke: layer l={self.layer} does not fit an LLM of {num_layers} layers; pruning from layer "
+                      f"{num_layers - 1} instead (choose with get_method('dycoke', layer=...))", stacklevel=3)
+        return num_layers - 1
+
     # ------------------------------------------------------------------ teacher forced
     def prefill(self, llm, batch, prompt_lengths=None) -> DyCokePrefill:
         """The unpruned forward of ``batch`` (the release prunes decoding steps only; ``prompt_lengths`` unused)."""
@@ -144,7 +156,9 @@ class DyCokeKVPlan:
         each later call is one decoding step that gathers its KV subset. Without it, every call is
         ``full_forward``."""
         decoder = _decoder_of(llm)
-        self.check_layer(len(decoder.layers))
+        layer = self.usable_layer(len(decoder.layers))
+        if layer != self.layer:
+            return replace(self, layer=layer).generation_forward(llm, prompt_token_ids, use_cache)
         ids = prompt_token_ids.reshape(-1)
         visual = (ids == VISUAL_TOKEN_ID).nonzero().flatten()
         if visual.numel() != self.num_visual:

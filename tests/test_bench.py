@@ -69,12 +69,19 @@ def test_video_section_measures_every_method_against_per_frame_litelvlm_in_one_r
     from litelvlm.bench.report import check_goals, video_table
     from video.bench import measure_video_cases
 
-    settings = ImageBenchSettings(scale="quick", repeats=1, warmup=0, video_methods=("litelvlm-time",), video_budgets=(576, 81),
-                                  clip_budgets=(300,))
+    settings = ImageBenchSettings(scale="quick", repeats=1, warmup=0, video_budgets=(576, 81), clip_budgets=(300,),
+                                  video_methods=("litelvlm-time", "dycoke", "fastvid", "prunevid"))
     rows = measure_video_cases(settings)
     assert [(r["method"], r["budget"], r["clip_budget"]) for r in rows] == [
-        ("none", 576, None), ("litelvlm", 81, None), ("litelvlm-time", 81, None), ("litelvlm-time", 81, 300)]
-    none, per_frame, timed, budgeted = rows
+        ("none", 576, None), ("litelvlm", 81, None), ("litelvlm-time", 81, None), ("litelvlm-time", 81, 300),
+        ("dycoke", 81, None), ("dycoke", 81, 300), ("fastvid", 81, None), ("fastvid", 81, 300), ("prunevid", 81, None),
+        ("prunevid", 81, 300)]
+    none, per_frame, timed, budgeted = rows[:4]
+    baselines = {(r["method"], r["clip_budget"]): r for r in rows[4:]}
+    assert baselines[("dycoke", 300)]["llm_visual_tokens"] == 1040 and "cannot send 300" in baselines[("dycoke", 300)]["warnings"][0]
+    assert baselines[("fastvid", 300)]["llm_visual_tokens"] <= 300 and baselines[("fastvid", None)]["llm_visual_tokens"] <= 485
+    assert baselines[("dycoke", None)]["llm_layer"] == 1 and baselines[("prunevid", None)]["llm_layer"] == 1  # 3, 10 of 32 -> of 4
+    assert all(r["llm_prefill_ms"] > 0 and "prefill_speedup" in r["ratios_vs_litelvlm"] for r in baselines.values())
     assert none["llm_visual_tokens"] == 16 * (144 + 64) and per_frame["llm_visual_tokens"] == 16 * (21 + 64)
     assert timed["llm_visual_tokens"] <= 16 * (21 + 8) and budgeted["llm_visual_tokens"] <= 300
     for row in rows:
@@ -92,8 +99,8 @@ def test_video_section_measures_every_method_against_per_frame_litelvlm_in_one_r
     tokens = goals["video llm_visual_tokens at 81 CLIP tokens/frame (litelvlm-time)"]
     assert tokens["value"] == timed["llm_visual_tokens"] and tokens["op"] == "<=" and tokens["met"]
     assert goals["video prefill_speedup at 81 CLIP tokens/frame (litelvlm-time vs per-frame litelvlm)"]["value"] == ratio["prefill_speedup"]
-    assert [row[:3] for row in video_table(rows)[1:]] == [["none", "576", "-"], ["litelvlm", "81", "-"],
-                                                         ["litelvlm-time", "81", "-"], ["litelvlm-time", "81", "300"]]
+    assert [row[:3] for row in video_table(rows)[1:5]] == [["none", "576", "-"], ["litelvlm", "81", "-"],
+                                                          ["litelvlm-time", "81", "-"], ["litelvlm-time", "81", "300"]]
 
 
 def test_bench_methods_go_to_the_sections_that_run_them(capsys):

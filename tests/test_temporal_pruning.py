@@ -182,3 +182,51 @@ def test_the_video_harness_runs_every_video_baseline_end_to_end(tmp_path, tiny_v
     assert len(records) == 3 and all(r["status"] in ("ok", "no_seg") for r in records)  # 2 objects + their union
     entry = load_stats(tmp_path / "res")[-1]
     assert entry["method"] == method and entry["clip_budget"] == clip_budget and entry["run_id"].endswith(f"_cb{clip_budget}_default")
+
+
+def test_each_expression_gets_the_in_llm_plan_made_for_its_own_visual_tokens(tiny_video_segmenter):
+    """A clip-level method whose selection (so whose plan) differs between expressions: every prefill and every
+    generation runs with the plan of the visual sequence it was made for."""
+    from dataclasses import dataclass
+    from types import SimpleNamespace
+
+    from litelvlm.pruning import ClipSelector, FrameSelection
+    from litelvlm.pruning.methods import _REGISTRY, register_method
+
+    seen = []
+
+    @dataclass
+    class CountingPlan:
+        num_visual: int
+
+        def prefill(self, llm, batch, prompt_lengths=None):
+            for row, mask in zip(batch.token_ids, batch.attention_mask):
+                seen.append((self.num_visual, int((row[mask.bool()] == -1).sum())))
+            hidden = llm.model(inputs_embeds=batch.inputs_embeds, attention_mask=batch.attention_mask).last_hidden_state
+            return SimpleNamespace(hidden=hidden, token_ids=batch.token_ids)
+
+        def generation_forward(self, llm, prompt_token_ids, use_cache):
+            seen.append((self.num_visual, int((prompt_token_ids == -1).sum())))
+            return None  # the plain forward
+
+    @register_method("test-alternating-cells")
+    class AlternatingCells(ClipSelector):
+        calls = 0
+
+        def select_clip(self, tokens, budget, clip_budget=None):
+            AlternatingCells.calls += 1
+            cells = torch.arange(144 if AlternatingCells.calls % 2 else 36)
+            return [FrameSelection.gather(tokens, f, cells, torch.arange(64)) for f in range(tokens.num_frames)]
+
+        def llm_plan(self, image_counts, video_count):
+            return CountingPlan(sum(image_counts) + video_count)
+
+    try:
+        forced = tiny_video_segmenter.segment(FRAMES, ["a dog", "a cat"], budget=81, method="test-alternating-cells",
+                                              answer="Sure, [SEG].", mask_mode="none")
+        generated = tiny_video_segmenter.segment(FRAMES, ["a dog", "a cat"], budget=81, method="test-alternating-cells",
+                                                 max_new_tokens=2, mask_mode="none")
+    finally:
+        _REGISTRY.pop("test-alternating-cells", None)
+    assert forced.llm_visual_tokens == generated.llm_visual_tokens == [16 * (144 + 64), 16 * (36 + 64)]
+    assert seen == [(16 * (144 + 64),) * 2, (16 * (36 + 64),) * 2] * 2  # one prefill per expression, then one generation each

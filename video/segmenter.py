@@ -263,9 +263,15 @@ class VideoSegmenter:
         return VideoFastVPlan(frame_tokens, fastv_quota(self.config.layout, budget), grid, cell, selector.layer,
                               selector.keep_position_ids)
 
-    def _teacher_forced(self, visual: list[torch.Tensor], questions: list[str], plan: VideoFastVPlan | None):
-        """One batched forward of prompt + fixed answer: the states before each [SEG] per expression, and
-        with FastV the per-frame CLIP indices it kept (else None)."""
+    def _teacher_forced(self, visual: list[torch.Tensor], questions: list[str], plans: list):
+        """The states before each [SEG] per expression, and with FastV the per-frame CLIP indices it kept (else
+        None): one batched forward of prompt + fixed answer, or one per expression when the method's in-LLM plans
+        differ between expressions (a plan is made for one visual sequence)."""
+        if any(p != plans[0] for p in plans[1:]):
+            rows = [self._teacher_forced([v], [q], [p]) for v, q, p in zip(visual, questions, plans)]
+            kept = [k[0] for _, k in rows] if isinstance(plans[0], VideoFastVPlan) else None
+            return [states for row, _ in rows for states in row], kept
+        plan = plans[0]
         prompts = [prompt_ids(build_chat(q, self.config.num_frames, self.config.answer), self.tokenizer) for q in questions]
         batch = splice_and_pad(prompts, [[v] for v in visual], self.model.embed_tokens, IMAGE_TOKEN_INDEX)
         if isinstance(plan, VideoFastVPlan):
@@ -326,17 +332,18 @@ class VideoSegmenter:
     def _segment_clip(self, clip_frames, sample: np.ndarray, questions, call: _Call) -> tuple[np.ndarray, list, list, list]:
         sampled = clip_frames[sample]
         enc = self._encode_clip(sampled, call.timer)
-        visual, plan = [], None
+        visual, plans = [], []
         with call.timer("selection"):
             for e in range(len(questions)):
                 v = self._visual_sequence(enc, call, e)
                 visual.append(v)
                 plan = self._llm_plan(call, v, enc.frames.grid)
+                plans.append(plan)
                 fastv = isinstance(plan, VideoFastVPlan)
                 call.clip_tokens.extend([plan.quota] * len(v.image_counts) if fastv else v.image_counts)
                 call.video_tokens += v.video_count
                 call.llm_tokens[e] += (plan.quota * len(v.image_counts) if fastv else sum(v.image_counts)) + v.video_count
-        seg_states, answers, fastv_kept = self._run_llm(sampled, [v.sequence for v in visual], questions, plan, call)
+        seg_states, answers, fastv_kept = self._run_llm(sampled, [v.sequence for v in visual], questions, plans, call)
         kept = fastv_kept if fastv_kept is not None else [v.kept for v in visual]
         for e, states in enumerate(seg_states):
             call.seg_counts[e] += states.shape[0]
@@ -344,23 +351,24 @@ class VideoSegmenter:
             masks = self._clip_masks(clip_frames, seg_states)
         return masks, kept, answers, [v.frames for v in visual]
 
-    def _run_llm(self, sampled, visual, questions, plan, call: _Call):
-        """[SEG] states, answers and (FastV only, else None) kept CLIP indices per expression."""
+    def _run_llm(self, sampled, visual, questions, plans, call: _Call):
+        """[SEG] states, answers and (FastV only, else None) kept CLIP indices per expression; ``plans``: each
+        expression's in-LLM plan (None for pre-LLM methods)."""
         if self.config.answer is not None:
             with call.timer("llm_prefill"):
-                seg_states, fastv_kept = self._teacher_forced(visual, questions, plan)
+                seg_states, fastv_kept = self._teacher_forced(visual, questions, plans)
             call.forward_passes += 1
             return seg_states, [self.config.answer] * len(questions), fastv_kept
         seg_states, answers, fastv_kept = [], [], []
         with call.timer("llm_generate"):
             for e, q in enumerate(questions):
                 source = self._visual_source(sampled, visual[e], call, e)
-                gen, frame_kept = self._generate(source, q, plan, call.generator, call.timer)
+                gen, frame_kept = self._generate(source, q, plans[e], call.generator, call.timer)
                 seg_states.append(gen.seg_hidden)
                 answers.append(self.tokenizer.decode(gen.token_ids))
                 fastv_kept.append(frame_kept)
                 call.forward_passes += gen.forward_passes
-        return seg_states, answers, (fastv_kept if isinstance(plan, VideoFastVPlan) else None)
+        return seg_states, answers, (fastv_kept if isinstance(plans[0], VideoFastVPlan) else None)
 
     def _clip_masks(self, clip_frames: np.ndarray, seg_states: list[torch.Tensor]) -> np.ndarray:
         """(E, T, H, W): each expression's mask, the union of its [SEG] objects (``seg_objects="first"``:

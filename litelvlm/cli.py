@@ -70,13 +70,9 @@ def _check_texts(texts: list[str]) -> None:
 
 def _print_table(columns: list[str], rows: list[list]) -> None:
     """An aligned plain-text table with a header row: numbers right-aligned, text left-aligned."""
-    cells = [[str(c) for c in row] for row in rows]
-    widths = [max(len(col), *(len(r[i]) for r in cells)) for i, col in enumerate(columns)]
-    numeric = [all(isinstance(row[i], (int, float)) for row in rows) for i in range(len(columns))]
-    print(" | ".join(col.ljust(w) for col, w in zip(columns, widths)).rstrip())
-    print("-+-".join("-" * w for w in widths))
-    for row in cells:
-        print(" | ".join(c.rjust(w) if num else c.ljust(w) for c, w, num in zip(row, widths, numeric)).rstrip())
+    from .table import print_table
+
+    print_table([dict(zip(columns, row)) for row in rows], columns, align="auto")
 
 
 def _default(text: str) -> str:

@@ -174,6 +174,8 @@ def test_format_table_aligns_columns():
     assert "0.123" in lines[3] and "1.000" in lines[4] and lines[1].split(" | ")[0].strip() == "name"
     with pytest.raises(ValueError):
         format_table([])
+    auto = format_table([{"text": "'a dog'", "pixels": 12}, {"text": "'the red car'", "pixels": 3456}], align="auto").splitlines()
+    assert auto == ["text          | pixels", "--------------+-------", "'a dog'       |     12", "'the red car' |   3456"]
 
 
 def test_progress_bar_only_on_enabled_rank(capsys):

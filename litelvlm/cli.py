@@ -44,17 +44,15 @@ def check_method(method: str | None, budget: int | None, clip_budget: int | None
 
     if budget is not None and (isinstance(budget, bool) or budget < 1):
         raise ValueError(f"--budget {budget}: give a positive number of visual tokens to keep")
+    if method is not None and method not in available_methods():
+        raise ValueError(f"unknown pruning method {method!r}; choose one of: {', '.join(available_methods())}")
     if clip_budget is not None:
         if method is None:
             raise ValueError(f"--clip-budget {clip_budget} needs a clip-level --method: {', '.join(clip_level_methods())}")
-        if method not in available_methods():
-            raise ValueError(f"unknown pruning method {method!r}; choose one of: {', '.join(available_methods())}")
         check_clip_budget(method, clip_budget)
         return method
     if method is None:
         return "litelvlm" if budget is not None else "none"
-    if method not in available_methods():
-        raise ValueError(f"unknown pruning method {method!r}; choose one of: {', '.join(available_methods())}")
     if method == "none" and budget is not None:
         raise ValueError(f"--method none keeps every visual token: drop --budget {budget}, or pick a pruning method")
     if method != "none" and budget is None:

@@ -12,11 +12,10 @@ import numpy as np
 
 from .outputs import prepare_output_dir
 
-from .viz import DROPPED_COLOUR, KEPT_COLOUR, PALETTE, Figure, kept_token_map, load_rgb, mask_overlay, save_png
+from .viz import DROPPED_COLOUR, KEPT_COLOUR, PALETTE, PALETTE_NAMES, Figure, kept_token_map, load_rgb, mask_overlay, save_png
 
-__all__ = ["segment_image_to_folder", "result_pictures", "slug", "budget_phrase", "PALETTE_NAMES"]
+__all__ = ["segment_image_to_folder", "result_pictures", "slug", "budget_phrase"]
 
-PALETTE_NAMES = ("red", "green", "yellow", "blue", "orange", "purple", "cyan", "magenta")  # viz.PALETTE, in order
 
 
 def slug(text: str, limit: int = 40) -> str:

@@ -122,11 +122,10 @@ def segment_image_request(models: DemoModels, image, text, method, budget):
 
 def segment_video_request(models: DemoModels, video_path, text, method, budget):
     """(overlay mp4 path, kept-token sheet of the first expression, summary markdown, message) for one video request."""
-    from video.io import write_mp4
+    from video.io import write_overlay_mp4
     from video.kept_pictures import kept_token_figures
 
     from .pipeline import as_frames
-    from .viz import mask_overlay
 
     video_path = _upload_path(video_path)
     if not video_path:
@@ -138,7 +137,7 @@ def segment_video_request(models: DemoModels, video_path, text, method, budget):
     pipe = models.pipeline("video")
     result = pipe(frames, expressions, budget=_budget(budget), method=method if int(budget) < FULL_TOKENS else "none")
     out = Path(tempfile.mkdtemp(prefix="litelvlm-demo-")) / "overlay.mp4"
-    write_mp4(np.stack([mask_overlay(f, result.masks[:, t]) for t, f in enumerate(frames)]), out)
+    write_overlay_mp4(frames, result.masks, out)
     _, _, sheet = kept_token_figures(frames, result, expressions[:1], pipe.segmenter.stream_geometry())[0]
     summary = (f"**{result.visual_tokens_per_frame:.0f} visual tokens per frame** reached the LLM "
                f"({result.clip_tokens_per_frame:.0f} from CLIP + InternVideo2's); {len(frames)} frames; "

@@ -18,7 +18,7 @@ import torch
 from .tokenizer_files import GLAMM_ADDED_TOKENS, LAYOUTS, write_llama_tokenizer
 from .tiny_clip import make_tiny_clip
 
-__all__ = ["make_tiny_glamm", "write_llama_tokenizer", "write_sharded", "GLAMM_ADDED_TOKENS", "tiny_sam_architecture",
+__all__ = ["make_tiny_glamm", "mlp_state", "write_llama_tokenizer", "write_sharded", "GLAMM_ADDED_TOKENS", "tiny_sam_architecture",
            "region_encoder_state"]
 
 
@@ -63,8 +63,17 @@ def _tiny_sam_state_dict(seed: int) -> dict[str, torch.Tensor]:
     return to_segment_anything_state_dict(SamModel(tiny_sam_architecture().to_sam_config()).state_dict())
 
 
-def _linear(fan_in: int, fan_out: int) -> tuple[torch.Tensor, torch.Tensor]:
-    return torch.randn(fan_out, fan_in) / fan_in**0.5, torch.randn(fan_out) * 0.02
+def _linear(fan_in: int, fan_out: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.randn(fan_out, fan_in, generator=generator) / fan_in**0.5, torch.randn(fan_out, generator=generator) * 0.02
+
+
+def mlp_state(prefix: str, dims: tuple[int, ...], generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    """``{prefix}{0,2,...}.{weight,bias}``: random Linear layers through ``dims`` (``nn.Sequential`` with activations
+    between them), drawn from ``generator`` (None: torch's global one)."""
+    state = {}
+    for k, (fan_in, fan_out) in enumerate(zip(dims[:-1], dims[1:])):
+        state[f"{prefix}{2 * k}.weight"], state[f"{prefix}{2 * k}.bias"] = _linear(fan_in, fan_out, generator)
+    return state
 
 
 def region_encoder_state(embed: int, out: int, levels: int = 4, fuse: int = 5, roi: int = 14, pos: tuple[int, int] = (16, 0)) -> dict:
@@ -110,11 +119,8 @@ def _rotary_buffers(hidden: int, heads: int, layers: int, theta: float = 10000.0
 def _glamm_groups(vocab: int, hidden: int, layers: int, clip_width: int, sam_dim: int, seed: int, released: bool) -> dict[str, dict]:
     """The checkpoint's tensors by group (llm, mm_projector, region_encoder, grounding_encoder, text_hidden_fcs, buffers)."""
     llm = _llama_state(vocab, hidden, layers, seed)
-    projector, fcs = {}, {}
-    for target, prefix, dims in ((projector, "model.mm_projector", (clip_width, hidden, hidden)),
-                                 (fcs, "model.text_hidden_fcs.0", (hidden, hidden, sam_dim))):
-        for idx, (i, o) in zip((0, 2), zip(dims[:-1], dims[1:])):
-            target[f"{prefix}.{idx}.weight"], target[f"{prefix}.{idx}.bias"] = _linear(i, o)
+    projector = mlp_state("model.mm_projector.", (clip_width, hidden, hidden))
+    fcs = mlp_state("model.text_hidden_fcs.0.", (hidden, hidden, sam_dim))
     if released:
         region = {f"model.region_encoder.{k}": v for k, v in region_encoder_state(clip_width, hidden).items()}
     else:  # the first tiny layout: two region-encoder keys

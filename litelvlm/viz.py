@@ -10,12 +10,13 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFile, ImageFont
 
 __all__ = ["kept_token_map", "mask_overlay", "annotate", "text_font", "save_png", "save_annotated_png", "load_rgb", "to_rgb8",
-           "center_crop_square", "Figure", "PALETTE", "KEPT_COLOUR", "HIGHLIGHT_COLOUR", "DROPPED_COLOUR"]
+           "center_crop_square", "Figure", "PALETTE", "PALETTE_NAMES", "KEPT_COLOUR", "HIGHLIGHT_COLOUR", "DROPPED_COLOUR"]
 
 PALETTE = np.array(
     [[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48], [145, 30, 180], [70, 240, 240], [240, 50, 230]],
     dtype=np.uint8,
 )
+PALETTE_NAMES = ("red", "green", "yellow", "blue", "orange", "purple", "cyan", "magenta")  # PALETTE's colours, in order
 KEPT_COLOUR = (40, 110, 255)  # blue tint: kept tokens (context tokens when similarity tokens are highlighted)
 HIGHLIGHT_COLOUR = (255, 40, 40)  # red tint: highlighted kept tokens (LiteLVLM's similarity tokens)
 DROPPED_COLOUR = (50, 50, 50)  # dropped tokens are dimmed to a quarter of their brightness

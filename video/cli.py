@@ -7,10 +7,10 @@ import json
 import numpy as np
 
 from litelvlm.outputs import prepare_output_dir
-from litelvlm.segment_cli import PALETTE_NAMES, slug
-from litelvlm.viz import mask_overlay, save_png
+from litelvlm.segment_cli import slug
+from litelvlm.viz import PALETTE_NAMES, save_png
 
-from .io import read_video, write_mp4
+from .io import read_video, write_overlay_mp4
 
 __all__ = ["segment_video_to_folder"]
 
@@ -39,7 +39,7 @@ def segment_video_to_folder(video_path, texts, *, budget, checkpoint, vision_tow
                      "mask_pixels_per_frame": [int(m.sum()) for m in masks], "llm_visual_tokens": result.llm_visual_tokens[i]})
         if kept_pictures:
             rows[-1]["kept_pictures"] = [str(figure.save(folder / name)) for name, figure in pictures[i]]
-    overlay = write_mp4(np.stack([mask_overlay(f, result.masks[:, t]) for t, f in enumerate(frames)]), out / "overlay.mp4", fps or 10.0)
+    overlay = write_overlay_mp4(frames, result.masks, out / "overlay.mp4", fps or 10.0)
     report = {"video": str(video_path), "frames": len(frames), "method": result.method, "budget": budget, "clip_budget": clip_budget,
               "sampled_frames": result.sampled_frames,
               "visual_tokens_per_frame": result.visual_tokens_per_frame, "clip_tokens_per_frame": result.clip_tokens_per_frame,

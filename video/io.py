@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["read_video", "read_frame_folder", "sample_frame_indices", "split_clips", "write_mp4", "FRAME_SUFFIXES",
+__all__ = ["read_video", "read_frame_folder", "sample_frame_indices", "split_clips", "write_mp4", "write_overlay_mp4", "FRAME_SUFFIXES",
            "IMAGE_SUFFIXES", "SHORT_CLIP_SAMPLING"]
 
 FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -105,8 +105,6 @@ def sample_frame_indices(num_frames: int, num_samples: int = 16, short: str = "l
         raise ValueError(f"short clip sampling must be one of {SHORT_CLIP_SAMPLING}, got {short!r}")
     if num_frames < num_samples and short == "repeat_last":
         return np.array(list(range(num_frames)) + [num_frames - 1] * (num_samples - num_frames))
-    if num_frames == num_samples:
-        return np.arange(num_frames)
     return np.linspace(0, num_frames - 1, num_samples).astype(int)
 
 
@@ -117,6 +115,14 @@ def split_clips(num_frames: int, clip_length: int | None = 64) -> list[range]:
     if clip_length < 1:
         raise ValueError(f"clip_length must be >= 1 or None (whole video), got {clip_length}")
     return [range(s, min(s + clip_length, num_frames)) for s in range(0, num_frames, clip_length)]
+
+
+def write_overlay_mp4(frames: np.ndarray, masks: np.ndarray, path: str | Path, fps: float = 10.0) -> Path:
+    """``frames`` (T, H, W, 3) with each expression's masks (E, T, H, W) blended in (``litelvlm.viz.mask_overlay``),
+    written as mp4."""
+    from litelvlm.viz import mask_overlay
+
+    return write_mp4(np.stack([mask_overlay(f, masks[:, t]) for t, f in enumerate(frames)]), path, fps)
 
 
 def write_mp4(frames: np.ndarray, path: str | Path, fps: float = 10.0) -> Path:

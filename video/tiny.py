@@ -15,20 +15,9 @@ from pathlib import Path
 import torch
 
 from litelvlm.tiny_clip import make_tiny_clip
-from litelvlm.tiny_glamm import write_sharded
+from litelvlm.tiny_glamm import mlp_state, write_sharded
 
 __all__ = ["make_tiny_videoglamm"]
-
-def _linear_pair(generator: torch.Generator, fan_in: int, fan_out: int) -> tuple[torch.Tensor, torch.Tensor]:
-    return torch.randn(fan_out, fan_in, generator=generator) / fan_in**0.5, 0.02 * torch.randn(fan_out, generator=generator)
-
-
-def _mlp_state(prefix: str, dims: tuple[int, ...], generator: torch.Generator) -> dict[str, torch.Tensor]:
-    """``{prefix}{0,2,...}.{weight,bias}`` of Linear layers through ``dims``."""
-    state = {}
-    for k, (fan_in, fan_out) in enumerate(zip(dims[:-1], dims[1:])):
-        state[f"{prefix}{2 * k}.weight"], state[f"{prefix}{2 * k}.bias"] = _linear_pair(generator, fan_in, fan_out)
-    return state
 
 
 def _phi3_state(vocab: int, hidden: int, layers: int, heads: int, token_ids: dict, seed: int) -> dict[str, torch.Tensor]:
@@ -102,9 +91,9 @@ def make_tiny_videoglamm(out_dir: str | Path, *, weight_format: str = "bin", num
     out_dim = tiny_sam2_architecture().hidden_size
     generator = torch.Generator().manual_seed(seed)
     state = _phi3_state(vocab, hidden, layers, heads, ids, seed)
-    state.update(_mlp_state("model.image_mm_projector.", (clip_width, hidden, hidden), generator))
-    state.update(_mlp_state("model.mm_projector.", (video_config.width, hidden, hidden), generator))
-    state.update(_mlp_state("model.text_hidden_fcs.0.", (hidden, hidden, out_dim), generator))
+    state.update(mlp_state("model.image_mm_projector.", (clip_width, hidden, hidden), generator))
+    state.update(mlp_state("model.mm_projector.", (video_config.width, hidden, hidden), generator))
+    state.update(mlp_state("model.text_hidden_fcs.0.", (hidden, hidden, out_dim), generator))
     sam2 = write_tiny_sam2_state_dict(seed=seed, layer_scale_name="weight")
     state.update({VIDEOGLAMM_SAM2_PREFIX + k: v for k, v in sam2.items()})
     if include_video_tower:

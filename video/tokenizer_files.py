@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from litelvlm.tokenizer_files import write_llama_tokenizer
+from litelvlm.tokenizer_files import train_tiny_sentencepiece
 
 __all__ = ["write_phi3_tokenizer", "PHI3_SPECIAL_TOKENS", "VIDEOGLAMM_ADDED_TOKENS", "PHI3_MAX_LENGTH"]
 
@@ -26,8 +26,8 @@ def write_phi3_tokenizer(out: Path) -> dict[str, int]:
     """A tiny sentencepiece ``tokenizer.model`` plus the tokenizer files a VideoGLaMM checkpoint saves:
     Phi-3's special tokens right after the pieces, then ``[SEG]`` (a normal added token), pad = ``<unk>``,
     eos = ``<|endoftext|>``, no BOS added. Returns the token -> id map of the added tokens plus ``vocab_size``."""
-    vocab = write_llama_tokenizer(out, added=VIDEOGLAMM_ADDED_TOKENS, model_max_length=PHI3_MAX_LENGTH)
-    first = vocab - len(VIDEOGLAMM_ADDED_TOKENS)
+    first = train_tiny_sentencepiece(out)  # the added tokens follow the sentencepiece pieces
+    vocab = first + len(VIDEOGLAMM_ADDED_TOKENS)
     ids = {tok: first + i for i, tok in enumerate(VIDEOGLAMM_ADDED_TOKENS)}
     decoder = {"0": _token_entry("<unk>", special=True), "1": _token_entry("<s>", special=True),
                "2": dict(_token_entry("</s>", special=False, rstrip=True), normalized=False)}

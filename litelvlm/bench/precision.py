@@ -21,7 +21,6 @@ import numpy as np
 import torch
 
 from ..clip import ClipTowers
-from ..pruning import ClipTokenPruner, get_method
 from ..pruning.features import text_similarity
 
 __all__ = ["PATHS", "PAIRS", "PrecisionRow", "towers_on_path", "kept_token_changes"]
@@ -60,11 +59,10 @@ def _boundary_ties(frames, text_embeds: torch.Tensor, budget: int) -> int:
 
 
 def _kept(towers: ClipTowers, pixels: torch.Tensor, texts: list[str], budgets, select_layer: int):
-    pruner = ClipTokenPruner(towers.vision, towers.text, select_layer, tokenizer=towers.tokenizer)
+    pruner = towers.pruner(select_layer)  # LiteLVLM
     text_embeds = pruner.text_embeds(texts)
     frames = pruner.encode(pixels.to(towers.vision.dtype))
-    selector = get_method("litelvlm")
-    kept = {b: pruner.select(frames, b, text_embeds, selector).indices for b in budgets}
+    kept = {b: pruner.select(frames, b, text_embeds).indices for b in budgets}
     return frames, text_embeds, kept
 
 

@@ -14,6 +14,7 @@ from ..clip import load_clip_towers, random_clip_towers
 from ..glamm.prompt import question_for
 from ..table import print_table
 from ..viz import load_rgb
+from . import check_outputs
 from .precision import PAIRS, kept_token_changes
 
 __all__ = ["run_precision", "default_images", "DEFAULT_TEXTS"]
@@ -50,8 +51,7 @@ def run_precision(args) -> int:
     budgets = tuple(args.budget or (64, 192))
     texts = list(args.text or DEFAULT_TEXTS)
     images = [load_rgb(p) for p in args.image] if args.image else default_images()
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)  # an unwritable output fails before the work
+    check_outputs(None, args.json)  # an unusable --json fails before the work
     with tempfile.TemporaryDirectory() as tmp:
         towers, weights = _towers(args, Path(tmp))
         rows, state_error = kept_token_changes(towers, images, texts, budgets)

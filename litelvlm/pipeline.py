@@ -66,12 +66,12 @@ def tiny_checkpoint(model: str) -> dict[str, Path]:
 
 def as_image(image: Any) -> np.ndarray:
     """(H, W, 3) uint8 from a path, a PIL image, or an array ((H, W) grey, (H, W, 4) RGBA, (H, W, 3))."""
-    from .viz import load_rgb
+    from .viz import load_rgb, to_rgb8
 
     if isinstance(image, (str, Path)):
         return load_rgb(image)
-    if hasattr(image, "convert") and hasattr(image, "size"):  # PIL
-        return np.asarray(image.convert("RGB"))
+    if hasattr(image, "convert") and hasattr(image, "size"):  # PIL: decoded as load_rgb decodes files
+        return to_rgb8(image)
     array = np.asarray(image)
     if array.dtype != np.uint8:
         raise ValueError(f"an image array must be uint8, got {array.dtype} (scale to 0..255 first)")

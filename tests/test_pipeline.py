@@ -60,3 +60,13 @@ def test_bad_requests_are_named_before_loading():
         as_image(np.zeros((4, 4, 3), dtype=np.float32))
     with pytest.raises(ValueError, match="differ in size"):
         as_frames([np.zeros((4, 4, 3), np.uint8), np.zeros((5, 4, 3), np.uint8)])
+
+
+def test_a_pil_image_is_decoded_as_its_file_would_be(tmp_path):
+    """16-bit grayscale keeps its high byte whether it comes as a path or as a PIL image (convert('RGB') saturates)."""
+    values = np.array([[0, 255, 4096], [30000, 65535, 512]], dtype=np.uint16)
+    image = Image.fromarray(values)
+    assert image.mode == "I;16"
+    image.save(tmp_path / "deep.png")
+    assert np.array_equal(as_image(image), as_image(tmp_path / "deep.png"))
+    assert as_image(image)[..., 0].tolist() == [[0, 0, 16], [117, 255, 2]]

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFile, ImageFont
 
 __all__ = ["kept_token_map", "mask_overlay", "annotate", "text_font", "save_png", "save_annotated_png", "load_rgb", "to_rgb8",
-           "center_crop_square", "Figure", "PALETTE", "PALETTE_NAMES", "KEPT_COLOUR", "HIGHLIGHT_COLOUR", "DROPPED_COLOUR"]
+           "center_crop_square", "strict_image_loading", "SIXTEEN_BIT_MODES", "Figure", "PALETTE", "PALETTE_NAMES", "KEPT_COLOUR", "HIGHLIGHT_COLOUR", "DROPPED_COLOUR"]
 
 PALETTE = np.array(
     [[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48], [145, 30, 180], [70, 240, 240], [240, 50, 230]],
@@ -21,7 +22,19 @@ KEPT_COLOUR = (40, 110, 255)  # blue tint: kept tokens (context tokens when simi
 HIGHLIGHT_COLOUR = (255, 40, 40)  # red tint: highlighted kept tokens (LiteLVLM's similarity tokens)
 DROPPED_COLOUR = (50, 50, 50)  # dropped tokens are dimmed to a quarter of their brightness
 
-_SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
+SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
+
+
+@contextlib.contextmanager
+def strict_image_loading() -> Iterator[None]:
+    """Make Pillow raise on truncated data for the duration (another module may have relaxed
+    ``ImageFile.LOAD_TRUNCATED_IMAGES`` globally)."""
+    before = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    try:
+        yield
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = before
 
 
 def _sixteen_to_eight(values: np.ndarray) -> np.ndarray:
@@ -38,7 +51,7 @@ def to_rgb8(image: Image.Image) -> np.ndarray:
     instead of the saturation ``convert`` gives; 16-bit RGB(A) PNGs are decoded to 8 bits by PIL itself (high byte).
     Other modes (32-bit integers beyond 16 bits, floats) raise a ``ValueError``."""
     mode = image.mode
-    if mode in _SIXTEEN_BIT_MODES or mode == "I":
+    if mode in SIXTEEN_BIT_MODES or mode == "I":
         values = np.asarray(image)
         if mode == "I" and values.size and (values.min() < 0 or values.max() > 65535):
             raise ValueError(f"32-bit integer pixels ({values.min()}..{values.max()}) do not fit 16 bits: "
@@ -63,17 +76,13 @@ def load_rgb(path: str | Path) -> np.ndarray:
         raise ValueError(f"{p} is a folder, not an image file")
     if not p.is_file():
         raise FileNotFoundError(f"image not found: {p}")
-    tolerant = ImageFile.LOAD_TRUNCATED_IMAGES
-    ImageFile.LOAD_TRUNCATED_IMAGES = False
     try:
-        with Image.open(p) as im:
+        with strict_image_loading(), Image.open(p) as im:
             im.load()
             return to_rgb8(im)
     except Exception as err:  # PIL raises several types for corrupt files; to_rgb8 a ValueError
         hint = "; the file is incomplete (cut short): copy or download it again" if "truncated" in str(err) else ""
         raise ValueError(f"cannot read image {p}: {err}{hint}") from None
-    finally:
-        ImageFile.LOAD_TRUNCATED_IMAGES = tolerant
 
 
 def center_crop_square(image: np.ndarray, size: int) -> np.ndarray:

@@ -18,14 +18,20 @@ import pickle
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DataFileError", "read_json", "read_plain_pickle", "prepare_results_dir"]
+__all__ = ["DataFileError", "first_problems", "require_regular_file", "read_json", "read_plain_pickle", "prepare_results_dir"]
 
 
 class DataFileError(ValueError):
     """An input file that cannot be read as what it should be (the message names it and says what to do)."""
 
 
-def _require_file(path: Path, what: str, hint: str) -> None:
+def first_problems(problems: list[str], shown: int = 3) -> str:
+    """The first ``shown`` of ``problems`` joined with '; ' (and '; ...' when there are more), for one-line errors."""
+    return "; ".join(problems[:shown]) + ("; ..." if len(problems) > shown else "")
+
+
+def require_regular_file(path: Path, what: str, hint: str = "") -> None:
+    """Raise ``FileNotFoundError`` / ``DataFileError`` naming ``what`` and ``path`` (and ``hint``) unless it is a file."""
     if not path.exists():
         raise FileNotFoundError(f"{what} not found: {path}" + (f". {hint}" if hint else ""))
     if not path.is_file():
@@ -35,7 +41,7 @@ def _require_file(path: Path, what: str, hint: str) -> None:
 def read_json(path: str | os.PathLike, what: str = "JSON file", hint: str = "") -> Any:
     """The parsed content of the JSON file ``path``; errors name ``what`` and the file (and line / column)."""
     path = Path(path)
-    _require_file(path, what, hint)
+    require_regular_file(path, what, hint)
     try:
         with open(path, encoding="utf-8") as handle:
             return json.load(handle)
@@ -68,7 +74,7 @@ class _PlainUnpickler(pickle.Unpickler):
 def read_plain_pickle(path: str | os.PathLike, what: str = "pickle file", hint: str = "") -> Any:
     """The plain data of the pickle file ``path`` (no globals allowed); errors name ``what`` and the file."""
     path = Path(path)
-    _require_file(path, what, hint)
+    require_regular_file(path, what, hint)
     try:
         data = path.read_bytes()
     except OSError as err:

@@ -16,22 +16,21 @@ from __future__ import annotations
 
 import os
 import sys
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
-from PIL import Image, ImageFile
+from PIL import Image
 
-from .files import DataFileError
+from litelvlm.viz import SIXTEEN_BIT_MODES, strict_image_loading
+
+from .files import DataFileError, require_regular_file
 
 __all__ = ["ImageInfo", "check_image_file", "check_rgb_image", "check_label_image", "read_rgb_image",
            "read_label_image"]
 
 _JPEG_END = b"\xff\xd9"
 _PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
-_SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")
 _RGB_CONVERTIBLE = ("RGB", "RGBA", "RGBX", "L", "LA", "P", "PA", "1", "CMYK", "YCbCr", "La")
 _LABEL_MODES = ("P", "L", "1")
 
@@ -52,26 +51,8 @@ class ImageInfo:
         return (self.height, self.width)
 
 
-@contextmanager
-def _strict_loading() -> Iterator[None]:
-    """Make Pillow raise on truncated data for the duration (another module may have relaxed it globally)."""
-    before = ImageFile.LOAD_TRUNCATED_IMAGES
-    ImageFile.LOAD_TRUNCATED_IMAGES = False
-    try:
-        yield
-    finally:
-        ImageFile.LOAD_TRUNCATED_IMAGES = before
-
-
 def _fix(what: str) -> str:
     return f"re-extract or re-download the {what}"
-
-
-def _require(path: Path, what: str) -> None:
-    if not path.is_file():
-        if path.exists():
-            raise DataFileError(f"{what} {path} is not a file")
-        raise FileNotFoundError(f"{what} not found: {path}")
 
 
 def _ends_with(path: Path, ending: bytes) -> bool:
@@ -85,7 +66,7 @@ def _ends_with(path: Path, ending: bytes) -> bool:
 
 def _decode(path: Path, what: str, allow_truncated: bool = False) -> None:
     try:
-        with _strict_loading(), Image.open(path) as img:
+        with strict_image_loading(), Image.open(path) as img:
             img.load()
     except (OSError, SyntaxError, ValueError) as err:
         if allow_truncated:
@@ -101,7 +82,7 @@ def check_image_file(path: str | os.PathLike, what: str = "image", allow_truncat
     ``allow_truncated``: an incomplete file is only warned about (stderr, naming it), for callers whose decoder
     keeps the part that is there (OpenCV, as the released RefCOCO evaluation); the header must still decode."""
     path = Path(path)
-    _require(path, what)
+    require_regular_file(path, what)
     try:
         with Image.open(path) as img:
             info = ImageInfo(path, str(img.format), img.mode, int(img.size[0]), int(img.size[1]))
@@ -114,24 +95,31 @@ def check_image_file(path: str | os.PathLike, what: str = "image", allow_truncat
 
 
 def _is_sixteen_bit(mode: str, fmt: str) -> bool:
-    return mode in _SIXTEEN_BIT or (mode == "I" and fmt == "PNG")
+    return mode in SIXTEEN_BIT_MODES or (mode == "I" and fmt == "PNG")
+
+
+def _require_rgb_mode(mode: str, fmt: str | None, what: str, path) -> None:
+    if not (mode in _RGB_CONVERTIBLE or _is_sixteen_bit(mode, fmt)):
+        raise DataFileError(f"{what} {path} has the pixel mode {mode}, which is not an 8/16-bit colour or "
+                            f"greyscale image; convert it to an 8-bit RGB JPEG or PNG")
+
+
+def _require_label_mode(mode: str, what: str, path) -> None:
+    if mode not in _LABEL_MODES and mode not in SIXTEEN_BIT_MODES and mode != "I":
+        raise DataFileError(f"{what} {path}: expected a palette or greyscale PNG (8 or 16 bit), got mode {mode}")
 
 
 def check_rgb_image(path: str | os.PathLike, what: str = "image") -> ImageInfo:
     """``check_image_file`` plus: ``read_rgb_image`` can turn its pixel mode into RGB."""
     info = check_image_file(path, what)
-    if not (info.mode in _RGB_CONVERTIBLE or _is_sixteen_bit(info.mode, info.format)):
-        raise DataFileError(f"{what} {info.path} has the pixel mode {info.mode}, which is not an 8/16-bit colour or "
-                            f"greyscale image; convert it to an 8-bit RGB JPEG or PNG")
+    _require_rgb_mode(info.mode, info.format, what, info.path)
     return info
 
 
 def check_label_image(path: str | os.PathLike, what: str = "label PNG") -> ImageInfo:
     """``check_image_file`` plus: a single-channel mode ``read_label_image`` reads (palette, 8/16-bit grey)."""
     info = check_image_file(path, what)
-    if info.mode not in _LABEL_MODES and info.mode not in _SIXTEEN_BIT and info.mode != "I":
-        raise DataFileError(f"{what} {info.path}: expected a palette or greyscale PNG (8 or 16 bit), got mode "
-                            f"{info.mode}")
+    _require_label_mode(info.mode, what, info.path)
     return info
 
 
@@ -141,13 +129,11 @@ def read_rgb_image(path: str | os.PathLike, what: str = "image") -> np.ndarray:
     from litelvlm.viz import to_rgb8
 
     path = Path(path)
-    _require(path, what)
+    require_regular_file(path, what)
     try:
-        with _strict_loading(), Image.open(path) as img:
+        with strict_image_loading(), Image.open(path) as img:
             img.load()
-            if img.mode not in _RGB_CONVERTIBLE and not _is_sixteen_bit(img.mode, str(img.format)):
-                raise DataFileError(f"{what} {path} has the pixel mode {img.mode}, which is not an 8/16-bit colour or "
-                                    f"greyscale image; convert it to an 8-bit RGB JPEG or PNG")
+            _require_rgb_mode(img.mode, str(img.format), what, path)
             return np.ascontiguousarray(to_rgb8(img))
     except DataFileError:
         raise
@@ -158,21 +144,19 @@ def read_rgb_image(path: str | os.PathLike, what: str = "image") -> np.ndarray:
 def read_label_image(path: str | os.PathLike, what: str = "label PNG") -> np.ndarray:
     """(H, W) uint8 integer labels of a single-channel PNG: palette indices or 8/16-bit grey values (<= 255)."""
     path = Path(path)
-    _require(path, what)
+    require_regular_file(path, what)
     try:
-        with _strict_loading(), Image.open(path) as img:
+        with strict_image_loading(), Image.open(path) as img:
             img.load()
+            _require_label_mode(img.mode, what, path)
             if img.mode in _LABEL_MODES:
                 return np.asarray(img, dtype=np.uint8)
-            if img.mode in _SIXTEEN_BIT or img.mode == "I":
-                values = np.asarray(img).astype(np.int64)
-                low, high = (int(values.min()), int(values.max())) if values.size else (0, 0)
-                if low < 0 or high > 255:
-                    raise DataFileError(f"{what} {path} holds the label value {high if high > 255 else low} (mode "
-                                        f"{img.mode}); labels must be 0..255 (object ids, 255 void): fix the file")
-                return values.astype(np.uint8)
-            raise DataFileError(f"{what} {path}: expected a palette or greyscale PNG (8 or 16 bit), got mode "
-                                f"{img.mode}")
+            values = np.asarray(img).astype(np.int64)  # 16-bit or 32-bit grey: the values must fit a label
+            low, high = (int(values.min()), int(values.max())) if values.size else (0, 0)
+            if low < 0 or high > 255:
+                raise DataFileError(f"{what} {path} holds the label value {high if high > 255 else low} (mode "
+                                    f"{img.mode}); labels must be 0..255 (object ids, 255 void): fix the file")
+            return values.astype(np.uint8)
     except DataFileError:
         raise
     except (OSError, SyntaxError, ValueError) as err:

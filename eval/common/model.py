@@ -5,11 +5,25 @@ from __future__ import annotations
 import hashlib
 import importlib
 import random
+from pathlib import Path
 from typing import Any, Callable
 
 from .distributed import dist_info
 
-__all__ = ["import_callable", "resolve_device", "resolve_dtype", "seed_everything", "derive_seed"]
+__all__ = ["import_callable", "resolve_checkpoint", "resolve_device", "resolve_dtype", "seed_everything", "derive_seed"]
+
+
+def resolve_checkpoint(name: str, what: str, flag: str, patterns_key: str | None = None) -> Path:
+    """A local folder (``patterns_key``: its ``litelvlm.hub.PATTERNS`` entry) or file (None), or a Hub id resolved
+    through the huggingface_hub cache; a missing one's error says which option sets it (``flag``)."""
+    from litelvlm.hub import PATTERNS, resolve_file, resolve_folder
+
+    try:
+        if patterns_key is None:
+            return resolve_file(name, what)
+        return resolve_folder(name, what, patterns=PATTERNS[patterns_key])
+    except FileNotFoundError as err:
+        raise type(err)(f"{err} (set it with {flag})") from None
 
 
 def import_callable(spec: str) -> Callable[..., Any]:

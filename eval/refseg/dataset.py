@@ -25,7 +25,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from eval.common.files import DataFileError, read_json, read_plain_pickle
+from eval.common.files import DataFileError, first_problems, read_json, read_plain_pickle, require_regular_file
 from eval.common.images import check_image_file
 from eval.common.names import name_problem, safe_path
 
@@ -159,19 +159,12 @@ def split_matches(ref_split: str, split: str) -> bool:
     return ref_split == split
 
 
-def _require_file(path: Path, what: str) -> None:
-    if not path.is_file():
-        raise FileNotFoundError(f"{what} not found: {path} (expected layout: <dataset_dir>/Refer_Segm/"
-                                f"{{refcoco,refcoco+,refcocog}}/refs(unc|umd).p + instances.json, images in "
-                                f"<dataset_dir>/Refer_Segm/coco_2014/train2014/)")
-
-
 _LAYOUT_HINT = ("expected layout: <dataset_dir>/Refer_Segm/{refcoco,refcoco+,refcocog}/refs(unc|umd).p + "
                 "instances.json, images in <dataset_dir>/Refer_Segm/coco_2014/train2014/")
 
 
 def _load_refs(path: Path) -> list[dict]:
-    _require_file(path, "refs file")
+    require_regular_file(path, "refs file", _LAYOUT_HINT)  # a missing file: the layout; a corrupt one: re-download
     refs = read_plain_pickle(path, "refs file", "re-download the REFER refs file")
     if not isinstance(refs, list):
         raise ValueError(f"{path} must hold a pickled list of refs, found {type(refs).__name__}")
@@ -179,7 +172,6 @@ def _load_refs(path: Path) -> list[dict]:
 
 
 def _load_instances(path: Path) -> tuple[dict[int, dict], dict[int, dict]]:
-    _require_file(path, "instances.json")
     data = read_json(path, "instances.json", _LAYOUT_HINT)
     images = {int(img["id"]): img for img in data["images"]}
     annotations = {int(ann["id"]): ann for ann in data["annotations"]}
@@ -238,9 +230,8 @@ def _check_annotations(images: list[ReferImage], annotations: dict[int, dict], i
             if problem:
                 problems.append(f"the segmentation of annotation {expr.ann_id} (ref {expr.ref_id}) {problem}")
     if problems:
-        more = "; ..." if len(problems) > 3 else ""
         raise DataFileError(f"{instances_path}: {len(problems)} problem(s) with the annotations of this split: "
-                            f"{'; '.join(problems[:3])}{more}; fix or re-download the file")
+                            f"{first_problems(problems)}; fix or re-download the file")
 
 
 def load_refer_split(dataset_dir: str | Path, dataset: str, split: str) -> ReferSplit:
@@ -279,8 +270,7 @@ def check_images(split: ReferSplit, images: Iterable[ReferImage], allow_truncate
             problems.append(f"image {info.path} is {info.width}x{info.height} but instances.json says "
                             f"{image.width}x{image.height}")
     if problems:
-        more = "; ..." if len(problems) > 3 else ""
         raise DataFileError(f"{len(problems)} image problem(s) in {split.dataset}|{split.split}, found before the run: "
-                            f"{'; '.join(problems[:3])}{more}; fix or re-download these images"
+                            f"{first_problems(problems)}; fix or re-download these images"
                             + (" (or pass --allow-truncated-images to decode truncated JPEGs in part, as the released "
                                "code does)" if not allow_truncated and any("truncated" in p for p in problems) else ""))

@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from eval.common.files import DataFileError, read_json
+from eval.common.files import DataFileError, first_problems, read_json
 from eval.common.images import check_label_image, check_rgb_image, read_label_image, read_rgb_image
 from eval.common.names import name_problem, safe_name, safe_path
 
@@ -177,13 +177,12 @@ def _meta_problems(videos: dict) -> list[str]:
 def _refuse(path: Path, problems: list[str], fix: str) -> None:
     """One line naming ``path``, how many problems it has and the first few."""
     if problems:
-        more = "; ..." if len(problems) > 3 else ""
         raise DataFileError(f"{path}: {len(problems)} bad entr{'y' if len(problems) == 1 else 'ies'}: "
-                            f"{'; '.join(problems[:3])}{more}; {fix}")
+                            f"{first_problems(problems)}; {fix}")
 
 
 def _load_meta(path: Path) -> dict:
-    data = read_json(require_file(path, "meta_expressions.json", _META_HINT), "meta_expressions.json", _META_HINT)
+    data = read_json(path, "meta_expressions.json", _META_HINT)
     videos = data.get("videos") if isinstance(data, dict) else None
     if not isinstance(videos, dict):
         raise ValueError(f"{path}: expected {{'videos': {{video_id: ...}}}}")
@@ -292,7 +291,7 @@ class MevisDataset(RVOSDataset):
     def mask_dict(self) -> dict:
         if self._mask_dict is None:
             hint = f"MeViS split {self.split!r} ships no GT (only train and valid_u do)"
-            data = read_json(require_file(self.mask_dict_path, "MeViS mask_dict.json", hint), "MeViS mask_dict.json")
+            data = read_json(self.mask_dict_path, "MeViS mask_dict.json", hint)
             if not isinstance(data, dict):
                 raise DataFileError(f"MeViS mask_dict.json {self.mask_dict_path} must hold {{anno_id: [RLE or null per "
                                     f"frame]}}, found a {type(data).__name__}; fix or re-download it")
@@ -402,35 +401,31 @@ def mevis_rle(entry: Any, convert: bool = True) -> dict | None:
         return None
     expected = "MeViS mask_dict entries must be COCO RLE dicts {size, counts} or null"
     if isinstance(entry, list):
-        return _refuse_entry(f"a list (a polygon?), not an RLE; {expected}")
+        raise ValueError(f"a list (a polygon?), not an RLE; {expected}")
     if not isinstance(entry, dict):
-        return _refuse_entry(f"the {type(entry).__name__} {entry!r:.40}; {expected}")
+        raise ValueError(f"the {type(entry).__name__} {entry!r:.40}; {expected}")
     size, counts = entry.get("size"), entry.get("counts")
     if not (isinstance(size, (list, tuple)) and len(size) == 2 and all(_plain_int(v) and v >= 0 for v in size)):
-        return _refuse_entry(f"an RLE whose size {size!r} is not [height, width]; {expected}")
+        raise ValueError(f"an RLE whose size {size!r} is not [height, width]; {expected}")
     h, w = int(size[0]), int(size[1])
     if isinstance(counts, (str, bytes)):
         try:
             data = counts.encode("ascii") if isinstance(counts, str) else counts
         except UnicodeEncodeError:
-            return _refuse_entry(f"an RLE whose counts string is not ASCII; {expected}")
+            raise ValueError(f"an RLE whose counts string is not ASCII; {expected}")
         return {"size": [h, w], "counts": data}
     if isinstance(counts, list):
         if not all(_plain_int(c) and c >= 0 for c in counts):
-            return _refuse_entry(f"an uncompressed RLE whose counts are not non-negative integers; {expected}")
+            raise ValueError(f"an uncompressed RLE whose counts are not non-negative integers; {expected}")
         if sum(counts) != h * w:
-            return _refuse_entry(f"an uncompressed RLE whose counts sum to {sum(counts)}, not {h} x {w} = {h * w}")
+            raise ValueError(f"an uncompressed RLE whose counts sum to {sum(counts)}, not {h} x {w} = {h * w}")
         if not convert:
             return {"size": [h, w], "counts": counts}
         from pycocotools import mask as mask_utils
 
         return mask_utils.frPyObjects({"size": [h, w], "counts": counts}, h, w)
     kind = "missing" if counts is None else type(counts).__name__
-    return _refuse_entry(f"an RLE whose counts are {kind}; {expected}")
-
-
-def _refuse_entry(reason: str):
-    raise ValueError(reason)
+    raise ValueError(f"an RLE whose counts are {kind}; {expected}")
 
 
 class RefYtvosDataset(RVOSDataset):
@@ -589,9 +584,8 @@ def check_inputs(dataset: RVOSDataset, video_ids: list[str], frames: bool = True
     if dataset.has_gt:
         problems += dataset.check_gt(with_frames, shapes)
     if problems:
-        more = "; ..." if len(problems) > 3 else ""
         raise DataFileError(f"{len(problems)} problem(s) with the inputs of the {len(video_ids)} selected video(s), "
-                            f"found before the run: {'; '.join(problems[:3])}{more}; fix or re-download these files")
+                            f"found before the run: {first_problems(problems)}; fix or re-download these files")
 
 
 def open_rvos_dataset(name: str, root: str | Path, split: str | None = None, **options) -> RVOSDataset:

@@ -10,28 +10,15 @@ kept indices, visual tokens per frame, has_seg flags and stage timings.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from eval.common.model import import_callable, resolve_device, resolve_dtype
+from eval.common.model import import_callable, resolve_checkpoint, resolve_device, resolve_dtype
 
 from .config import RVOSConfig
 
 __all__ = ["VideoPrediction", "build_video_segmenter", "check_model_inputs", "check_segment_result"]
-
-
-def _require(name: str, what: str, flag: str, patterns_key: str | None = None) -> Path:
-    """A local folder / file or a Hub id resolved through the huggingface_hub cache; errors name ``flag``."""
-    from litelvlm.hub import PATTERNS, resolve_file, resolve_folder
-
-    try:
-        if patterns_key is None:
-            return resolve_file(name, what)
-        return resolve_folder(name, what, patterns=PATTERNS[patterns_key])
-    except FileNotFoundError as err:
-        raise type(err)(f"{err} (set it with {flag})") from None
 
 
 def check_model_inputs(config: RVOSConfig) -> None:
@@ -40,10 +27,10 @@ def check_model_inputs(config: RVOSConfig) -> None:
     if config.segmenter_factory:
         import_callable(config.segmenter_factory)
         return
-    _require(config.checkpoint, "VideoGLaMM checkpoint", "--version", "videoglamm")
-    _require(config.vision_tower, "CLIP vision tower", "--vision-tower or VISION_TOWER", "clip")
+    resolve_checkpoint(config.checkpoint, "VideoGLaMM checkpoint", "--version", "videoglamm")
+    resolve_checkpoint(config.vision_tower, "CLIP vision tower", "--vision-tower or VISION_TOWER", "clip")
     if config.video_tower is not None:
-        _require(config.video_tower, "InternVideo2 video tower (.pt)", "--video-tower or VIDEO_TOWER")
+        resolve_checkpoint(config.video_tower, "InternVideo2 video tower (.pt)", "--video-tower or VIDEO_TOWER")
 
 
 def run_preset(config: RVOSConfig):

@@ -39,13 +39,12 @@ __all__ = [
 
 def video_dir(pred_dir: str | Path, video_id: str) -> Path:
     """``PRED_DIR/<video>`` with the video id checked to be a plain name (``eval.common.names``)."""
-    return safe_path(pred_dir, safe_name(video_id, "video id"), what="video id")
+    return safe_path(pred_dir, video_id, what="video id")
 
 
 def expression_dir(pred_dir: str | Path, video_id: str, exp_id: str) -> Path:
     """``PRED_DIR/<video>/<exp_id>`` with both names checked to be plain names."""
-    return safe_path(pred_dir, safe_name(video_id, "video id"), safe_name(str(exp_id), "expression id"),
-                     what="expression id")
+    return safe_path(video_dir(pred_dir, video_id), str(exp_id), what="expression id")
 
 
 def prediction_path(pred_dir: str | Path, video_id: str, exp_id: str, frame: str) -> Path:

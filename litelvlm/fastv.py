@@ -29,12 +29,11 @@ from transformers.masking_utils import create_causal_mask, create_sliding_window
 from transformers.models.llama.modeling_llama import repeat_kv, rotate_half
 
 from .hf_compat import cache_kwargs
-from .lvlm import SplicedBatch
+from .lvlm import VISUAL_TOKEN_ID, SplicedBatch
 
 __all__ = ["fastv_prefill", "fastv_prefill_groups", "fastv_decode_step", "last_position_attention", "KeepGroup",
            "FastVPrefill", "VISUAL_TOKEN_ID"]
 
-VISUAL_TOKEN_ID = -1  # ``SplicedBatch.token_ids`` value at visual positions (and at padding)
 
 
 @dataclass

@@ -16,6 +16,9 @@ import torch
 from torch import nn
 
 __all__ = [
+    "VISUAL_TOKEN_ID",
+    "GENERATED_TOKEN_ID",
+    "generation_row",
     "IMAGE_PLACEHOLDER",
     "IMAGE_TOKEN_INDEX",
     "tokenize_with_image",
@@ -200,17 +203,33 @@ def mlp_from_weights(tensors: dict[str, torch.Tensor], activation: type[nn.Modul
     return nn.Sequential(*layers)
 
 
+VISUAL_TOKEN_ID = -1  # ``SplicedBatch.token_ids`` value at visual positions (and at padding)
+GENERATED_TOKEN_ID = -2  # token id the no-cache loop gives generated positions: text, never a visual token
+
+
 @dataclass
 class SplicedBatch:
     """Right-padded prompt embeddings with visual tokens spliced in.
 
-    ``token_ids`` (B, L) holds each position's text id, ``-1`` for visual tokens and padding.
+    ``token_ids`` (B, L) holds each position's text id, ``VISUAL_TOKEN_ID`` (-1) for visual tokens and padding.
     """
 
     inputs_embeds: torch.Tensor
     attention_mask: torch.Tensor
     token_ids: torch.Tensor
     lengths: list[int]
+
+
+def generation_row(inputs_embeds: torch.Tensor, prompt_token_ids: torch.Tensor) -> SplicedBatch:
+    """One unpadded row for a generation step's forward: the prompt's token ids (``VISUAL_TOKEN_ID`` at its visual
+    positions), then the generated positions marked ``GENERATED_TOKEN_ID``."""
+    length, prompt_length = inputs_embeds.shape[1], prompt_token_ids.shape[-1]
+    if length < prompt_length:
+        raise ValueError(f"inputs_embeds ({length} positions) must hold the whole prompt ({prompt_length} positions)")
+    extra = torch.full((1, length - prompt_length), GENERATED_TOKEN_ID, dtype=prompt_token_ids.dtype, device=prompt_token_ids.device)
+    token_ids = torch.cat([prompt_token_ids.reshape(1, -1), extra], dim=1).to(inputs_embeds.device)
+    mask = torch.ones(1, length, dtype=torch.long, device=inputs_embeds.device)
+    return SplicedBatch(inputs_embeds, mask, token_ids, [length])
 
 
 def splice_and_pad(
@@ -236,14 +255,14 @@ def splice_and_pad(
             piece_ids.append(text)
             if chunk is not None:
                 pieces.append(chunk.to(device=device, dtype=embed_tokens.weight.dtype))
-                piece_ids.append(torch.full((chunk.shape[0],), -1, dtype=torch.long, device=device))
+                piece_ids.append(torch.full((chunk.shape[0],), VISUAL_TOKEN_ID, dtype=torch.long, device=device))
             start = slot + 1
         rows.append(torch.cat(pieces))
         ids_rows.append(torch.cat(piece_ids))
     lengths = [r.shape[0] for r in rows]
     width = max(lengths)
     embeds = rows[0].new_zeros(len(rows), width, rows[0].shape[-1])
-    token_ids = torch.full((len(rows), width), -1, dtype=torch.long, device=device)
+    token_ids = torch.full((len(rows), width), VISUAL_TOKEN_ID, dtype=torch.long, device=device)
     mask = torch.zeros(len(rows), width, dtype=torch.long, device=device)
     for b, (row, row_ids) in enumerate(zip(rows, ids_rows)):
         embeds[b, : row.shape[0]] = row

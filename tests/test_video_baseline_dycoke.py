@@ -14,15 +14,14 @@ from litelvlm.lvlm import splice_and_pad
 from litelvlm.pruning import get_method
 from litelvlm.pruning.baselines import video_dycoke  # noqa: F401  registers "dycoke"
 from litelvlm.pruning.baselines.video_dycoke import (
-    DyCokeKVPlan,
     DyCokeSelector,
     dycoke_keep_counts,
-    dycoke_kv_step,
     ttm_keep_count,
     ttm_pattern,
     ttm_select,
     ttm_token_count,
 )
+from litelvlm.pruning.baselines.video_dycoke_kv import DyCokeKVPlan, dycoke_kv_step
 from litelvlm.pruning.clip_level import ClipTokens
 from litelvlm.testing.llm import ScriptedHead, tiny_phi3
 

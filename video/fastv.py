@@ -16,11 +16,10 @@ from dataclasses import dataclass
 import torch
 
 from litelvlm.fastv import KeepGroup, fastv_decode_step, fastv_prefill_groups
-from litelvlm.lvlm import SplicedBatch
+from litelvlm.lvlm import GENERATED_TOKEN_ID, SplicedBatch, generation_row
 
 __all__ = ["fastv_quota", "VideoFastVPlan", "GENERATED_TOKEN_ID"]
 
-GENERATED_TOKEN_ID = -2  # token id the no-cache loop gives generated positions: text, never an image token
 
 
 def fastv_quota(layout: str, budget: int) -> int:
@@ -84,7 +83,7 @@ class VideoFastVPlan:
                 hidden = fastv_decode_step(llm, inputs_embeds, state["cache"], layer=self.layer, positions=state["next"])
                 state["next"] = (state["next"][0] + 1, state["next"][1] + 1)
                 return hidden, state
-            out = self.prefill(llm, self._row(inputs_embeds, prompt_token_ids), use_cache=use_cache)
+            out = self.prefill(llm, generation_row(inputs_embeds, prompt_token_ids), use_cache=use_cache)
             forward.kept = forward.kept if forward.kept is not None else out.kept[0]
             pruned_next = int(out.positions[0, -1]) + 1
             return out.hidden, ({"cache": out.cache, "next": (out.length, pruned_next)} if use_cache else None)
@@ -92,13 +91,3 @@ class VideoFastVPlan:
         forward.kept = None
         return forward
 
-    @staticmethod
-    def _row(inputs_embeds: torch.Tensor, prompt_token_ids: torch.Tensor) -> SplicedBatch:
-        """One unpadded row: the prompt's token ids, generated positions marked as text."""
-        length, prompt_length = inputs_embeds.shape[1], prompt_token_ids.shape[-1]
-        if length < prompt_length:
-            raise ValueError(f"inputs_embeds ({length} positions) must hold the whole prompt ({prompt_length} positions)")
-        extra = torch.full((1, length - prompt_length), GENERATED_TOKEN_ID, dtype=prompt_token_ids.dtype, device=prompt_token_ids.device)
-        token_ids = torch.cat([prompt_token_ids.reshape(1, -1), extra], dim=1)
-        mask = torch.ones(1, length, dtype=torch.long, device=inputs_embeds.device)
-        return SplicedBatch(inputs_embeds, mask, token_ids.to(inputs_embeds.device), [length])

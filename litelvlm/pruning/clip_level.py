@@ -37,7 +37,7 @@ from .methods import TokenSelector, available_methods, get_method, register_meth
 from .select import cell_tokens, litelvlm_select
 
 __all__ = ["ClipTokens", "FrameSelection", "ClipSelector", "TimeAwareLiteLVLM", "block_members", "allocate_budget",
-           "default_clip_budget", "check_clip_budget", "clip_level_methods"]
+           "default_clip_budget", "clip_target", "check_clip_budget", "clip_level_methods"]
 
 
 @dataclass
@@ -100,10 +100,26 @@ class FrameSelection:
                reused_cells: torch.Tensor | None = None) -> "FrameSelection":
         """The selection that sends the unmerged tokens of ``image_cells`` and ``video_cells`` (raster order)."""
         image_cells, video_cells = image_cells.sort().values.long(), video_cells.sort().values.long()
+        selection = cls.build(tokens, tokens.image_tokens[frame, image_cells], tokens.video_tokens[frame, video_cells],
+                              image_cells, video_cells)
+        if reused_cells is not None:
+            selection.reused_cells = reused_cells.sort().values.long().cpu()
+        return selection
+
+    @classmethod
+    def build(cls, tokens: ClipTokens, image: torch.Tensor, video: torch.Tensor, image_cells: torch.Tensor,
+              video_cells: torch.Tensor) -> "FrameSelection":
+        """The selection that sends ``image`` / ``video`` (merged or not, cast to their streams' dtypes) standing for
+        ``image_cells`` / ``video_cells``, in the order given; ``clip_indices`` from the image cells."""
         members = tokens.cell_members()[image_cells.to(tokens.image_tokens.device)]
-        return cls(tokens.image_tokens[frame, image_cells], tokens.video_tokens[frame, video_cells], image_cells.cpu(),
-                   video_cells.cpu(), members.reshape(-1).sort().values.cpu(),
-                   torch.zeros(0, dtype=torch.long) if reused_cells is None else reused_cells.sort().values.long().cpu())
+        return cls(image.to(tokens.image_tokens.dtype), video.to(tokens.video_tokens.dtype), image_cells.cpu(),
+                   video_cells.cpu(), members.reshape(-1).sort().values.cpu())
+
+    @classmethod
+    def everything(cls, tokens: ClipTokens) -> list["FrameSelection"]:
+        """Every frame sending all its tokens of both streams, unpruned."""
+        every_cell, every_block = torch.arange(tokens.image_tokens.shape[1]), torch.arange(tokens.video_tokens.shape[1])
+        return [cls.gather(tokens, f, every_cell, every_block) for f in range(tokens.num_frames)]
 
     @property
     def num_tokens(self) -> int:
@@ -148,6 +164,11 @@ def check_clip_budget(method: str, clip_budget) -> None:
 def clip_level_methods() -> list[str]:
     """The registered methods that select over a whole clip (``ClipSelector``)."""
     return [m for m in available_methods() if get_method(m).stage == "clip"]
+
+
+def clip_target(tokens: ClipTokens, budget: int | None, clip_budget: int | None) -> int:
+    """The total LLM visual tokens a method aims at: ``clip_budget``, else ``default_clip_budget(tokens, budget)``."""
+    return default_clip_budget(tokens, budget) if clip_budget is None else clip_budget
 
 
 def default_clip_budget(tokens: ClipTokens, budget: int | None) -> int:

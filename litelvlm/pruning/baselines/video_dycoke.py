@@ -93,7 +93,7 @@ from fractions import Fraction
 import torch
 import torch.nn.functional as F
 
-from ..clip_level import ClipSelector, ClipTokens, FrameSelection, default_clip_budget
+from ..clip_level import ClipSelector, ClipTokens, FrameSelection, clip_target
 from ..methods import register_method
 from .common import upcast
 
@@ -207,7 +207,7 @@ class DyCokeSelector(ClipSelector):
         if clip_budget is None and (self.merging_ratio is not None or budget is None):
             ratio = RELEASED_MERGING_RATIO if self.merging_ratio is None else self.merging_ratio
             return tuple(ttm_keep_count(n, ratio) for n in streams)
-        target = default_clip_budget(tokens, budget) if clip_budget is None else clip_budget
+        target = clip_target(tokens, budget, clip_budget)
         if target >= tokens.num_frames * sum(streams):
             return None
         keep, fits = dycoke_keep_counts(tokens.num_frames, streams, target)
@@ -222,34 +222,14 @@ class DyCokeSelector(ClipSelector):
 
     def select_clip(self, tokens: ClipTokens, budget: int | None, clip_budget: int | None = None) -> list[FrameSelection]:
         keep = self.keep_counts(tokens, budget, clip_budget)
-        frames = tokens.num_frames
         if keep is None:
-            return [FrameSelection.gather(tokens, f, torch.arange(tokens.image_tokens.shape[1]),
-                                          torch.arange(tokens.video_tokens.shape[1])) for f in range(frames)]
+            return FrameSelection.everything(tokens)
         image = ttm_select(tokens.image_tokens, keep[0])
         video = ttm_select(tokens.video_tokens, keep[1])
-        members = tokens.cell_members()
-        out = []
-        for f in range(frames):
-            cells, blocks = image[f], video[f]
-            clip_indices = members[cells.to(members.device)].reshape(-1).sort().values
-            out.append(FrameSelection(tokens.image_tokens[f, cells], tokens.video_tokens[f, blocks], cells.cpu(), blocks.cpu(),
-                                      clip_indices.cpu()))
-        return out
+        return [FrameSelection.build(tokens, tokens.image_tokens[f, image[f]], tokens.video_tokens[f, video[f]], image[f],
+                                     video[f]) for f in range(tokens.num_frames)]
 
     def llm_plan(self, image_counts: list[int], video_count: int):
         from .video_dycoke_kv import DyCokeKVPlan  # stage 2 needs transformers: imported when a clip runs
 
         return DyCokeKVPlan(list(image_counts), video_count, self.layer, self.prune_ratio, self.similarity_threshold)
-
-
-_STAGE_TWO = ("DyCokeKVPlan", "DyCokePrefill", "DyCokeStep", "dycoke_kv_step")
-
-
-def __getattr__(name: str):
-    """Stage 2's names (``video_dycoke_kv``), importable from here as well, loaded on first use."""
-    if name in _STAGE_TWO:
-        from . import video_dycoke_kv
-
-        return getattr(video_dycoke_kv, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

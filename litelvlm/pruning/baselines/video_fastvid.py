@@ -82,7 +82,7 @@ from fractions import Fraction
 import torch
 import torch.nn.functional as F
 
-from ..clip_level import ClipSelector, ClipTokens, FrameSelection, block_members, default_clip_budget
+from ..clip_level import ClipSelector, ClipTokens, FrameSelection, block_members, clip_target
 from ..methods import register_method
 from .common import complement, multihead_cls_attention, ranked, upcast
 
@@ -278,7 +278,7 @@ class FastVIDSelector(ClipSelector):
         streams = (tokens.image_tokens.shape[1], tokens.video_tokens.shape[1])
         if clip_budget is None and self.retention_ratio is not None:
             return tuple(int(n * self.retention_ratio) for n in streams)
-        target = default_clip_budget(tokens, budget) if clip_budget is None else clip_budget
+        target = clip_target(tokens, budget, clip_budget)
         if target >= tokens.num_frames * sum(streams):
             return None
         return fastvid_retention(segments, streams, target, self.d, self.p)
@@ -286,20 +286,11 @@ class FastVIDSelector(ClipSelector):
     def select_clip(self, tokens: ClipTokens, budget: int | None, clip_budget: int | None = None) -> list[FrameSelection]:
         segments = self.segments(tokens)
         retain = self.retention(tokens, segments, budget, clip_budget)
-        frames = tokens.num_frames
         if retain is None:
-            every_cell, every_block = torch.arange(tokens.image_tokens.shape[1]), torch.arange(tokens.video_tokens.shape[1])
-            return [FrameSelection.gather(tokens, f, every_cell, every_block) for f in range(frames)]
+            return FrameSelection.everything(tokens)
         image_scores, video_scores = self.salient_scores(tokens)
         options = dict(d=self.d, p=self.p, beta=self.beta, k=self.k)
         image = fastvid_stream(tokens.image_tokens, image_scores, segments, retain[0], **options)
         video = fastvid_stream(tokens.video_tokens, video_scores, segments, retain[1], **options)
-        members = tokens.cell_members()
-        out = []
-        for f in range(frames):
-            (cells, image_features), (blocks, video_features) = image[f], video[f]
-            clip_indices = members[cells.to(members.device)].reshape(-1).sort().values
-            out.append(FrameSelection(image_features.to(tokens.image_tokens.dtype),
-                                      video_features.to(tokens.video_tokens.dtype),
-                                      cells.cpu(), blocks.cpu(), clip_indices.cpu()))
-        return out
+        return [FrameSelection.build(tokens, image_features, video_features, cells, blocks)
+                for (cells, image_features), (blocks, video_features) in zip(image, video)]

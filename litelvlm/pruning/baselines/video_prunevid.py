@@ -91,18 +91,15 @@ from typing import TYPE_CHECKING, ClassVar, Sequence
 import torch
 import torch.nn.functional as F
 
-from ...lvlm import SplicedBatch
-from ..clip_level import ClipSelector, ClipTokens, FrameSelection, default_clip_budget
+from ...lvlm import VISUAL_TOKEN_ID, SplicedBatch, generation_row
+from ..clip_level import ClipSelector, ClipTokens, FrameSelection, clip_target
 from ..methods import register_method
 
 if TYPE_CHECKING:
-    from transformers.cache_utils import DynamicCache
-
     from ...fastv import FastVPrefill, KeepGroup
 
 __all__ = [
     "PRUNEVID_DEFAULTS",
-    "GENERATED_TOKEN_ID",
     "density_noise",
     "dpc_knn",
     "cluster_means",
@@ -126,8 +123,6 @@ __all__ = [
 PRUNEVID_DEFAULTS = {"layer": 10, "alpha": 0.4, "tau": 0.8, "temporal_segment_ratio": 0.25, "cluster_ratio": 0.5, "k": 7,
                      "min_cluster_tokens": 14}
 NOISE_SCALE = 1e-6  # cluster_dpc_knn: density + torch.rand(...) * 1e-6
-GENERATED_TOKEN_ID = -2  # token id of generated positions in the no-cache loop (text; as video.fastv)
-VISUAL_TOKEN_ID = -1  # SplicedBatch.token_ids at visual positions (litelvlm.fastv.VISUAL_TOKEN_ID)
 
 
 def _llm_tools():
@@ -390,24 +385,6 @@ def question_visual_attention(decoder_layer, hidden: torch.Tensor, token_ids: to
     return scores
 
 
-def _cached(cache: DynamicCache, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Layer ``index``'s cached (keys, values) (B, kv heads, L, d)."""
-    if hasattr(cache, "layers"):
-        return cache.layers[index].keys, cache.layers[index].values
-    return cache.key_cache[index], cache.value_cache[index]
-
-
-def _generation_row(inputs_embeds: torch.Tensor, prompt_token_ids: torch.Tensor) -> SplicedBatch:
-    """One unpadded row: the prompt's token ids, then generated positions marked ``GENERATED_TOKEN_ID``."""
-    length, prompt_length = inputs_embeds.shape[1], prompt_token_ids.shape[-1]
-    if length < prompt_length:
-        raise ValueError(f"inputs_embeds ({length} positions) must hold the whole prompt ({prompt_length} positions)")
-    extra = torch.full((1, length - prompt_length), GENERATED_TOKEN_ID, dtype=prompt_token_ids.dtype, device=prompt_token_ids.device)
-    token_ids = torch.cat([prompt_token_ids.reshape(1, -1), extra], dim=1).to(inputs_embeds.device)
-    mask = torch.ones(1, length, dtype=torch.long, device=inputs_embeds.device)
-    return SplicedBatch(inputs_embeds, mask, token_ids, [length])
-
-
 @dataclass
 class PruneVidPlan:
     """The in-LLM part for one visual sequence. ``groups`` holds the (start, size) of each selection group among the
@@ -445,6 +422,8 @@ class PruneVidPlan:
         ``use_cache`` needs a batch of one row. It returns a cache where every layer holds only the staying positions."""
         from transformers.cache_utils import DynamicCache
 
+        from ...hf_compat import cached_layer
+
         fv = _llm_tools()
         decoder = fv._decoder_of(llm)
         k = self.scoring_layer(len(decoder.layers))
@@ -474,7 +453,7 @@ class PruneVidPlan:
         if use_cache:
             cache = DynamicCache()
             for index in range(k + 1):
-                keys, values = _cached(full_cache, index)
+                keys, values = cached_layer(full_cache, index)
                 cache.update(keys[:, :, stay[0]], values[:, :, stay[0]], index)
         causal_mask, rotary = fv._attention_inputs(decoder, pruned)
         hidden = fv._run_layers(decoder.layers[k + 1 :], pruned.hidden, pruned.positions, causal_mask, rotary, cache)
@@ -495,7 +474,7 @@ class PruneVidPlan:
                                               positions=(state["next"], state["next"]))
                 state["next"] += 1
                 return hidden, state
-            out = self.prefill(llm, _generation_row(inputs_embeds, prompt_token_ids), use_cache=use_cache,
+            out = self.prefill(llm, generation_row(inputs_embeds, prompt_token_ids), use_cache=use_cache,
                                prompt_lengths=[prompt_length])
             forward.kept = forward.kept if forward.kept is not None else out.kept[0]
             return out.hidden, ({"cache": out.cache, "next": out.length} if use_cache else None)
@@ -551,7 +530,6 @@ class PruneVidSelector(ClipSelector):
         self.k, self.min_cluster_tokens, self.seed = k, min_cluster_tokens, seed
         self._pending: dict | None = None
         self.last_stats: PruneVidStats | None = None
-        self.last_plan: PruneVidPlan | None = None
 
     def __repr__(self) -> str:  # the settings only, not the last clip's state
         opts = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith(("_", "last_")))
@@ -569,14 +547,7 @@ class PruneVidSelector(ClipSelector):
         frames = tokens.num_frames
         image_rows, image_cells = _frame_rows(image, frames)
         video_rows, video_cells = _frame_rows(video, frames)
-        members = tokens.cell_members()
-        dtype = tokens.image_tokens.dtype
-        out = []
-        for f in range(frames):
-            cells = image_cells[f]
-            clip = members[cells.to(members.device)].reshape(-1).sort().values.cpu()
-            out.append(FrameSelection(image_rows[f].to(dtype), video_rows[f].to(tokens.video_tokens.dtype), cells.cpu(),
-                                      video_cells[f].cpu(), clip))
+        out = [FrameSelection.build(tokens, image_rows[f], video_rows[f], image_cells[f], video_cells[f]) for f in range(frames)]
         groups, offset = [], 0
         for stream in (image, video):
             for window in stream.windows:
@@ -588,7 +559,7 @@ class PruneVidSelector(ClipSelector):
         if self.alpha is not None:
             alpha = self.alpha
         else:
-            target = clip_budget if clip_budget is not None else default_clip_budget(tokens, budget)
+            target = clip_target(tokens, budget, clip_budget)
             alpha = alpha_for_budget(sizes, target)
         image_counts = [s.image.shape[0] for s in out]
         video_count = sum(s.video.shape[0] for s in out)
@@ -602,8 +573,7 @@ class PruneVidSelector(ClipSelector):
         if pending is None or list(image_counts) != pending["image_counts"] or video_count != pending["video_count"]:
             raise ValueError("prunevid's llm_plan must follow its select_clip for the same visual sequence "
                              f"(got {list(image_counts)} + {video_count} visual tokens)")
-        self.last_plan = PruneVidPlan(list(pending["groups"]), pending["alpha"], self.layer, sum(image_counts) + video_count)
-        return self.last_plan
+        return PruneVidPlan(list(pending["groups"]), pending["alpha"], self.layer, sum(image_counts) + video_count)
 
 
 def _frame_rows(stream: MergedStream, frames: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:

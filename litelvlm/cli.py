@@ -10,6 +10,7 @@ from pathlib import Path
 __all__ = ["main", "build_parser", "check_device", "check_method"]
 
 _DEVICE = re.compile(r"^(cpu|mps|cuda)(?::(\d+))?$")
+DEFAULT_MAX_FRAMES = 1000  # segment-video holds every frame in memory: 1000 frames of 1280x720 take 2.8 GB
 
 
 def check_device(device: str) -> str:
@@ -293,6 +294,8 @@ def _segment_video(args) -> int:
     check_device(args.device)
     method = check_method(args.method, args.budget, args.clip_budget)
     _check_texts(args.text)
+    if args.max_frames < 1:
+        raise ValueError(f"--max-frames {args.max_frames}: give a positive number of frames")
     preset = load_preset(args.preset)
     options = asdict(preset.segmenter)
     options.update({k: v for k, v in (("layout", args.layout), ("answer", args.answer), ("mask_mode", args.mask_mode)) if v is not None})
@@ -301,7 +304,7 @@ def _segment_video(args) -> int:
         args.video, args.text, budget=args.budget, checkpoint=args.checkpoint, vision_tower=args.vision_tower,
         video_tower=args.video_tower, out_dir=args.out, method=method, device=args.device, dtype=dtype,
         attn_implementation=preset.attn_implementation(), clip_attn_implementation=preset.clip_attn_implementation(),
-        clip_budget=args.clip_budget, kept_pictures=args.kept_pictures, **options,
+        clip_budget=args.clip_budget, kept_pictures=args.kept_pictures, max_frames=args.max_frames, **options,
     )
     pruning = ("no pruning (method none)" if report["method"] == "none"
                else f"method {report['method']}, budget {report['budget']} CLIP tokens per sampled frame"
@@ -345,6 +348,9 @@ def _add_segment_video(sub) -> None:
     p.add_argument("--kept-pictures", action="store_true",
                    help="also write, per expression and clip, a picture of the tokens every sampled frame sends to the LLM "
                         "(CLIP and video streams; reused tokens marked): <expression folder>/kept_tokens*.png")
+    p.add_argument("--max-frames", type=int, default=DEFAULT_MAX_FRAMES, metavar="N",
+                   help="refuse a video of more than N frames, counted from its container before decoding: every frame is "
+                        "held in memory, width x height x 3 bytes each (default: %(default)s)")
     p.add_argument("--out", required=True, help="output folder, created if missing (mask PNGs per expression, overlay.mp4, "
                    "result.json)")
     p.set_defaults(func=_segment_video)

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFile, ImageFont
+from PIL import Image, ImageDraw, ImageFile, ImageFont, UnidentifiedImageError
 
 __all__ = ["kept_token_map", "mask_overlay", "annotate", "text_font", "save_png", "save_annotated_png", "load_rgb", "to_rgb8",
-           "center_crop_square", "strict_image_loading", "SIXTEEN_BIT_MODES", "Figure", "PALETTE", "PALETTE_NAMES", "KEPT_COLOUR", "HIGHLIGHT_COLOUR", "DROPPED_COLOUR"]
+           "center_crop_square", "strict_image_loading", "SIXTEEN_BIT_MODES", "PictureLimit", "InputTooLarge", "Figure", "PALETTE", "PALETTE_NAMES", "KEPT_COLOUR", "HIGHLIGHT_COLOUR", "DROPPED_COLOUR"]
 
 PALETTE = np.array(
     [[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48], [145, 30, 180], [70, 240, 240], [240, 50, 230]],
@@ -66,23 +66,57 @@ def to_rgb8(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB"))
 
 
-def load_rgb(path: str | Path) -> np.ndarray:
+class InputTooLarge(ValueError):
+    """An input over a size limit, refused before it is decoded."""
+
+
+@dataclass(frozen=True)
+class PictureLimit:
+    """The largest picture accepted: ``max_pixels`` in all, and sides at most ``max_aspect``:1 (CLIP resizes the
+    short side to 336 pixels, so a thin strip would grow to hundreds of megapixels)."""
+
+    max_pixels: int
+    max_aspect: float = 10.0
+
+    def describe(self) -> str:
+        return f"at most {self.max_pixels / 1e6:.1f} megapixels, sides at most {self.max_aspect:g}:1"
+
+    def check(self, width: int, height: int, what: str) -> None:
+        """Raise ``InputTooLarge`` naming ``what`` when a ``width`` x ``height`` picture is over the limit."""
+        if width * height > self.max_pixels:
+            raise InputTooLarge(f"{what} is {width}x{height} pixels ({width * height / 1e6:.1f} megapixels): "
+                                f"{self.describe()} are accepted; downscale it")
+        if max(width, height) > self.max_aspect * min(width, height):
+            raise InputTooLarge(f"{what} is {width}x{height} pixels: {self.describe()} are accepted; crop it")
+
+
+def load_rgb(path: str | Path, *, limit: PictureLimit | None = None, name: str | None = None) -> np.ndarray:
     """Read an image file as an (H, W, 3) uint8 array, with one clear error naming the file if it cannot be read.
 
     Every pixel is decoded here, so a truncated or corrupt file is refused (PIL's ``LOAD_TRUNCATED_IMAGES``
-    is held off while decoding, whoever set it); see ``to_rgb8`` for the pixel formats."""
+    is held off while decoding, whoever set it); see ``to_rgb8`` for the pixel formats. ``limit``: refuse a
+    larger picture from its header, before decoding it. ``name``: what messages call the file instead of
+    ``image <path>`` (a server names an upload without showing where it lies)."""
     p = Path(path)
     if p.is_dir():
         raise ValueError(f"{p} is a folder, not an image file")
     if not p.is_file():
         raise FileNotFoundError(f"image not found: {p}")
+    what = name or f"image {p}"
     try:
         with strict_image_loading(), Image.open(p) as im:
+            if limit is not None:
+                limit.check(im.width, im.height, what)
             im.load()
             return to_rgb8(im)
+    except InputTooLarge:
+        raise
     except Exception as err:  # PIL raises several types for corrupt files; to_rgb8 a ValueError
-        hint = "; the file is incomplete (cut short): copy or download it again" if "truncated" in str(err) else ""
-        raise ValueError(f"cannot read image {p}: {err}{hint}") from None
+        reason = "cannot identify image file" if isinstance(err, UnidentifiedImageError) else str(err)  # PIL's names the path
+        if name:  # other decoder messages may name it too
+            reason = reason.replace(str(p), name)
+        hint = "; the file is incomplete (cut short): copy or download it again" if "truncated" in reason else ""
+        raise ValueError(f"cannot read {what}: {reason}{hint}") from None
 
 
 def center_crop_square(image: np.ndarray, size: int) -> np.ndarray:

@@ -142,3 +142,42 @@ def test_segment_video_clip_budget_errors_are_one_line(tmp_path, tiny_videoglamm
         assert main(base + extra) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0], err
+
+
+def test_segment_video_refuses_more_frames_than_max_frames_before_decoding(tmp_path, tiny_videoglamm_kwargs, capsys, monkeypatch):
+    """--max-frames: the frames are counted from the container (or the folder's files) and nothing is decoded."""
+    import litelvlm.viz
+    from litelvlm.testing.decoding import DecodeCounter
+
+    clip = write_mp4(np.zeros((5, 32, 32, 3), np.uint8), tmp_path / "clip.mp4")
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(5):
+        Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(folder / f"{i:05d}.jpg")
+    counter = DecodeCounter().install(monkeypatch)
+    read_frames = []
+    monkeypatch.setattr(litelvlm.viz, "load_rgb", lambda *a, **k: read_frames.append(a))
+    for video in (clip, folder):
+        out = tmp_path / f"out_{video.name}"
+        argv = ["segment-video", "--video", str(video), "--text", "the dog", "--max-frames", "3", "--out", str(out),
+                *_tiny_args(tiny_videoglamm_kwargs)]
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"video {video} has 5 frames, more than --max-frames 3: raise --max-frames" in err[0], err
+        assert not out.exists()
+    assert counter.decoded == 0 and not read_frames
+
+    assert main(["segment-video", "--video", str(clip), "--text", "x", "--max-frames", "0", "--out", str(tmp_path / "o"),
+                 *_tiny_args(tiny_videoglamm_kwargs)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--max-frames 0: give a positive number of frames" in err[0]
+
+
+def test_segment_video_help_states_the_frame_limit(capsys):
+    import pytest
+
+    with pytest.raises(SystemExit):
+        main(["segment-video", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "--max-frames N refuse a video of more than N frames, counted from its container before decoding" in help_text
+    assert "(default: 1000)" in help_text

@@ -27,11 +27,17 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def upload_folder(tmp_path_factory) -> Path:
+    """Where the server's Gradio keeps uploads (its GRADIO_TEMP_DIR)."""
+    return tmp_path_factory.mktemp("gradio").resolve()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, upload_folder):
     """The demo on the embedded tiny checkpoints, in its own process, as a user starts it."""
     port = _free_port()
     env = {**os.environ, "LITELVLM_CACHE": str(tmp_path_factory.mktemp("cache")), "PYTHONPATH": str(REPO),
-           "GRADIO_ANALYTICS_ENABLED": "False"}
+           "GRADIO_ANALYTICS_ENABLED": "False", "GRADIO_TEMP_DIR": str(upload_folder)}
     log = tmp_path_factory.mktemp("log") / "serve.log"
     with open(log, "w") as out:
         process = subprocess.Popen([sys.executable, "-m", "litelvlm.cli", "serve", "--port", str(port)], cwd=REPO, env=env,
@@ -72,6 +78,29 @@ def test_page_says_random_weights(server):
     assert "litelvlm demo" in html
 
 
+def test_page_states_the_request_limits(server):
+    from litelvlm.serve_inputs import DemoLimits
+
+    config = urllib.request.urlopen(server + "config", timeout=10).read().decode()
+    assert DemoLimits().describe() in config and "Per request: at most 16 expressions" in config
+
+
+def test_files_not_uploaded_get_one_refusal(client, upload_folder, tmp_path):
+    """The attack: an API client names a server file instead of uploading one. A file outside the upload folder, a
+    symlink from the folder to it, /etc/passwd and a missing file all get the same words, naming no path."""
+    from litelvlm.serve_inputs import NOT_UPLOADED
+
+    outside = tmp_path / "scene.jpg"
+    shutil.copy(sample_image_path(), outside)
+    (upload_folder / "planted").mkdir(exist_ok=True)
+    link = upload_folder / "planted" / "scene.jpg"
+    link.symlink_to(outside)
+    messages = [client.predict({"path": str(path)}, "the car", "litelvlm", 64, api_name="/segment_image")
+                for path in (outside, link, "/etc/passwd", upload_folder / "planted" / "missing.jpg")]
+    assert all(overlay is None for overlay, *_ in messages)
+    assert {message for *_, message in messages} == {f"**Cannot segment:** {NOT_UPLOADED}"}
+
+
 def test_image_request_returns_pictures_tokens_and_timings(client):
     overlay, kept, summary, message = _image_request(client, sample_image_path(), "the red car\nthe man on the right")
     assert message == "" and Path(overlay).is_file() and Path(kept).is_file()
@@ -85,7 +114,9 @@ def test_image_request_returns_pictures_tokens_and_timings(client):
 @pytest.mark.parametrize("image, text, budget, words", [
     (None, "the car", 64, "upload an image first"),
     ("sample", "   \n ", 64, "type at least one referring expression"),
-    ("text", "the car", 64, "cannot read image"),
+    ("text", "the car", 64, "cannot read the uploaded image"),
+    ("sample", "\n".join(f"thing {i}" for i in range(17)), 64, "17 expressions: the demo takes at most 16 per request"),
+    ("sample", "the car", 577, "between 1 and 576"),
 ])
 def test_bad_requests_get_a_message_not_a_trace(client, tmp_path, image, text, budget, words):
     if image == "text":
@@ -94,7 +125,17 @@ def test_bad_requests_get_a_message_not_a_trace(client, tmp_path, image, text, b
     elif image == "sample":
         image = sample_image_path()
     overlay, kept, summary, message = _image_request(client, image, text, budget=budget)
-    assert words in message.lower() and "traceback" not in message.lower() and overlay is None
+    assert words in message and "traceback" not in message.lower() and overlay is None
+    assert "/" not in message.replace("JPEG/PNG", "")  # no server path
+
+
+def test_bad_videos_get_messages_that_name_no_server_path(client, tmp_path):
+    from gradio_client import handle_file
+
+    fake = tmp_path / "fake.mp4"
+    fake.write_text("not a video")
+    *_, message = client.predict(handle_file(str(fake)), "a dog", "litelvlm", 81, api_name="/segment_video")
+    assert "cannot read the uploaded video with av" in message and "/tmp" not in message and str(tmp_path) not in message
 
 
 def test_too_long_videos_get_a_message(client, tmp_path):
@@ -105,7 +146,7 @@ def test_too_long_videos_get_a_message(client, tmp_path):
 
     path = write_mp4(np.zeros((MAX_VIDEO_FRAMES + 4, 32, 32, 3), np.uint8), tmp_path / "long.mp4")
     *_, message = client.predict(handle_file(str(path)), "a dog", "litelvlm", 81, api_name="/segment_video")
-    assert f"at most {MAX_VIDEO_FRAMES}" in message
+    assert message == f"**Cannot segment:** the video has {MAX_VIDEO_FRAMES + 4} frames: the demo takes short clips of at most {MAX_VIDEO_FRAMES} frames"
 
 
 def test_video_request_returns_an_overlay_video(client, tmp_path):

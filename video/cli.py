@@ -10,19 +10,21 @@ from litelvlm.outputs import prepare_output_dir
 from litelvlm.segment_cli import slug
 from litelvlm.viz import PALETTE_NAMES, save_png
 
-from .io import read_video, write_overlay_mp4
+from .io import TooManyFrames, read_video, write_overlay_mp4
 
 __all__ = ["segment_video_to_folder"]
 
 
 def segment_video_to_folder(video_path, texts, *, budget, checkpoint, vision_tower, video_tower, out_dir, method="litelvlm",
                             device="cpu", dtype=None, attn_implementation=None, clip_attn_implementation=None,
-                            clip_budget=None, kept_pictures=False, **config) -> dict:
+                            clip_budget=None, kept_pictures=False, max_frames: int, **config) -> dict:
     """Segment ``texts`` in the video; write ``<expr>/<frame>.png`` masks (0/255), ``overlay.mp4``, ``result.json``,
-    and with ``kept_pictures`` ``<expr>/kept_tokens[_clipNN].png`` (``video.kept_pictures``)."""
+    and with ``kept_pictures`` ``<expr>/kept_tokens[_clipNN].png`` (``video.kept_pictures``). The whole video is
+    held in memory (every frame is segmented), so one of more than ``max_frames`` frames (``--max-frames``,
+    counted from its container) is refused before it is decoded."""
     from .segmenter import VideoSegmenter
 
-    frames, names, fps = read_video(video_path)  # fail on a bad video before loading the model
+    frames, names, fps = _read_bounded(video_path, max_frames)  # fail on a bad video before loading the model
     out = prepare_output_dir(out_dir)  # and on a bad --out
     segmenter = VideoSegmenter.from_pretrained(checkpoint, vision_tower=vision_tower, video_tower=video_tower,
                                                device=device, dtype=dtype, attn_implementation=attn_implementation,
@@ -46,6 +48,15 @@ def segment_video_to_folder(video_path, texts, *, budget, checkpoint, vision_tow
               "timings": result.timings, "overlay": str(overlay), "expressions": rows}
     (out / "result.json").write_text(json.dumps(report, indent=2))
     return report
+
+
+def _read_bounded(video_path, max_frames: int):
+    """``read_video`` refusing more than ``max_frames`` frames, in the words of ``--max-frames``."""
+    try:
+        return read_video(video_path, max_frames=max_frames)
+    except TooManyFrames as err:
+        raise ValueError(f"{err.what} has {err.counted}, more than --max-frames {max_frames}: raise --max-frames (memory: "
+                         f"width x height x 3 bytes a frame) or cut the video, e.g. ffmpeg -i IN -frames:v {max_frames} OUT.mp4") from None
 
 
 def _kept_pictures(frames, result, texts, geometry) -> dict[int, list]:

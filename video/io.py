@@ -7,7 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["read_video", "read_frame_folder", "sample_frame_indices", "split_clips", "write_mp4", "write_overlay_mp4", "FRAME_SUFFIXES",
+from litelvlm.viz import InputTooLarge, PictureLimit
+
+__all__ = ["read_video", "read_frame_folder", "TooManyFrames", "sample_frame_indices", "split_clips", "write_mp4", "write_overlay_mp4", "FRAME_SUFFIXES",
            "IMAGE_SUFFIXES", "SHORT_CLIP_SAMPLING"]
 
 FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -22,18 +24,35 @@ class _UnreadableVideo(ValueError):
     """Raised by the readers below with a message that already names the file."""
 
 
-def read_frame_folder(folder: str | Path) -> tuple[np.ndarray, list[str]]:
+class TooManyFrames(InputTooLarge):
+    """A video with more frames than the reader may decode; ``frames`` is None when decoding stopped at the limit
+    (the container under-counted)."""
+
+    def __init__(self, what: str, frames: int | None, limit: int):
+        self.what, self.frames, self.limit = what, frames, limit
+        super().__init__(f"{what} has {self.counted}, more than the limit of {limit}")
+
+    @property
+    def counted(self) -> str:
+        return f"{self.frames} frames" if self.frames is not None else f"more than {self.limit} frames"
+
+
+def read_frame_folder(folder: str | Path, *, max_frames: int | None = None,
+                      frame_limit: PictureLimit | None = None) -> tuple[np.ndarray, list[str]]:
     """All frames of a folder (sorted by name) as (T, H, W, 3) uint8, and their names without suffix.
 
     Frames are decoded by ``litelvlm.viz.load_rgb``: a truncated or unreadable frame is an error naming
-    it, 16-bit frames are scaled to 8 bits, grayscale / RGBA / palette frames become RGB."""
+    it, 16-bit frames are scaled to 8 bits, grayscale / RGBA / palette frames become RGB. More than
+    ``max_frames`` files, or a frame over ``frame_limit``, is refused before it is decoded."""
     from litelvlm.viz import load_rgb
 
     root = Path(folder)
     files = sorted(p for p in root.iterdir() if p.suffix.lower() in FRAME_SUFFIXES and p.is_file())
     if not files:
         raise ValueError(f"no frames ({', '.join(FRAME_SUFFIXES)}) in {root}: {EXPECTED_VIDEO}")
-    frames = [load_rgb(p) for p in files]
+    if max_frames is not None and len(files) > max_frames:
+        raise TooManyFrames(f"video {root}", len(files), max_frames)
+    frames = [load_rgb(p, limit=frame_limit) for p in files]
     sizes = {f.shape for f in frames}
     if len(sizes) != 1:
         first = {shape: next(p.name for p, f in zip(files, frames) if f.shape == shape) for shape in sizes}
@@ -42,50 +61,89 @@ def read_frame_folder(folder: str | Path) -> tuple[np.ndarray, list[str]]:
     return np.stack(frames), [p.stem for p in files]
 
 
-def _read_mp4_decord(path: Path) -> tuple[np.ndarray, float]:
-    import decord
+def _video_stream(container, what: str):
+    if not container.streams.video:
+        streams = ", ".join(s.type for s in container.streams) or "none"
+        raise _UnreadableVideo(f"{what} has no video stream (streams: {streams}): {EXPECTED_VIDEO}")
+    return container.streams.video[0]
 
-    reader = decord.VideoReader(str(path), ctx=decord.cpu(0))
-    return reader.get_batch(list(range(len(reader)))).asnumpy(), float(reader.get_avg_fps())
 
-
-def _read_mp4_av(path: Path) -> tuple[np.ndarray, float]:
+def _check_container(path: Path, what: str, max_frames: int | None, frame_limit: PictureLimit | None) -> None:
+    """Refuse a video over the limits from its container, decoding nothing: the frame count its header gives
+    (else its demuxed packets) and the frame size its codec announces."""
     import av
 
     with av.open(str(path)) as container:
-        if not container.streams.video:
-            streams = ", ".join(s.type for s in container.streams) or "none"
-            raise _UnreadableVideo(f"no video stream in {path} (streams: {streams}): {EXPECTED_VIDEO}")
-        stream = container.streams.video[0]
-        frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
+        stream = _video_stream(container, what)
+        if frame_limit is not None:
+            frame_limit.check(stream.codec_context.width, stream.codec_context.height, f"each frame of {what}")
+        if max_frames is not None:
+            count = stream.frames or sum(1 for packet in container.demux(stream) if packet.size)
+            if count > max_frames:
+                raise TooManyFrames(what, count, max_frames)
+
+
+def _read_mp4_decord(path: Path, what: str, max_frames: int | None, frame_limit: PictureLimit | None) -> tuple[np.ndarray, float]:
+    import decord
+
+    reader = decord.VideoReader(str(path), ctx=decord.cpu(0))
+    if max_frames is not None and len(reader) > max_frames:
+        raise TooManyFrames(what, len(reader), max_frames)
+    return reader.get_batch(list(range(len(reader)))).asnumpy(), float(reader.get_avg_fps())
+
+
+def _read_mp4_av(path: Path, what: str, max_frames: int | None, frame_limit: PictureLimit | None) -> tuple[np.ndarray, float]:
+    """Decode frame by frame, stopping at ``max_frames`` and checking each frame's size before converting it."""
+    import av
+
+    frames = []
+    with av.open(str(path)) as container:
+        stream = _video_stream(container, what)
+        for frame in container.decode(stream):
+            if max_frames is not None and len(frames) == max_frames:
+                raise TooManyFrames(what, None, max_frames)
+            if frame_limit is not None:
+                frame_limit.check(frame.width, frame.height, f"frame {len(frames)} of {what}")
+            frames.append(frame.to_ndarray(format="rgb24"))
         fps = float(stream.average_rate or 0) or 25.0
     if not frames:
-        raise _UnreadableVideo(f"no decodable frames in {path}: {EXPECTED_VIDEO}")
+        raise _UnreadableVideo(f"{what} has no decodable frames: {EXPECTED_VIDEO}")
     return np.stack(frames), fps
 
 
-def read_video(path: str | Path, backend: str | None = None) -> tuple[np.ndarray, list[str], float]:
+def read_video(path: str | Path, backend: str | None = None, *, max_frames: int | None = None,
+               frame_limit: PictureLimit | None = None, name: str | None = None) -> tuple[np.ndarray, list[str], float]:
     """(frames (T, H, W, 3) uint8, frame names, fps) from an mp4 (decord if installed, else PyAV) or a
-    folder of frames (names from files, fps 0)."""
+    folder of frames (names from files, fps 0).
+
+    ``max_frames``: refuse a longer video (``TooManyFrames``) from the frame count its container gives, before
+    decoding, and stop decoding there should the container under-count. ``frame_limit``: refuse larger frames
+    the same way. ``name``: what messages call the video instead of ``video <path>`` (a server names an upload
+    without showing where it lies)."""
     p = Path(path)
     if p.is_dir():
-        frames, names = read_frame_folder(p)
+        frames, names = read_frame_folder(p, max_frames=max_frames, frame_limit=frame_limit)
         return frames, names, 0.0
     if not p.is_file():
         raise FileNotFoundError(f"video not found: {p}")
     if p.suffix.lower() in IMAGE_SUFFIXES:
-        raise ValueError(f"{p} is a single image, not a video: {EXPECTED_VIDEO} (litelvlm segment takes one image)")
+        raise ValueError(f"{name or p} is a single image, not a video: {EXPECTED_VIDEO} (litelvlm segment takes one image)")
     backend = backend or ("decord" if importlib.util.find_spec("decord") else "av")
     readers = {"decord": _read_mp4_decord, "av": _read_mp4_av}
     if backend not in readers:
         raise ValueError(f"unknown video backend {backend!r}: choose decord or av")
+    what = name or f"video {p}"
     try:
-        frames, fps = readers[backend](p)
-    except (ImportError, _UnreadableVideo):
+        if max_frames is not None or frame_limit is not None:
+            _check_container(p, what, max_frames, frame_limit)
+        frames, fps = readers[backend](p, what, max_frames, frame_limit)
+    except (ImportError, _UnreadableVideo, InputTooLarge):
         raise
     except Exception as err:  # decoders raise their own error types (av's are often ValueErrors) for unreadable files
         reason = getattr(err, "strerror", None) or " ".join(str(err).split()) or type(err).__name__
-        raise ValueError(f"cannot read video {p} with {backend} ({reason}): {EXPECTED_VIDEO}") from None
+        if name:  # a decoder's message may name the path
+            reason = reason.replace(str(p), name)
+        raise ValueError(f"cannot read {what} with {backend} ({reason}): {EXPECTED_VIDEO}") from None
     return frames, [f"{i:05d}" for i in range(len(frames))], fps
 
 

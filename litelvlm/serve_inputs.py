@@ -64,8 +64,11 @@ class UploadFolder:
         return cls(Path(get_upload_folder()).resolve())
 
     def file(self, payload, max_bytes: int) -> Path:
-        """The uploaded file ``payload`` names (a path, or Gradio's ``{"path": ...}``), symlinks resolved; a path that
-        does not resolve to a file inside the folder is refused with ``NOT_UPLOADED``, a larger file by its size."""
+        """The uploaded file ``payload`` names (a path, Gradio's ``{"path": ...}``, or Gradio 5's video payload
+        ``{"video": {"path": ...}}``), symlinks resolved; a path that does not resolve to a file inside the folder is
+        refused with ``NOT_UPLOADED``, a larger file by its size."""
+        if isinstance(payload, dict) and isinstance(payload.get("video"), dict):
+            payload = payload["video"]
         raw = payload.get("path") if isinstance(payload, dict) else payload
         try:
             path = Path(raw).resolve(strict=True)

@@ -70,7 +70,7 @@ def _not_uploaded(uploads, tmp_path) -> list[str]:
 def test_files_not_uploaded_get_one_refusal_that_names_no_path(kind, uploads, tmp_path):
     messages = {_refusal(kind, payload, uploads)
                 for path in _not_uploaded(uploads, tmp_path)
-                for payload in (path, {"path": path}, {"path": path, "meta": {"_type": "gradio.FileData"}})}
+                for payload in (path, {"path": path}, {"path": path, "meta": {"_type": "gradio.FileData"}}, {"video": {"path": path}})}
     assert messages == {NOT_UPLOADED} and not SERVER_PATH.search(NOT_UPLOADED)
     assert _refusal(kind, {"path": 7}, uploads) == _refusal(kind, {"path": "a\0b"}, uploads) == NOT_UPLOADED
 

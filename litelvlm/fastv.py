@@ -19,7 +19,7 @@ input (input_layernorm -> q/k projections -> rotary -> masked softmax).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -32,7 +32,7 @@ from .hf_compat import cache_kwargs
 from .lvlm import VISUAL_TOKEN_ID, SplicedBatch
 
 __all__ = ["fastv_prefill", "fastv_prefill_groups", "fastv_decode_step", "last_position_attention", "KeepGroup",
-           "FastVPrefill", "VISUAL_TOKEN_ID"]
+           "FastVPrefill", "Ranker", "VISUAL_TOKEN_ID"]
 
 
 
@@ -136,6 +136,17 @@ def last_position_attention(decoder_layer: nn.Module, hidden_states: torch.Tenso
     return logits.softmax(-1).mean(1)
 
 
+Ranker = Callable[[nn.Module, torch.Tensor, tuple, torch.Tensor, torch.Tensor, Sequence[Sequence[KeepGroup]]], torch.Tensor]
+"""``rank(decoder_layer, hidden, rotary, attention_mask, token_ids, groups)`` -> (B, L) scores: given layer K-1,
+its input ``hidden`` (B, L, H), the rotary ``(cos, sin)``, the right-padded 2D mask, the token ids (-1 at image
+positions) and the groups, each group keeps its ``quota`` best-scored candidates."""
+
+
+def _last_position_scores(decoder_layer, hidden, rotary, attention_mask, token_ids, groups) -> torch.Tensor:
+    """FastV's ranking: the head-mean attention each row's last position pays every key in layer K-1."""
+    return last_position_attention(decoder_layer, hidden, rotary, attention_mask)
+
+
 def _attention_inputs(decoder: nn.Module, rows: _Rows):
     """The causal (or sliding-window) mask and rotary embeddings of ``rows``, built as the model's forward builds them."""
     make_mask = create_causal_mask if _sliding_window(decoder.config) is None else create_sliding_window_causal_mask
@@ -216,12 +227,13 @@ def _check_groups(groups, batch_size: int) -> None:
 
 
 def fastv_prefill_groups(llm: nn.Module, batch: SplicedBatch, groups: Sequence[Sequence[KeepGroup]], *, layer: int = 2,
-                         keep_position_ids: bool = True, use_cache: bool = False) -> FastVPrefill:
+                         keep_position_ids: bool = True, use_cache: bool = False, rank: Ranker | None = None) -> FastVPrefill:
     """Prefill that keeps, per row and per ``KeepGroup``, the ``quota`` best of its candidate image tokens
     from decoder layer ``layer`` on; image tokens in no group and all text tokens always stay.
 
     ``use_cache`` (batch size 1) fills a fresh ``DynamicCache``: layers < K cache the whole sequence,
-    layers >= K the pruned one; continue with ``fastv_decode_step``.
+    layers >= K the pruned one; continue with ``fastv_decode_step``. ``rank`` replaces FastV's ranking (see
+    ``Ranker``; IVC-Prune: ``litelvlm.ivc_prune_llm``).
     """
     decoder = _decoder_of(llm)
     _check_layer(layer, len(decoder.layers))
@@ -234,7 +246,7 @@ def fastv_prefill_groups(llm: nn.Module, batch: SplicedBatch, groups: Sequence[S
     rows = _Rows(batch.inputs_embeds, batch.attention_mask, positions, batch.token_ids)
     causal_mask, rotary = _attention_inputs(decoder, rows)
     hidden = _run_layers(decoder.layers[: layer - 1], rows.hidden, positions, causal_mask, rotary, cache)
-    scores = last_position_attention(decoder.layers[layer - 1], hidden, rotary, rows.mask)
+    scores = (rank or _last_position_scores)(decoder.layers[layer - 1], hidden, rotary, rows.mask, rows.token_ids, groups)
     hidden = _run_layers(decoder.layers[layer - 1 : layer], hidden, positions, causal_mask, rotary, cache)
     stay, kept = _keep_plan(scores, rows, groups)
     pruned = _gather_rows(rows, hidden, stay, keep_position_ids)
@@ -243,13 +255,14 @@ def fastv_prefill_groups(llm: nn.Module, batch: SplicedBatch, groups: Sequence[S
     return FastVPrefill(decoder.norm(hidden), pruned.token_ids, pruned.positions, kept, cache, length)
 
 
-def fastv_prefill(llm: nn.Module, batch: SplicedBatch, *, budget: int, layer: int = 2, keep_position_ids: bool = True):
+def fastv_prefill(llm: nn.Module, batch: SplicedBatch, *, budget: int, layer: int = 2, keep_position_ids: bool = True,
+                  rank: Ranker | None = None):
     """Teacher-forced prefill that keeps ``budget`` image tokens per row from decoder layer ``layer`` on.
 
     ``llm`` is a LlamaForCausalLM / Phi3ForCausalLM (or its inner model); ``batch`` a right-padded
     ``SplicedBatch`` whose image positions carry token id -1. Returns ``(hidden (B, L', H)`` after the
     final norm, ``token_ids (B, L')`` of the pruned rows (so ``hidden_before`` still finds ``[SEG]``),
-    ``kept (B, budget)`` ascending indices among each row's image tokens).
+    ``kept (B, budget)`` ascending indices among each row's image tokens). ``rank``: as in ``fastv_prefill_groups``.
     """
     _check_budget(budget)
     _check_layer(layer, len(_decoder_of(llm).layers))
@@ -257,7 +270,7 @@ def fastv_prefill(llm: nn.Module, batch: SplicedBatch, *, budget: int, layer: in
     for b, length in enumerate(_row_lengths(batch.attention_mask).tolist()):
         num_visual = int((batch.token_ids[b, :length] == VISUAL_TOKEN_ID).sum())
         groups.append([KeepGroup(torch.arange(num_visual, device=batch.token_ids.device), budget)])
-    out = fastv_prefill_groups(llm, batch, groups, layer=layer, keep_position_ids=keep_position_ids)
+    out = fastv_prefill_groups(llm, batch, groups, layer=layer, keep_position_ids=keep_position_ids, rank=rank)
     return out.hidden, out.token_ids, torch.stack([row[0] for row in out.kept])
 
 

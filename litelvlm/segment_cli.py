@@ -33,10 +33,13 @@ def budget_phrase(method: str, kept: int, total: int, unit: str = "tokens") -> s
 def result_pictures(image: np.ndarray, result, texts, clip_config, source: str = "the image") -> tuple[Figure, list[Figure], list[dict]]:
     """The titled figures of one ``GLaMMSegmenter`` result: the mask overlay (legend: colour per expression),
     one kept-token map per expression (legend: kept / dropped), and a summary row per expression."""
+    from .pruning import get_method  # torch: imported once a result exists
+
     side, crop = clip_config.image_size // clip_config.patch_size, clip_config.image_size
     total = side * side
     pruning = budget_phrase(result.method, result.num_visual_tokens, total)
-    kept_what = "kept by FastV inside the LLM (all tokens enter it)" if result.method == "fastv" else "kept: reaches the LLM"
+    kept_what = (f"kept by {result.method} inside the LLM (all tokens enter it)" if get_method(result.method).stage == "llm"
+                 else "kept: reaches the LLM")
     maps, rows = [], []
     for i, (text, mask, kept) in enumerate(zip(texts, result.masks, result.kept)):
         maps.append(Figure(

@@ -15,10 +15,9 @@ import numpy as np
 import torch
 
 from ..clip import ClipTowers, load_clip_towers
-from ..fastv import fastv_prefill
 from ..lvlm import check_expressions, default_dtype, hidden_before, pick_attn_implementation, splice_and_pad
 from ..pruning import ClipTokenPruner, get_method
-from ..pruning.methods import FastVSelector
+from ..pruning.methods import InLLMSelector
 from ..sam import preprocess_for_sam
 from ..timing import StageTimer
 from .model import GLaMM
@@ -94,7 +93,7 @@ class GLaMMSegmenter:
         """Kept features per conversation row: (E, V, D) for per-expression scope, (1, V, D) joint."""
         if selector.stage == "clip":
             selector.select(None, budget)  # raises: a clip-level method needs a video
-        if selector.stage != "pre_llm" and not isinstance(selector, FastVSelector):  # FastV: all tokens enter the LLM
+        if selector.stage != "pre_llm" and not isinstance(selector, InLLMSelector):  # FastV, IVC-Prune: all tokens enter the LLM
             raise ValueError(f"method {selector.name!r} prunes inside the LLM and is not supported by this segmenter yet")
         if prune_scope == "image" or not selector.uses_text:
             res = self.pruner.select(frames, budget, text_embeds if selector.uses_text else None, selector)
@@ -103,9 +102,10 @@ class GLaMMSegmenter:
         return torch.cat([r.indices for r in rows]), torch.cat([r.features for r in rows])
 
     def _prefill(self, batch, selector, budget):
-        """Last-layer hidden states, their token ids and, for FastV, the (B, budget) image tokens it kept."""
-        if isinstance(selector, FastVSelector):
-            return fastv_prefill(self.model.llm, batch, budget=budget, layer=selector.layer, keep_position_ids=selector.keep_position_ids)
+        """Last-layer hidden states, their token ids and, for a method pruning inside the LLM, the (B, budget) image
+        tokens it kept."""
+        if isinstance(selector, InLLMSelector):
+            return selector.prefill(self.model.llm, batch, budget)
         return self.model.prefill_hidden(batch.inputs_embeds, batch.attention_mask), batch.token_ids, None
 
     def _prompts(self, questions, answers, conversation):

@@ -29,7 +29,9 @@ __all__ = [
     "AllTokens",
     "RandomSelector",
     "GridSelector",
+    "InLLMSelector",
     "FastVSelector",
+    "check_llm_layer",
     "grid_indices",
 ]
 
@@ -216,8 +218,36 @@ class GridSelector(TokenSelector):
         return Selection(indices.expand(features.num_frames, -1).clone())
 
 
+class InLLMSelector(TokenSelector):
+    """Base of the methods that prune inside the LLM (``stage = "llm"``): ``select`` keeps ALL tokens in raster
+    order (validating ``budget`` all the same) and ``prefill`` runs the pruning prefill.
+
+    ``prefill(llm, batch, budget)`` takes the LLM and a right-padded ``litelvlm.lvlm.SplicedBatch`` and returns
+    ``(hidden (B, L', H)`` after the final norm, ``token_ids (B, L')`` of the pruned rows, ``kept (B, budget)``
+    ascending indices among each row's image tokens). ``layer`` is the decoder layer K from which it prunes.
+    """
+
+    stage = "llm"
+    layer: int
+
+    def select(self, features, budget, text_embeds=None):
+        self.check(features, budget, text_embeds)
+        indices = torch.arange(features.num_tokens, device=features.states.device)
+        return Selection(indices.expand(features.num_frames, -1).clone())
+
+    def prefill(self, llm, batch, budget: int):
+        raise NotImplementedError
+
+
+def check_llm_layer(layer, method: str, ranks_by: str) -> int:
+    """``layer`` when it is an int >= 1, else a ``ValueError`` saying why ``method`` needs one."""
+    if isinstance(layer, bool) or not isinstance(layer, int) or layer < 1:
+        raise ValueError(f"layer must be an int >= 1 ({method} ranks image tokens by {ranks_by}), got {layer!r}")
+    return layer
+
+
 @register_method("fastv")
-class FastVSelector(TokenSelector):
+class FastVSelector(InLLMSelector):
     """FastV (FACTS §6): prunes inside the LLM, so ``select`` keeps ALL tokens in raster order.
 
     Nothing is pruned before the LLM; ``litelvlm.fastv.fastv_prefill`` keeps ``budget`` image tokens
@@ -226,15 +256,11 @@ class FastVSelector(TokenSelector):
     (released); False re-numbers them contiguously. ``select`` validates ``budget`` all the same.
     """
 
-    stage = "llm"
-
     def __init__(self, layer: int = 2, keep_position_ids: bool = True):
-        if isinstance(layer, bool) or not isinstance(layer, int) or layer < 1:
-            raise ValueError(f"layer must be an int >= 1 (FastV ranks image tokens by layer K-1's attention), got {layer!r}")
-        self.layer = layer
+        self.layer = check_llm_layer(layer, "FastV", "layer K-1's attention")
         self.keep_position_ids = bool(keep_position_ids)
 
-    def select(self, features, budget, text_embeds=None):
-        self.check(features, budget, text_embeds)
-        indices = torch.arange(features.num_tokens, device=features.states.device)
-        return Selection(indices.expand(features.num_frames, -1).clone())
+    def prefill(self, llm, batch, budget: int):
+        from ..fastv import fastv_prefill  # transformers: imported when an LLM runs
+
+        return fastv_prefill(llm, batch, budget=budget, layer=self.layer, keep_position_ids=self.keep_position_ids)

@@ -21,6 +21,7 @@ __all__ = [
     "ranked",
     "complement",
     "upcast",
+    "max_min_order",
 ]
 
 
@@ -97,6 +98,22 @@ def complement(indices: torch.Tensor, num_tokens: int) -> torch.Tensor:
     keep = torch.ones(num_tokens, dtype=torch.bool, device=indices.device)
     keep[indices] = False
     return keep.nonzero().squeeze(1)
+
+
+def max_min_order(distances: torch.Tensor, first: int, count: int) -> torch.Tensor:
+    """(count,) greedy max-min (farthest-point) order over a symmetric (N, N) ``distances``: ``first``, then
+    repeatedly the token whose distance to its nearest chosen token is largest (lowest index on ties). A chosen
+    token is never chosen again, so ``count <= N`` distinct indices come back."""
+    chosen = torch.empty(count, dtype=torch.long, device=distances.device)
+    chosen[0] = first
+    nearest = distances[first].clone()
+    nearest[first] = float("-inf")
+    for i in range(1, count):
+        pick = torch.argmax(nearest)
+        chosen[i] = pick
+        nearest = torch.minimum(nearest, distances[pick])  # chosen tokens stay at -inf
+        nearest[pick] = float("-inf")
+    return chosen
 
 
 def producing_layer_qk(features) -> tuple[torch.Tensor, torch.Tensor]:

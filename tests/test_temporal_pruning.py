@@ -1,11 +1,14 @@
 """Clip-level pruning: the interface in the video segmenter and litelvlm's time-aware LiteLVLM extension."""
 
+import math
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
 
 from litelvlm.pruning import get_method, litelvlm_select
-from litelvlm.pruning.clip_level import allocate_budget, block_members
+from litelvlm.pruning.clip_level import ClipTokens, allocate_budget, block_members
 from litelvlm.timing import StageTimer
 from video.io import sample_frame_indices
 from video.segmenter import _Call
@@ -39,24 +42,52 @@ def test_without_reuse_and_with_all_video_tokens_it_is_per_frame_litelvlm(tiny_v
             assert torch.equal(ours.kept[f], per_frame.kept[f].sort().values)
 
 
-def test_video_tokens_are_ranked_by_their_clip_blocks(tiny_video_segmenter):
-    """Each of a frame's 8x8 video tokens covers a 3x3 CLIP block: the block-averaged scores rank it (restated)."""
-    seg = tiny_video_segmenter
-    enc = _encoding(seg)
-    call = _call(seg, get_method("litelvlm-time", video_tokens=5), 84)
+def _video_selection_restated(seg, frames, video_tokens, pooled_scores):
+    """litelvlm-time's video tokens per frame restated from ``pooled_scores(sim, ctx) -> (video_sim, video_ctx)``."""
+    enc = _encoding(seg, frames)
+    call = _call(seg, get_method("litelvlm-time", video_tokens=video_tokens), 84)
     visual = seg._visual_sequence(enc, call, 0)
     from litelvlm.pruning import context_scores, text_similarity
 
     sim = text_similarity(enc.frames.projected(), call.text_embeds)
     ctx = context_scores(enc.frames.query, enc.frames.key, enc.frames.value)
-    blocks = block_members((24, 24), (8, 8))
-    assert blocks.shape == (64, 9) and blocks[1].tolist() == [3, 4, 5, 27, 28, 29, 51, 52, 53]
     video_start = sum(visual.image_counts)
     for f, record in enumerate(visual.frames):
-        expected = litelvlm_select(sim[f][:, blocks].mean(-1), ctx[f][blocks].mean(-1), 5).sort().values
+        video_sim, video_ctx = pooled_scores(sim[f], ctx[f])
+        expected = litelvlm_select(video_sim, video_ctx, video_tokens).sort().values
         assert torch.equal(record.video_cells, expected)
-        torch.testing.assert_close(visual.sequence[video_start + 5 * f: video_start + 5 * (f + 1)], enc.video_tokens[f, expected])
-    assert visual.video_count == 16 * 5
+        torch.testing.assert_close(visual.sequence[video_start + video_tokens * f: video_start + video_tokens * (f + 1)],
+                                   enc.video_tokens[f, expected])
+    assert visual.video_count == 16 * video_tokens
+    return visual
+
+
+def test_on_square_frames_video_tokens_are_ranked_by_their_3x3_clip_blocks(tiny_video_segmenter):
+    """A square frame: each 8x8 video token covers a 3x3 CLIP block; the block-averaged scores rank it (restated)."""
+    blocks = block_members((24, 24), (8, 8))
+    assert blocks.shape == (64, 9) and blocks[1].tolist() == [3, 4, 5, 27, 28, 29, 51, 52, 53]
+    square = np.ascontiguousarray(FRAMES[:, :, :40])
+    _video_selection_restated(tiny_video_segmenter, square, 5, lambda sim, ctx: (sim[:, blocks].mean(-1), ctx[blocks].mean(-1)))
+
+
+def test_on_4_3_frames_video_tokens_are_ranked_by_the_clip_patches_covering_their_pixels(tiny_video_segmenter):
+    """30 x 40 frames: CLIP crops frame columns 5..35, so video columns 0 and 7 are outside the crop (ranked last) and
+    video token (i, j), j in 1..6, covers CLIP rows 3i..3i+2 and columns 4(j-1)..4(j-1)+3 (restated by hand)."""
+    frames = np.random.default_rng(5).integers(0, 256, size=(8, 30, 40, 3), dtype=np.uint8)
+
+    def by_hand(sim, ctx):
+        sim_grid, ctx_grid = sim.view(-1, 24, 24), ctx.view(24, 24)
+        video_sim = torch.full((sim.shape[0], 8, 8), math.inf)
+        video_ctx = torch.full((8, 8), -math.inf)
+        for i in range(8):
+            for j in range(1, 7):
+                rows, cols = slice(3 * i, 3 * i + 3), slice(4 * (j - 1), 4 * j)
+                video_sim[:, i, j] = sim_grid[:, rows, cols].mean(dim=(1, 2))
+                video_ctx[i, j] = ctx_grid[rows, cols].mean()
+        return video_sim.view(-1, 64), video_ctx.view(64)
+
+    visual = _video_selection_restated(tiny_video_segmenter, frames, 5, by_hand)
+    assert not any(set(r.video_cells.tolist()) & {8 * i + j for i in range(8) for j in (0, 7)} for r in visual.frames)
 
 
 def test_unchanged_frames_send_only_what_changed(tiny_video_segmenter):
@@ -73,6 +104,60 @@ def test_unchanged_frames_send_only_what_changed(tiny_video_segmenter):
     changing[4:] = FRAMES[4]  # a cut: source frame 4 is first sampled at position CUT
     counts = seg._visual_sequence(_encoding(seg, changing), _call(seg, get_method("litelvlm-time", min_cells=2), 84), 0).image_counts
     assert counts[0] == 21 and counts[CUT] > 2 and counts[1] == counts[CUT + 1] == 2
+
+
+def _cells_clip(cell_states: torch.Tensor, low_cells: list[tuple[int, ...]]) -> ClipTokens:
+    """ClipTokens whose 144 cells have the mean states ``cell_states`` (F, 144, D), every patch of a cell alike; per
+    frame f the text similarity is lowest (-1) on ``low_cells[f]`` (the cells LiteLVLM keeps), 0 elsewhere."""
+    frames, _, dim = cell_states.shape
+    members = block_members((24, 24), (12, 12))  # (144, 4): the patches of each 2x2 cell
+    patches = torch.zeros(frames, 576, dim)
+    patches[:, members] = cell_states[:, :, None, :]
+    similarity = torch.zeros(frames, 1, 576)
+    for f, cells in enumerate(low_cells):
+        similarity[f, 0, members[list(cells)].reshape(-1)] = -1
+    tokens = ClipTokens(SimpleNamespace(grid=(24, 24), patches=patches), torch.zeros(1, 4), torch.zeros(frames, 144, 4),
+                        (12, 12), torch.zeros(frames, 64, 4), (8, 8))
+    tokens._scores.update(similarity=similarity, context=torch.zeros(frames, 576))
+    return tokens
+
+
+def _sent_frames(selections, cell: int) -> list[int]:
+    return [f for f, s in enumerate(selections) if cell in s.image_cells.tolist()]
+
+
+def test_reuse_compares_with_the_copy_the_llm_received_not_with_the_previous_frame():
+    """Cell 0 drifts 18.2 degrees a frame: cosine 0.95 (>= 0.9) between neighbours, 0.805 over two frames. Compared
+    with frame f-1 it would be reused forever after frame 0 (its copy drifting away); compared with the copy the
+    LLM last received it is resent every other frame. Cell 1 changes completely every frame (the min_cells send)."""
+    frames, theta = 16, math.acos(0.95)
+    states = torch.zeros(frames, 144, 6)
+    states[:, :, 5] = 1  # every other cell: static
+    for f in range(frames):
+        states[f, 0] = torch.tensor([math.cos(f * theta), math.sin(f * theta), 0, 0, 0, 0])
+        states[f, 1] = torch.eye(6)[2 + f % 2]
+    selections = get_method("litelvlm-time", min_cells=1, video_tokens=1).select_clip(_cells_clip(states, [(0, 1)] * frames), 8)
+    assert _sent_frames(selections, 1) == list(range(frames))
+    assert _sent_frames(selections, 0) == list(range(0, frames, 2))
+    last = 0
+    for f, selection in enumerate(selections):  # what the LLM holds for a reused cell stays within the threshold
+        if 0 in selection.reused_cells.tolist():
+            assert float(torch.cosine_similarity(states[f, 0], states[last, 0], dim=0)) >= 0.9
+        else:
+            last = f
+
+
+def test_a_cell_is_reused_from_its_last_sent_copy_even_when_the_previous_frame_dropped_it():
+    """Cell 0 is kept at frame 0, dropped at frames 1 and 2, kept again at frame 3 unchanged: the LLM still holds its
+    frame-0 token, so frame 3 reuses it."""
+    states = torch.zeros(4, 144, 6)
+    states[:, :, 5] = 1
+    for f in range(4):
+        states[f, 1] = torch.eye(6)[2 + f % 2]  # cell 1 changes every frame: the min_cells send
+    low = [(0, 1), (1, 2), (1, 2), (0, 1)]
+    selections = get_method("litelvlm-time", min_cells=1, video_tokens=1).select_clip(_cells_clip(states, low), 8)
+    assert _sent_frames(selections, 0) == [0] and selections[3].reused_cells.tolist() == [0]
+    assert _sent_frames(selections, 2) == [1] and selections[2].reused_cells.tolist() == [2]
 
 
 def test_at_81_tokens_per_frame_the_llm_sees_at_most_464_visual_tokens(tiny_video_segmenter):

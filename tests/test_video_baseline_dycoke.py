@@ -11,7 +11,7 @@ import torch
 
 from litelvlm.decoding import generate
 from litelvlm.lvlm import splice_and_pad
-from litelvlm.pruning import get_method
+from litelvlm.pruning import check_clip_budget, get_method, method_from_spec
 from litelvlm.pruning.baselines import video_dycoke  # noqa: F401  registers "dycoke"
 from litelvlm.pruning.baselines.video_dycoke import (
     DyCokeSelector,
@@ -145,6 +145,40 @@ def test_an_unreachable_budget_sends_the_anchor_frames_and_warns():
         warnings.simplefilter("error")
         everything = DyCokeSelector().select_clip(tokens, 576)  # the target covers every token: nothing pruned
     assert all(torch.equal(f.image_cells, torch.arange(144)) for f in everything)
+
+
+@pytest.mark.parametrize("budget", [81, 196, None])
+def test_the_released_setting_sends_the_released_ratios_whatever_the_budget(budget):
+    """dycoke:released=True: K = 0.7 (43 of 144 and 19 of 64 per pruned frame, 1,722 tokens), l = 3, p = 0.8, 0.9."""
+    tokens = _clip_tokens()
+    released = method_from_spec("dycoke:released=True")
+    assert (released.merging_ratio, released.layer, released.prune_ratio, released.similarity_threshold) == (0.7, 3, 0.8, 0.9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        frames = released.select_clip(tokens, budget)
+    whole = (0, 4, 8, 12, 14)
+    assert [(f.image.shape[0], f.video.shape[0]) for f in frames] == [(144, 64) if f in whole else (43, 19) for f in range(16)]
+    assert sum(f.num_tokens for f in frames) == 1722
+    plan = released.llm_plan([f.image.shape[0] for f in frames], sum(f.video.shape[0] for f in frames))
+    assert (plan.layer, plan.prune_ratio, plan.similarity_threshold) == (3, 0.8, 0.9)
+
+
+def test_the_budget_driven_setting_stays_the_default_and_the_released_one_refuses_a_clip_budget():
+    tokens = _clip_tokens()
+    with pytest.warns(UserWarning, match="cannot send 485"):
+        assert sum(f.num_tokens for f in get_method("dycoke").select_clip(tokens, 81)) == 1040  # K = 1 at 81
+    released = get_method("dycoke", released=True)
+    with pytest.raises(ValueError, match="takes no clip budget: released=True runs the release's merging ratio K = 0.7"):
+        released.select_clip(tokens, 81, clip_budget=2000)
+    with pytest.raises(ValueError, match="takes no clip budget"):
+        check_clip_budget("dycoke:released=True", 2000)
+    check_clip_budget("dycoke", 2000)
+    with pytest.raises(ValueError, match="released=True runs the release's merging_ratio=0.7; got merging_ratio=0.5"):
+        get_method("dycoke", released=True, merging_ratio=0.5)
+    with pytest.raises(ValueError, match="released=True runs the release's layer=3; got layer=5"):
+        get_method("dycoke", released=True, layer=5)
+    with pytest.raises(ValueError, match="released must be True or False"):
+        get_method("dycoke", released="yes")
 
 
 def test_bad_options_are_refused():

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from litelvlm.pruning import get_method
+from litelvlm.pruning import check_clip_budget, get_method, method_from_spec
 from litelvlm.pruning.baselines import video_fastvid as fv  # importing registers "fastvid"
 from litelvlm.pruning.clip_level import ClipTokens, default_clip_budget
+from litelvlm.pruning.stream_geometry import ClipView
 from litelvlm.timing import StageTimer
 from video.io import sample_frame_indices
 
@@ -218,12 +219,29 @@ def test_the_retention_ratio_is_the_largest_that_fits():
 
 
 # ---------------------------------------------------------------------------- the method on the tiny VideoGLaMM
-def _tokens(seg, frames=FRAMES):
+def _tokens(seg, frames=FRAMES, geometry=False):
+    """The clip's ``ClipTokens``; ``geometry``: with the frames' size and CLIP's view, as the segmenter builds them
+    (else the square convention: video token (i, j) under CLIP block (i, j))."""
     sampled = frames[sample_frame_indices(len(frames), seg.config.num_frames)]
     enc = seg._encode_clip(sampled, StageTimer())
     pool, video_side = seg.model.config.image_pool_side, seg.model.config.video_pool_side
     image = seg.model.pool_image_tokens(seg.model.project_image_tokens(enc.frames.patches))
-    return ClipTokens(enc.frames, None, image, (pool, pool), enc.video_tokens, (video_side, video_side), seg.model.project_image_tokens)
+    where = (enc.frame_size, ClipView.of(seg.clip.image_processor)) if geometry else ()
+    return ClipTokens(enc.frames, None, image, (pool, pool), enc.video_tokens, (video_side, video_side), seg.model.project_image_tokens,
+                      *where)
+
+
+def _cls_attention(tokens, f) -> np.ndarray:
+    """(24, 24) head-mean CLS attention of the last CLIP layer for frame ``f``, restated in float64 numpy."""
+    q, key = tokens.frames.query.double().numpy(), tokens.frames.key.double().numpy()
+    heads = tokens.frames.num_heads
+    width = q.shape[-1] // heads
+    attention = np.zeros(576)
+    for h in range(heads):
+        logits = key[f, :, h * width:(h + 1) * width] @ q[f, 0, h * width:(h + 1) * width] / math.sqrt(width)
+        weights = np.exp(logits - logits.max())
+        attention += (weights / weights.sum())[1:] / heads
+    return attention.reshape(24, 24)
 
 
 def test_adapted_inputs(tiny_video_segmenter):
@@ -234,20 +252,28 @@ def test_adapted_inputs(tiny_video_segmenter):
     assert method.segments(tokens) == ref_segments(cls, 8, 0.9)
     assert get_method("fastvid", global_feature="mean").segments(tokens) == ref_segments(tokens.image_tokens.mean(1).double().numpy(), 8, 0.9)
     image_scores, video_scores = method.salient_scores(tokens)
-    q, key = tokens.frames.query.double().numpy(), tokens.frames.key.double().numpy()
-    heads = tokens.frames.num_heads
-    width = q.shape[-1] // heads
     for f in (0, 9):
-        attention = np.zeros(576)
-        for h in range(heads):
-            logits = key[f, :, h * width:(h + 1) * width] @ q[f, 0, h * width:(h + 1) * width] / math.sqrt(width)
-            weights = np.exp(logits - logits.max())
-            attention += (weights / weights.sum())[1:] / heads
-        grid = attention.reshape(24, 24)
+        grid = _cls_attention(tokens, f)
         cells = [grid[2 * r:2 * r + 2, 2 * c:2 * c + 2].mean() for r in range(12) for c in range(12)]
         blocks = [grid[3 * r:3 * r + 3, 3 * c:3 * c + 3].mean() for r in range(8) for c in range(8)]
         np.testing.assert_allclose(image_scores[f].double().numpy(), cells, rtol=1e-4, atol=1e-7)
         np.testing.assert_allclose(video_scores[f].double().numpy(), blocks, rtol=1e-4, atol=1e-7)
+
+
+def test_video_salience_follows_the_stream_geometry(tiny_video_segmenter):
+    """30 x 40 (4:3) frames: CLIP crops frame columns 5..35. A video token (i, j), j in 1..6, is scored by the CLIP
+    patches covering its pixels, rows 3i..3i+2 and columns 4(j-1)..4j-1 (restated by hand); the tokens of columns
+    0 and 7 lie outside the crop and are never salient (-inf)."""
+    frames = np.random.default_rng(5).integers(0, 256, size=(8, 30, 40, 3), dtype=np.uint8)
+    tokens = _tokens(tiny_video_segmenter, frames, geometry=True)
+    assert tokens.frame_size == (30, 40)
+    _, video_scores = get_method("fastvid").salient_scores(tokens)
+    for f in (0, 9):
+        grid = _cls_attention(tokens, f)
+        scores = video_scores[f].double().view(8, 8).numpy()
+        expected = [[grid[3 * i:3 * i + 3, 4 * (j - 1):4 * j].mean() for j in range(1, 7)] for i in range(8)]
+        np.testing.assert_allclose(scores[:, 1:7], expected, rtol=1e-4, atol=1e-7)
+        assert np.isneginf(scores[:, [0, 7]]).all()
 
 
 def test_selection_is_the_stream_rule_on_both_streams(tiny_video_segmenter):
@@ -275,6 +301,32 @@ def test_selection_is_the_stream_rule_on_both_streams(tiny_video_segmenter):
     assert sum(s.num_tokens for s in ratio) == (fv.fastvid_token_count(segments, 144, 14) + fv.fastvid_token_count(segments, 64, 6))
     full = method.select_clip(tokens, None, 16 * 208)
     assert all(torch.equal(s.image, tokens.image_tokens[f]) and torch.equal(s.video, tokens.video_tokens[f]) for f, s in enumerate(full))
+
+
+def test_the_released_setting_sends_the_released_ratios_whatever_the_budget(tiny_video_segmenter):
+    """fastvid:released=True: r = 0.10 (R = 14 of 144: 9 salient + 5 anchors; 6 of 64: 4 + 2), c = 8, tau = 0.9,
+    d = 0.4, p = 4, beta = 0.6, k = 4, at every budget; the budget-driven ratio stays the default."""
+    tokens = _tokens(tiny_video_segmenter)
+    released = method_from_spec("fastvid:released=True")
+    settings = (released.retention_ratio, released.c, released.tau, released.d, released.p, released.beta, released.k)
+    assert settings == (0.10, 8, 0.9, 0.4, 4, 0.6, 4)
+    segments = released.segments(tokens)
+    assert released.retention(tokens, segments, 81, None) == (14, 6)
+    expected = fv.fastvid_token_count(segments, 144, 14) + fv.fastvid_token_count(segments, 64, 6)
+    assert 16 * 20 - 2 * len(segments) * 4 <= expected <= 16 * 20
+    runs = [released.select_clip(tokens, budget) for budget in (81, 196, None)]
+    for frames in runs:
+        assert sum(s.num_tokens for s in frames) == expected
+        assert all(len(s.image_cells) >= 9 and len(s.video_cells) >= 4 for s in frames)  # S salient tokens every frame
+        assert all(torch.equal(a.image, b.image) for a, b in zip(frames, runs[0]))
+    budget_driven = sum(s.num_tokens for s in get_method("fastvid").select_clip(tokens, 81))
+    assert expected < 0.9 * 485 <= budget_driven <= 485
+    with pytest.raises(ValueError, match="takes no clip budget: released=True runs the release's retention ratio r = 0.1"):
+        released.select_clip(tokens, 81, clip_budget=400)
+    with pytest.raises(ValueError, match="takes no clip budget"):
+        check_clip_budget("fastvid:released=True", 400)
+    with pytest.raises(ValueError, match="released=True runs the release's tau=0.9; got tau=0.8"):
+        get_method("fastvid", released=True, tau=0.8)
 
 
 def test_end_to_end_meets_the_clip_budget(tiny_video_segmenter):

@@ -12,7 +12,7 @@ import torch
 import litelvlm.pruning.baselines.video_prunevid as prunevid  # registers "prunevid"
 import video.segmenter
 from litelvlm.lvlm import splice_and_pad
-from litelvlm.pruning import ClipTokens, get_method
+from litelvlm.pruning import ClipTokens, check_clip_budget, get_method, method_from_spec
 from litelvlm.pruning.baselines.video_prunevid import (
     PruneVidPlan,
     PruneVidSelector,
@@ -321,6 +321,35 @@ PLAN = PruneVidPlan([(0, 5), (5, 4), (9, 0), (9, 3)], alpha=0.5, layer=1, num_vi
 
 
 @torch.no_grad()
+
+def test_the_released_setting_runs_the_released_ratio_whatever_the_budget():
+    """prunevid:released=True: alpha = 0.4 at layer K = 10 (every group keeps int(0.4 n)), tau = 0.8, 0.25 F scenes,
+    cluster ratio 0.5, k = 7, 14-token threshold, at every budget; alpha chosen from the budget stays the default."""
+    tokens = _clip_tokens()
+    released = method_from_spec("prunevid:released=True")
+    settings = (released.alpha, released.layer, released.tau, released.temporal_segment_ratio, released.cluster_ratio,
+                released.k, released.min_cluster_tokens)
+    assert settings == (0.4, 10, 0.8, 0.25, 0.5, 7, 14)
+    image, video = merge_stream(tokens.image_tokens), merge_stream(tokens.video_tokens)
+    sizes = [n for s in (image, video) for w in s.windows for n in w.group_sizes]
+    for budget in (81, 196, None):
+        frames = released.select_clip(tokens, budget)
+        stats = released.last_stats
+        assert stats.alpha == 0.4 and stats.target is None and stats.tokens_after_layer == tokens_after_layer(sizes, 0.4)
+        assert stats.pre_llm_tokens == sum(f.num_tokens for f in frames)
+        plan = released.llm_plan([f.image.shape[0] for f in frames], sum(f.video.shape[0] for f in frames))
+        assert plan.alpha == 0.4 and plan.layer == 10
+    default = get_method("prunevid")
+    default.select_clip(tokens, 81)
+    assert default.last_stats.alpha == alpha_for_budget(sizes, 485) != 0.4 and default.last_stats.target == 485
+    with pytest.raises(ValueError, match="takes no clip budget: released=True runs the release's fixed in-LLM ratio alpha = 0.4"):
+        released.select_clip(tokens, 81, clip_budget=300)
+    with pytest.raises(ValueError, match="either alpha"):
+        check_clip_budget("prunevid:released=True", 300)
+    with pytest.raises(ValueError, match="released=True runs the release's alpha=0.4; got alpha=0.5"):
+        get_method("prunevid", released=True, alpha=0.5)
+
+
 def test_teacher_forced_prefill_equals_an_eager_restatement(phi3s):
     sdpa, eager = phi3s
     batch = _batch(sdpa, [3, 1], [6, 4])

@@ -27,6 +27,7 @@ from litelvlm.decoding import Sampling, generate
 from litelvlm.lvlm import IMAGE_TOKEN_INDEX, check_expressions, default_dtype, hidden_before, pick_attn_implementation, splice_and_pad
 from litelvlm.pruning import ClipTokenPruner, ClipTokens, FrameSelection, check_clip_budget, get_method
 from litelvlm.pruning.methods import FastVSelector
+from litelvlm.pruning.stream_geometry import ClipView
 from litelvlm.timing import StageTimer
 
 from .fastv import VideoFastVPlan, fastv_quota
@@ -153,6 +154,7 @@ class _Visual:
 class _ClipEncoding:
     frames: object  # ClipFrameFeatures of the sampled frames
     video_tokens: torch.Tensor  # (F, 64, H)
+    frame_size: tuple[int, int] | None = None  # (H, W) of the sampled frames, for the streams' geometry
 
 
 class VideoSegmenter:
@@ -210,7 +212,7 @@ class VideoSegmenter:
             frames = self.pruner.encode(pixels.to(self.device, self.dtype))
         with timer("video_encoder"):
             video_tokens = self.model.encode_video(sampled)
-        return _ClipEncoding(frames, video_tokens)
+        return _ClipEncoding(frames, video_tokens, tuple(int(n) for n in sampled.shape[1:3]))
 
     def _selector(self, method: str):
         if method == "litelvlm" and self.config.layout == "cells" and self.config.litelvlm_cell > 1:
@@ -239,7 +241,7 @@ class VideoSegmenter:
         pool, video_side = self.model.config.image_pool_side, self.model.config.video_pool_side
         image = self.model.pool_image_tokens(self.model.project_image_tokens(enc.frames.patches))
         tokens = ClipTokens(enc.frames, call.text(e), image, (pool, pool), enc.video_tokens, (video_side, video_side),
-                            self.model.project_image_tokens)
+                            self.model.project_image_tokens, enc.frame_size, ClipView.of(self.clip.image_processor))
         frames = call.selector.select_clip(tokens, call.budget, call.clip_budget)
         if len(frames) != tokens.num_frames:
             raise ValueError(f"method {call.selector.name!r} returned {len(frames)} frame selections for {tokens.num_frames} frames")

@@ -22,7 +22,26 @@ __all__ = [
     "complement",
     "upcast",
     "max_min_order",
+    "released_settings",
 ]
+
+
+def released_settings(method: str, released, settings: dict, release: dict) -> dict:
+    """``settings`` (option name -> value) for a video baseline's ``released`` flag: unchanged when it is False; when
+    True, an option left at None takes the ``release``'s value and any other must equal it (else a one-line
+    ``ValueError`` naming the option)."""
+    if not isinstance(released, bool):
+        raise ValueError(f"{method}: released must be True or False, got {released!r}")
+    if not released:
+        return dict(settings)
+    out = dict(settings)
+    for name, value in release.items():
+        if out[name] is None:
+            out[name] = value
+        elif out[name] != value:
+            raise ValueError(f"{method}: released=True runs the release's {name}={value!r}; got {name}={out[name]!r} "
+                             "(drop one of the two)")
+    return out
 
 
 def upcast(tensor: torch.Tensor) -> torch.Tensor:

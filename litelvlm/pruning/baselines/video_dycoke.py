@@ -62,6 +62,15 @@ tokens; the LLM sees every frame's CLIP-stream tokens, then every frame's video 
   ``result.llm_visual_tokens`` reports what was sent.
 - With ``merging_ratio`` set and no ``clip_budget``, that K is used as released (``int((1 - K) * N)``), and
   ``budget`` is ignored. With neither a budget nor a clip budget, the released K = 0.7 is used.
+- The paper's operating point: ``released=True`` (spec ``dycoke:released=True``) runs the release's values whatever
+  the budget: K = 0.7, l = 3, p = 0.8 and the 0.9 similarity threshold. Source (KD-TAO/DyCoke at dd74634):
+  ``lmms_eval/models/llava_onevision.py:89-92`` (``dycoke_l = 3``, ``dycoke_p = 0.8``,
+  ``dycoke_num_tokens_per_frame = 196``, ``dycoke_k = 0.7``), ``llava/model/llava_arch.py:38`` and ``:61``
+  (``merging_ratio = 1 - merging_ratio``; ``int(merging_ratio * num_tokens_per_frame)`` kept),
+  ``llava/model/language_model/modeling_qwen2.py:80`` (``int(img_len * (1 - dycoke_radio))`` visual entries read)
+  and ``:113`` (``if config.similarity < 0.9``). On 16 frames each pruned frame keeps 43 of 144 CLIP-stream and 19
+  of 64 video tokens: 5 x 208 + 11 x 62 = 1,722 of 3,328 tokens (52%) at every budget. The per-frame budget is
+  ignored and a clip budget is refused. The budget-driven K (above) stays the default.
 - KV pruning (``llm_plan`` -> ``DyCokeKVPlan``). The pruned entries are the visual tokens of both streams
   together (V = every visual position of the prompt). The release's ``image_token_length`` is one less than its
   TTM token count, so its last visual token is never pruned; that one-token offset is not reproduced. Restricting
@@ -95,10 +104,11 @@ import torch.nn.functional as F
 
 from ..clip_level import ClipSelector, ClipTokens, FrameSelection, clip_target
 from ..methods import register_method
-from .common import upcast
+from .common import released_settings, upcast
 
 __all__ = [
     "DyCokeSelector",
+    "RELEASED_SETTINGS",
     "ttm_pattern",
     "ttm_keep_count",
     "ttm_select",
@@ -114,6 +124,8 @@ RELEASED_MERGING_RATIO = 0.7  # dycoke_k (lmms_eval llava_onevision.py)
 RELEASED_LAYER = 3  # dycoke_l
 RELEASED_PRUNE_RATIO = 0.8  # dycoke_p
 RELEASED_SIMILARITY_THRESHOLD = 0.9  # PrunableDynamicCache.dycoke_pruning: ``if config.similarity < 0.9``
+RELEASED_SETTINGS = {"merging_ratio": RELEASED_MERGING_RATIO, "layer": RELEASED_LAYER, "prune_ratio": RELEASED_PRUNE_RATIO,
+                     "similarity_threshold": RELEASED_SIMILARITY_THRESHOLD}  # what released=True runs
 
 
 # ---------------------------------------------------------------------------- stage 1: temporal token merging
@@ -185,13 +197,18 @@ class DyCokeSelector(ClipSelector):
     adaptation.
 
     ``merging_ratio`` K (None: from the budget; 0.7 released), ``layer`` l (3), ``prune_ratio`` p (0.8),
-    ``similarity_threshold`` (0.9), and ``strict_budget``, which raises instead of warning when TTM cannot reach
-    the target."""
+    ``similarity_threshold`` (0.9), ``strict_budget``, which raises instead of warning when TTM cannot reach
+    the target, and ``released``: the release's K, l, p and threshold whatever the budget."""
 
     uses_text = False
 
     def __init__(self, merging_ratio: float | None = None, layer: int = RELEASED_LAYER, prune_ratio: float = RELEASED_PRUNE_RATIO,
-                 similarity_threshold: float = RELEASED_SIMILARITY_THRESHOLD, strict_budget: bool = False):
+                 similarity_threshold: float = RELEASED_SIMILARITY_THRESHOLD, strict_budget: bool = False, released: bool = False):
+        given = {"merging_ratio": merging_ratio, "layer": layer, "prune_ratio": prune_ratio,
+                 "similarity_threshold": similarity_threshold}
+        settings = released_settings("dycoke", released, given, RELEASED_SETTINGS)
+        merging_ratio, layer, prune_ratio = settings["merging_ratio"], settings["layer"], settings["prune_ratio"]
+        self.released = released
         if merging_ratio is not None and not 0.0 <= merging_ratio <= 1.0:
             raise ValueError(f"merging_ratio must be in [0, 1], got {merging_ratio}")
         if isinstance(layer, bool) or not isinstance(layer, int) or layer < 1:
@@ -201,8 +218,15 @@ class DyCokeSelector(ClipSelector):
         self.merging_ratio, self.layer, self.prune_ratio = merging_ratio, layer, prune_ratio
         self.similarity_threshold, self.strict_budget = float(similarity_threshold), bool(strict_budget)
 
+    def clip_budget_conflict(self) -> str | None:
+        if self.released:
+            return (f"released=True runs the release's merging ratio K = {RELEASED_MERGING_RATIO} whatever the budget "
+                    "(drop the clip budget, or released)")
+        return None
+
     def keep_counts(self, tokens: ClipTokens, budget: int | None, clip_budget: int | None) -> tuple[int, int] | None:
         """(image, video) tokens each pruned frame keeps, or None to send every token unpruned."""
+        self.refuse_clip_budget(clip_budget)
         streams = (tokens.image_tokens.shape[1], tokens.video_tokens.shape[1])
         if clip_budget is None and (self.merging_ratio is not None or budget is None):
             ratio = RELEASED_MERGING_RATIO if self.merging_ratio is None else self.merging_ratio

@@ -47,8 +47,11 @@ Adaptation to VideoGLaMM (two visual streams; ``ClipTokens``):
   columns, averaged over heads (``nn.MultiheadAttention``'s default). That layer reads the select-layer states, as
   the pooling head reads the LLM's features. The release pools the score to the token grid the way the features
   are pooled. Here it is averaged over each CLIP-stream cell's 2x2 patches (VideoGLaMM's 12x12 adaptive average
-  pool), and over each video token's 3x3 block of the 24x24 CLIP grid (the InternVideo2 stream has no [CLS]
-  attention of its own).
+  pool). The InternVideo2 stream has no [CLS] attention of its own: a video token takes the overlap-weighted mean
+  over the CLIP patches covering the same pixels (``ClipTokens.video_scores``; CLIP sees a centre crop,
+  InternVideo2 the whole frame, so on a non-square frame the 3x3 block at the same grid index covers other
+  pixels). A video token outside CLIP's crop has no score and is never salient (-inf); it still takes part in the
+  density peaks and merging, which read the tokens' own features.
 - Both streams are pruned by the same rule within each segment. Density, anchors and merging run on the
   stream's own LLM tokens (image: (F, 144, H); video: (F, 64, H)), as the release prunes LLM input embeddings.
 - Budget. The release has a single retention ratio r, with ``R = int(N r)`` per frame. The target is
@@ -60,6 +63,15 @@ Adaptation to VideoGLaMM (two visual streams; ``ClipTokens``):
   The count is monotone in r, so the sent total is at most the target. It can fall short because of the release's
   floors (``int(N r)``, ``int(R d)`` and the anchor split). With ``retention_ratio`` set and no ``clip_budget``,
   the release's ratio is used as is. When the target covers every token (``F * (144 + 64)``), nothing is pruned.
+- The paper's operating point: ``released=True`` (spec ``fastvid:released=True``) runs the release's values whatever
+  the budget: r = 0.10, c = 8, tau = 0.9, d = 0.4, p = 4, beta = 0.6 and k = 4. Source (LunarShen/FastVID at
+  a40a109, ``fastvid_llavaonevision/``): ``scripts/eval.sh:6-11`` and ``lmms-eval/lmms_eval/models/
+  llava_onevision.py:88-93`` (the six ``fastvid_*`` values), ``LLaVA-NeXT/llava/model/language_model/
+  modeling_qwen2.py:917-918`` (the cuts), ``:932`` and ``:934`` (``R = int(N r)``, ``S = R - int(R d)``), ``:944``
+  and ``:949`` (anchor frames every p), ``:977`` (``topk(k=4)``) and ``:1003`` (``clamp(min=beta)``). Per frame the
+  CLIP stream keeps R = 14 of 144 (9 salient, 5 anchors) and the video stream R = 6 of 64 (4 + 2): about
+  16 x 20 = 320 tokens for 16 frames (the anchor split's floors can drop a few), at every budget. The per-frame
+  budget is ignored and a clip budget is refused. The budget-driven ratio (above) stays the default.
 - Anchor count clamp. An anchor frame cannot take more anchors than it has non-salient tokens
   (``N - S``). The release would fail in ``topk`` there; this can only happen at very high retention. Whether a
   frame merges its own tokens or its segment's is still decided by the unclamped count (count == C: own frame).
@@ -82,12 +94,13 @@ from fractions import Fraction
 import torch
 import torch.nn.functional as F
 
-from ..clip_level import ClipSelector, ClipTokens, FrameSelection, block_members, clip_target
+from ..clip_level import ClipSelector, ClipTokens, FrameSelection, clip_target
 from ..methods import register_method
-from .common import complement, multihead_cls_attention, ranked, upcast
+from .common import complement, multihead_cls_attention, ranked, released_settings, upcast
 
 __all__ = [
     "FastVIDSelector",
+    "RELEASED_SETTINGS",
     "frame_similarities",
     "dynamic_segments",
     "stprune_split",
@@ -100,6 +113,8 @@ __all__ = [
 ]
 
 GLOBAL_FEATURES = ("cls", "mean")
+# what released=True runs: scripts/eval.sh (r, c, tau, d, p, beta) and modeling_qwen2.py's hard-coded k = 4
+RELEASED_SETTINGS = {"retention_ratio": 0.10, "c": 8, "tau": 0.9, "d": 0.4, "p": 4, "beta": 0.6, "k": 4}
 
 
 # ---------------------------------------------------------------------------- Dynamic Temporal Segmentation
@@ -240,10 +255,15 @@ def fastvid_retention(segments: list[int], stream_tokens: tuple[int, ...], clip_
 @register_method("fastvid")
 class FastVIDSelector(ClipSelector):
     """FastVID on both VideoGLaMM streams: one dynamic segmentation, then density spatiotemporal pruning of each
-    stream. See the module docstring for the released rule and every adaptation."""
+    stream. See the module docstring for the released rule and every adaptation. ``released``: the release's
+    retention ratio and settings whatever the budget."""
 
     def __init__(self, c: int = 8, tau: float = 0.9, d: float = 0.4, p: int = 4, beta: float = 0.6, k: int = 4,
-                 global_feature: str = "cls", retention_ratio: float | None = None):
+                 global_feature: str = "cls", retention_ratio: float | None = None, released: bool = False):
+        given = {"retention_ratio": retention_ratio, "c": c, "tau": tau, "d": d, "p": p, "beta": beta, "k": k}
+        settings = released_settings("fastvid", released, given, RELEASED_SETTINGS)
+        retention_ratio = settings["retention_ratio"]
+        self.released = released
         if c < 1 or p < 1 or k < 1:
             raise ValueError(f"c, p and k must be >= 1, got c={c}, p={p}, k={k}")
         if not 0.0 <= d <= 1.0:
@@ -255,6 +275,12 @@ class FastVIDSelector(ClipSelector):
         self.c, self.tau, self.d, self.p, self.beta, self.k = c, tau, d, p, beta, k
         self.global_feature, self.retention_ratio = global_feature, retention_ratio
 
+    def clip_budget_conflict(self) -> str | None:
+        if self.released:
+            return (f"released=True runs the release's retention ratio r = {RELEASED_SETTINGS['retention_ratio']} "
+                    "whatever the budget (drop the clip budget, or released)")
+        return None
+
     def global_features(self, tokens: ClipTokens) -> torch.Tensor:
         """(F, D) per-frame global features for the segmentation."""
         if self.global_feature == "cls":
@@ -265,16 +291,17 @@ class FastVIDSelector(ClipSelector):
         return dynamic_segments(self.global_features(tokens), self.c, self.tau)
 
     def salient_scores(self, tokens: ClipTokens) -> tuple[torch.Tensor, torch.Tensor]:
-        """((F, Ni), (F, Nv)): the head-averaged CLS attention, averaged over each image cell / video block."""
+        """((F, Ni), (F, Nv)): the head-averaged CLS attention, averaged over each image cell, and over the CLIP
+        patches covering each video token's pixels (overlap-weighted; -inf outside CLIP's crop)."""
         frames = tokens.frames
         attention = multihead_cls_attention(frames.query, frames.key, frames.num_heads).mean(dim=1)  # (F, 576)
         cells = tokens.cell_members().to(attention.device)
-        blocks = block_members(frames.grid, tokens.video_grid).to(attention.device)
-        return attention[:, cells].mean(-1), attention[:, blocks].mean(-1)
+        return attention[:, cells].mean(-1), tokens.video_scores(attention, uncovered=-math.inf)
 
     def retention(self, tokens: ClipTokens, segments: list[int], budget: int | None,
                   clip_budget: int | None) -> tuple[int, int] | None:
         """(R_image, R_video) per frame, or None to send every token."""
+        self.refuse_clip_budget(clip_budget)
         streams = (tokens.image_tokens.shape[1], tokens.video_tokens.shape[1])
         if clip_budget is None and self.retention_ratio is not None:
             return tuple(int(n * self.retention_ratio) for n in streams)

@@ -71,7 +71,18 @@ Adaptation to VideoGLaMM (``ClipTokens``, two visual streams):
   {j / n_g} and 1 whose count does not exceed the target. With ``alpha`` set explicitly (0.4 is the release's), the
   budgets are not used. The counts are reported honestly. ``VideoSegmentationResult.llm_visual_tokens`` and the
   ``FrameSelection`` records hold what enters the LLM after the pre-LLM merging. What layers K+1.. process is
-  ``PruneVidPlan.tokens_after_layer``, which ``PruneVidSelector.last_stats`` also records.
+  ``PruneVidPlan.tokens_after_layer``, which ``PruneVidSelector.last_stats`` also records. Deriving ``alpha`` from
+  the target can move PruneVid far from its paper: on the clip of issue #19 the merged clip already fitted the 485
+  tokens of budget 81, so alpha = 1 and the question-guided selection kept everything.
+- The paper's operating point: ``released=True`` (spec ``prunevid:released=True``) runs the release's values whatever
+  the budget: alpha = 0.4, K = 10, tau = 0.8, ``int(0.25 F)`` scenes, cluster ratio 0.5, k = 7 and spatial merging
+  above 14 tokens (``PRUNEVID_DEFAULTS``). Source (Visual-AI/PruneVid at b12600c): ``scripts/eval.sh:9-13``
+  (``selected_layers=(10)``, ``alphas=(0.4)``, ``taus=(0.8)``, ``temporal_segment_ratios=(0.25)``,
+  ``cluster_ratios=(0.5)``), ``models/pllava/modeling_pllava.py:768`` (the scene clustering), ``:796-797`` and
+  ``:807-808`` (``> 14``, ``k=7``), ``:967`` (``threshold=self.config.tau, k=7``) and ``models/pllava/
+  elastic_cache.py:136`` and ``:142`` (``int(size * alpha)`` per group). Layers K+1.. then see
+  ``sum over groups of int(0.4 n_g)`` visual tokens (about 40% of the merged clip) at every budget. The per-frame
+  budget is ignored and a clip budget is refused. The budget-driven alpha (above) stays the default.
 - Determinism. The density noise ``rand * 1e-6`` is kept, drawn from a generator seeded with ``seed`` (default 0),
   fresh for each clustering. Scores, similarities and means are computed in float32 and cast back to the stream's
   dtype, where the release uses the model dtype.
@@ -94,6 +105,7 @@ import torch.nn.functional as F
 from ...lvlm import VISUAL_TOKEN_ID, SplicedBatch, generation_row
 from ..clip_level import ClipSelector, ClipTokens, FrameSelection, clip_target
 from ..methods import register_method
+from .common import released_settings
 
 if TYPE_CHECKING:
     from ...fastv import FastVPrefill, KeepGroup
@@ -510,12 +522,17 @@ class PruneVidSelector(ClipSelector):
     then question-guided selection at layer K inside it (``llm_plan``). Module docstring: the release, the adaptation.
 
     ``alpha`` None (default) picks the in-LLM ratio that meets the clip budget; a float uses it as is (the release: 0.4).
+    ``released``: every setting at the release's value (``PRUNEVID_DEFAULTS``), alpha included, whatever the budget.
     """
 
     uses_text: ClassVar[bool] = False
 
     def __init__(self, layer: int = 10, alpha: float | None = None, tau: float = 0.8, temporal_segment_ratio: float = 0.25,
-                 cluster_ratio: float = 0.5, k: int = 7, min_cluster_tokens: int = 14, seed: int = 0):
+                 cluster_ratio: float = 0.5, k: int = 7, min_cluster_tokens: int = 14, seed: int = 0, released: bool = False):
+        given = {"layer": layer, "alpha": alpha, "tau": tau, "temporal_segment_ratio": temporal_segment_ratio,
+                 "cluster_ratio": cluster_ratio, "k": k, "min_cluster_tokens": min_cluster_tokens}
+        alpha = released_settings("prunevid", released, given, PRUNEVID_DEFAULTS)["alpha"]
+        self.released = released
         if isinstance(layer, bool) or not isinstance(layer, int) or layer < 0:
             raise ValueError(f"layer must be an int >= 0 (the 0-based LLM layer whose attention ranks the tokens), got {layer!r}")
         if alpha is not None and not 0 <= alpha <= 1:
@@ -535,14 +552,19 @@ class PruneVidSelector(ClipSelector):
         opts = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith(("_", "last_")))
         return f"{type(self).__name__}({opts})"
 
+    def clip_budget_conflict(self) -> str | None:
+        if self.alpha is None:
+            return None
+        fixed = "released=True runs the release's" if self.released else "alpha is"
+        return f"{fixed} fixed in-LLM ratio alpha = {self.alpha}: give either alpha (or released) or a clip budget, not both"
+
     def merge(self, tokens: torch.Tensor) -> MergedStream:
         """``merge_stream`` of one stream's (F, N, H) tokens with this method's settings."""
         return merge_stream(tokens, tau=self.tau, temporal_segment_ratio=self.temporal_segment_ratio,
                             cluster_ratio=self.cluster_ratio, k=self.k, min_cluster_tokens=self.min_cluster_tokens, seed=self.seed)
 
     def select_clip(self, tokens: ClipTokens, budget: int | None, clip_budget: int | None = None) -> list[FrameSelection]:
-        if self.alpha is not None and clip_budget is not None:
-            raise ValueError("prunevid: give either alpha (the release's fixed ratio) or a clip budget, not both")
+        self.refuse_clip_budget(clip_budget)
         image, video = self.merge(tokens.image_tokens), self.merge(tokens.video_tokens)
         frames = tokens.num_frames
         image_rows, image_cells = _frame_rows(image, frames)

@@ -8,7 +8,7 @@ never held twice in memory.
 
 from __future__ import annotations
 
-import json
+import pickle
 import re
 import zipfile
 from collections import defaultdict
@@ -19,7 +19,9 @@ from typing import Callable, Iterable, Iterator
 
 import torch
 
-__all__ = ["CheckpointDir", "WEIGHT_FILES", "LoadSummary", "ROTARY_BUFFER_KEY", "split_rotary_buffers"]
+from .jsonfile import read_json_object
+
+__all__ = ["CheckpointDir", "WEIGHT_FILES", "LoadSummary", "ROTARY_BUFFER_KEY", "split_rotary_buffers", "weight_file_errors"]
 
 WEIGHT_FILES = ("model.safetensors.index.json", "model.safetensors", "pytorch_model.bin.index.json", "pytorch_model.bin")
 
@@ -65,19 +67,37 @@ class LoadSummary:
 
 def _read_weight_map(index: Path) -> dict[str, str]:
     """The ``weight_map`` of a shard index JSON, with errors naming the file (and the position of a syntax error)."""
-    try:
-        data = json.loads(index.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"checkpoint index {index} is not valid JSON ({err.msg}: line {err.lineno} column {err.colno}, "
-                         f"char {err.pos}): the file is corrupt or incomplete; re-download it") from None
-    except UnicodeDecodeError as err:
-        raise ValueError(f"checkpoint index {index} is not UTF-8 text (byte {err.start}): the file is corrupt; "
-                         "re-download it") from None
-    weight_map = data.get("weight_map") if isinstance(data, dict) else None
+    data = read_json_object(index, "checkpoint index")
+    weight_map = data.get("weight_map")
     if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
         raise ValueError(f"checkpoint index {index} has no \"weight_map\" object (tensor name -> shard file): "
                          "the file is corrupt or not a shard index; re-download it")
     return weight_map
+
+
+def _hub_blobs(folder: Path) -> Path | None:
+    """The ``blobs`` folder of a Hugging Face cache snapshot (``models--o--n/snapshots/<rev>``), whose files are
+    symbolic links into it; None for any other folder."""
+    if folder.parent.name == "snapshots" and (folder.parent.parent / "blobs").is_dir():
+        return (folder.parent.parent / "blobs").resolve()
+    return None
+
+
+def _shard_path(folder: Path, name: str, index: Path) -> Path:
+    """``folder / name`` for a shard file an index names, refused unless it stays inside ``folder``: a plain relative
+    name, no ``..``, and no symbolic link out of it (except into a Hugging Face cache snapshot's own blobs)."""
+    candidate = Path(name)
+    inside = not candidate.is_absolute() and ".." not in candidate.parts and name.strip() not in ("", ".")
+    path = folder / candidate
+    if inside and path.exists():
+        target, roots = path.resolve(), [folder.resolve(), _hub_blobs(folder)]
+        inside = any(root is not None and target.is_relative_to(root) for root in roots)
+    if not inside:
+        shown = repr(name) if len(name) <= 80 else repr(name[:77] + "...")
+        raise ValueError(f"checkpoint index {index} names the shard {shown}, which is not a file inside {folder} "
+                         "(absolute paths, '..' and links out of the folder are refused): the index is corrupt or "
+                         "tampered with; re-download it")
+    return path
 
 
 def _load_bin(file: Path) -> dict:
@@ -90,23 +110,42 @@ def _load_bin(file: Path) -> dict:
     return shard
 
 
+_UNSUPPORTED_GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+)")
+
+
+def _unreadable(file: Path, what: str, err: Exception) -> str:
+    """One line naming ``file``, its size and what the reader said (at most about 200 characters of it)."""
+    reason = " ".join(str(err).split()) or type(err).__name__
+    reason = reason[:200] + "..." if len(reason) > 200 else reason
+    size = file.stat().st_size if file.is_file() else 0
+    return f"cannot load {what} {file} ({size} bytes): {reason}; the file is corrupt or incomplete: re-download it"
+
+
 @contextmanager
-def _shard_errors(file: Path, tensor: str | None = None):
-    """Turn whatever torch / safetensors raise for an unreadable shard into one ``ValueError`` naming the file."""
+def weight_file_errors(file: Path, what: str = "checkpoint shard",
+                       refusal_fix: str = "use safetensors weights or a copy from a source you trust"):
+    """Turn whatever torch / safetensors raise for an unreadable weights file into one
+    ``ValueError`` naming ``what`` and the file; a pickle naming a Python global (code a load could run) is refused
+    as such, with ``refusal_fix``."""
     try:
         yield
     except MemoryError:
         raise
     except PermissionError:
-        raise ValueError(f"cannot read checkpoint shard {file}: permission denied") from None
-    except Exception as err:  # torch raises RuntimeError / UnpicklingError / EOFError, safetensors its own type
-        reason = " ".join(str(err).split()) or type(err).__name__
-        if len(reason) > 200:
-            reason = reason[:200] + "..."
-        size = file.stat().st_size if file.exists() else 0
-        what = f"tensor {tensor!r} of checkpoint shard" if tensor else "checkpoint shard"
-        raise ValueError(f"cannot load {what} {file} ({size} bytes): {reason}; the file is corrupt or incomplete: "
-                         "re-download it") from None
+        raise ValueError(f"cannot read {what} {file}: permission denied") from None
+    except pickle.UnpicklingError as err:
+        found = _UNSUPPORTED_GLOBAL.search(str(err))
+        if found is None:
+            raise ValueError(_unreadable(file, what, err)) from None
+        raise ValueError(f"refused to load {what} {file}: it names the Python global {found.group(1)}, and loading "
+                         f"globals could run code (only tensors are read): {refusal_fix}") from None
+    except Exception as err:  # torch raises RuntimeError / EOFError, safetensors its own type
+        raise ValueError(_unreadable(file, what, err)) from None
+
+
+def _shard_errors(file: Path, tensor: str | None = None):
+    """``weight_file_errors`` for a shard (or one of its tensors)."""
+    return weight_file_errors(file, f"tensor {tensor!r} of checkpoint shard" if tensor else "checkpoint shard")
 
 
 class CheckpointDir:
@@ -125,7 +164,7 @@ class CheckpointDir:
                 continue
             if name.endswith(".index.json"):
                 weight_map = _read_weight_map(candidate)
-                files = {f: self.path / f for f in set(weight_map.values())}
+                files = {f: _shard_path(self.path, f, candidate) for f in set(weight_map.values())}
                 absent = sorted(str(p) for p in files.values() if not p.exists())
                 if absent:
                     raise FileNotFoundError(f"{candidate} lists shards that are missing: {', '.join(absent)}")

@@ -3,63 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 
+from .run_options import check_device, check_frame_budget, check_method
+
 __all__ = ["main", "build_parser", "check_device", "check_method"]
 
-_DEVICE = re.compile(r"^(cpu|mps|cuda)(?::(\d+))?$")
 DEFAULT_MAX_FRAMES = 1000  # segment-video holds every frame in memory: 1000 frames of 1280x720 take 2.8 GB
-
-
-def check_device(device: str) -> str:
-    """``device`` if this machine can run on it, else a ``ValueError`` naming the device and the fix
-    (``cpu``, ``cuda``, ``cuda:N``, ``mps``)."""
-    match = _DEVICE.match(device)
-    if not match or (match.group(1) != "cuda" and match.group(2) not in (None, "0")):
-        raise ValueError(f"unknown device {device!r}: choose cpu, cuda, cuda:N (N = a GPU index) or mps")
-    import torch
-
-    kind, index = match.group(1), match.group(2)
-    if kind == "cuda":
-        if not torch.cuda.is_available():
-            build = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda} but finds no GPU"
-            raise ValueError(f"--device {device}: no CUDA device available (torch {torch.__version__} is {build}): "
-                             "use --device cpu, or install a CUDA build of torch and check the driver / CUDA_VISIBLE_DEVICES")
-        count = torch.cuda.device_count()
-        if index is not None and int(index) >= count:
-            raise ValueError(f"--device {device}: only {count} CUDA device(s) visible (cuda:0 to cuda:{count - 1}): "
-                             "pick one of those or check CUDA_VISIBLE_DEVICES")
-    if kind == "mps" and not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
-        raise ValueError(f"--device {device}: the MPS backend is not available (Apple silicon with a macOS build of torch "
-                         "only): use --device cpu")
-    return device
-
-
-def check_method(method: str | None, budget: int | None, clip_budget: int | None = None) -> str:
-    """The pruning method to run: ``method`` checked against the registry and against ``budget``
-    (None: ``litelvlm`` with a budget, ``none`` (the unpruned model) without) and ``clip_budget`` (video:
-    a clip-level method named with --method, the per-frame budget then optional)."""
-    from .pruning import available_methods, check_clip_budget, clip_level_methods
-
-    if budget is not None and (isinstance(budget, bool) or budget < 1):
-        raise ValueError(f"--budget {budget}: give a positive number of visual tokens to keep")
-    if method is not None and method not in available_methods():
-        raise ValueError(f"unknown pruning method {method!r}; choose one of: {', '.join(available_methods())}")
-    if clip_budget is not None:
-        if method is None:
-            raise ValueError(f"--clip-budget {clip_budget} needs a clip-level --method: {', '.join(clip_level_methods())}")
-        check_clip_budget(method, clip_budget)
-        return method
-    if method is None:
-        return "litelvlm" if budget is not None else "none"
-    if method == "none" and budget is not None:
-        raise ValueError(f"--method none keeps every visual token: drop --budget {budget}, or pick a pruning method")
-    if method != "none" and budget is None:
-        raise ValueError(f"--method {method} prunes to a token budget: give --budget N (visual tokens kept), "
-                         "or use --method none for the unpruned model")
-    return method
 
 
 def _check_texts(texts: list[str]) -> None:
@@ -183,6 +134,9 @@ def _bench(args) -> int:
     budgets = [*(args.budget or ()), *(args.video_budget or ()), *(args.clip_budget or ())]
     if any(b < 1 for b in budgets):
         raise ValueError(f"budgets must be positive numbers of tokens, got {min(budgets)}")
+    for option, values in (("--budget", args.budget), ("--video-budget", args.video_budget)):
+        for budget in values or ():
+            check_frame_budget(budget, option)
     image_methods, video_methods, notes = split_methods(args.method) if args.method else (("litelvlm",), None, [])
     if args.method and not image_methods:
         if args.no_video:
@@ -289,16 +243,18 @@ def _segment_video(args) -> int:
     from dataclasses import asdict
 
     from video.cli import segment_video_to_folder
+    from video.layout import check_layout_budget
     from video.preset import load_preset
 
     check_device(args.device)
-    method = check_method(args.method, args.budget, args.clip_budget)
+    method = check_method(args.method, args.budget, args.clip_budget, media="video")
     _check_texts(args.text)
     if args.max_frames < 1:
         raise ValueError(f"--max-frames {args.max_frames}: give a positive number of frames")
     preset = load_preset(args.preset)
     options = asdict(preset.segmenter)
     options.update({k: v for k, v in (("layout", args.layout), ("answer", args.answer), ("mask_mode", args.mask_mode)) if v is not None})
+    check_layout_budget(options["layout"], args.budget, method)
     dtype = _dtype(args.dtype) if args.dtype else preset.dtype(args.device)
     report = segment_video_to_folder(
         args.video, args.text, budget=args.budget, checkpoint=args.checkpoint, vision_tower=args.vision_tower,

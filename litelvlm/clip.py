@@ -10,7 +10,8 @@ import torch
 
 from .pruning import ClipTokenPruner
 
-__all__ = ["ClipTowers", "load_clip_towers", "random_clip_towers", "require_local_dir", "quiet_transformers"]
+__all__ = ["ClipTowers", "load_clip_towers", "random_clip_towers", "require_local_dir", "quiet_transformers", "check_clip_dir",
+           "resolve_clip_dir"]
 
 
 def require_local_dir(path: str | Path, what: str, must_contain: tuple[str, ...] = ("config.json",), patterns=None) -> Path:
@@ -19,6 +20,18 @@ def require_local_dir(path: str | Path, what: str, must_contain: tuple[str, ...]
     from .hub import resolve_folder
 
     return resolve_folder(path, what, patterns=patterns, must_contain=must_contain)
+
+
+def resolve_clip_dir(path: str | Path) -> Path:
+    """The checked local folder of a CLIP tower (a folder or Hub id): resolved, ``check_clip_dir``-checked and its
+    tokenizer and image processor read once, so a segmenter refuses a bad CLIP before it loads its own, larger
+    weights."""
+    from .hub import PATTERNS
+
+    folder = require_local_dir(path, "CLIP vision tower", patterns=PATTERNS["clip"])
+    check_clip_dir(folder)
+    _load_tokenizer_and_processor(folder)
+    return folder
 
 
 @contextlib.contextmanager
@@ -36,6 +49,52 @@ def quiet_transformers():
         hf_logging.set_verbosity(previous)
         if bars:
             hf_logging.enable_progress_bar()
+
+
+# The JSON files of a CLIP folder transformers reads; each is parsed here first so a bad one is named.
+CLIP_JSON_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "vocab.json", "special_tokens_map.json",
+                   "preprocessor_config.json")
+CLIP_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+
+
+def check_clip_dir(path: Path) -> None:
+    """Check a CLIP folder before anything is built from it: its JSON files parse, ``config.json``'s sizes are within
+    the bounds of CLIP ViT-L/14-336 (``litelvlm.config_bounds``), and it holds weights whose index or header (names,
+    shards inside the folder, a weights-only pickle, a complete safetensors header) reads."""
+    from .checkpoint import CheckpointDir
+    from .config_bounds import check_clip_config
+    from .jsonfile import read_json, read_json_object
+
+    config = path / "config.json"
+    check_clip_config(read_json_object(config, "CLIP config"), str(config))
+    for name in CLIP_JSON_FILES[1:]:
+        if (path / name).is_file():
+            read_json(path / name, "CLIP tokenizer / processor file")
+    if not any((path / name).is_file() for name in CLIP_WEIGHT_FILES):
+        raise FileNotFoundError(f"no CLIP weights in {path}: expected one of {', '.join(CLIP_WEIGHT_FILES)}")
+    CheckpointDir(path)  # reads only the index / headers (a .bin memory-mapped): cheap, before any model loads
+
+
+@contextlib.contextmanager
+def _tokenizer_file_errors(path: Path):
+    """Whatever transformers / tokenizers raise for unusable tokenizer or processor files, as one line naming them."""
+    try:
+        yield
+    except MemoryError:
+        raise
+    except Exception as err:  # tokenizers raises its own Exception types, transformers OSError / ValueError / TypeError
+        reason = " ".join(str(err).split())[:200] or type(err).__name__
+        raise ValueError(f"cannot load the CLIP tokenizer / image processor files in {path} (tokenizer.json, vocab.json, "
+                         f"merges.txt, preprocessor_config.json): {reason}; the files are corrupt or incomplete: "
+                         "re-download them") from None
+
+
+def _load_tokenizer_and_processor(path: Path):
+    """The CLIP tokenizer and image processor of a folder (errors: one line naming its tokenizer files)."""
+    from transformers import AutoTokenizer, CLIPImageProcessorPil
+
+    with quiet_transformers(), _tokenizer_file_errors(path):
+        return AutoTokenizer.from_pretrained(path), CLIPImageProcessorPil.from_pretrained(path)
 
 
 def _load_tower(cls, path: Path, device, dtype, attn_implementation: str | None = None):
@@ -70,16 +129,15 @@ def load_clip_towers(path: str | Path, device="cpu", dtype: torch.dtype | None =
 
     ``attn_implementation``: ``eager`` reproduces the released transformers 4.x CLIP (eager only), which
     matters in bf16/fp16 (the kept tokens change); None: transformers' default (SDPA)."""
-    from transformers import AutoTokenizer, CLIPImageProcessorPil, CLIPTextModelWithProjection, CLIPVisionModelWithProjection
+    from transformers import CLIPTextModelWithProjection, CLIPVisionModelWithProjection
 
     from .hub import PATTERNS
 
     p = require_local_dir(path, "CLIP vision tower", patterns=PATTERNS["clip"])
+    check_clip_dir(p)  # the small files and the weights' headers first: a bad one fails before the weights load
+    tokenizer, processor = _load_tokenizer_and_processor(p)
     vision = _load_tower(CLIPVisionModelWithProjection, p, device, dtype, attn_implementation)
     text = _load_tower(CLIPTextModelWithProjection, p, device, dtype, attn_implementation)
-    with quiet_transformers():
-        tokenizer = AutoTokenizer.from_pretrained(p)
-        processor = CLIPImageProcessorPil.from_pretrained(p)
     return ClipTowers(vision, text, tokenizer, processor, p)
 
 

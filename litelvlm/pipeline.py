@@ -135,11 +135,14 @@ def load(model: str = "glamm", checkpoint: str | Path | None = None, *, vision_t
     ``MBZUAI/GLaMM-RefSeg`` for GLaMM (VideoGLaMM has none on the Hub). ``budget``: visual tokens kept per image
     or per frame (None: all 576). ``preset`` (video): ``default`` or ``released`` (video/presets/). ``options``
     go to every call (e.g. ``prune_scope="image"``)."""
-    from .pruning import get_method
+    from .run_options import check_device, check_frame_budget, check_method_runs_on
 
     if model not in MODELS:
         raise ValueError(f"model must be one of {MODELS}, got {model!r}")
-    get_method(method)  # an unknown method fails before any weight is read
+    # the options fail before any weight is read
+    check_frame_budget(budget, "budget")
+    check_method_runs_on(method, "video" if model == "videoglamm" else "image", "method")
+    check_device(device, "device")
     checkpoint = checkpoint or DEFAULT_CHECKPOINTS[model]
     if checkpoint is None:
         raise ValueError("VideoGLaMM's weights are not on the Hugging Face Hub: pass checkpoint= its local folder (or 'tiny')")
@@ -147,7 +150,8 @@ def load(model: str = "glamm", checkpoint: str | Path | None = None, *, vision_t
     if model == "glamm":
         segmenter = _load_glamm(checkpoint, vision_tower, device, dtype)
     else:
-        segmenter = _load_videoglamm(checkpoint, vision_tower, video_tower, device, dtype, preset)
+        planned = (budget, method, options.get("layout"))  # the per-call layout override wins over the preset's
+        segmenter = _load_videoglamm(checkpoint, vision_tower, video_tower, device, dtype, preset, planned)
     return Pipeline(model, segmenter, budget, method, weights, options)
 
 
@@ -160,17 +164,20 @@ def _load_glamm(checkpoint, vision_tower, device, dtype):
     return GLaMMSegmenter.from_pretrained(checkpoint, vision_tower=vision_tower, device=device, dtype=dtype)
 
 
-def _load_videoglamm(checkpoint, vision_tower, video_tower, device, dtype, preset):
+def _load_videoglamm(checkpoint, vision_tower, video_tower, device, dtype, preset, planned):
     from dataclasses import asdict
 
+    from video.layout import check_layout_budget
     from video.preset import load_preset
     from video.segmenter import VideoSegmenter
 
+    chosen = load_preset(preset or "default")
+    budget, method, layout = planned
+    check_layout_budget(layout or chosen.segmenter.layout, budget, method, "budget")  # before any weight is read
     if str(checkpoint) == "tiny":
         paths = tiny_checkpoint("videoglamm")
         checkpoint = paths["checkpoint"]
         vision_tower, video_tower = vision_tower or paths["vision_tower"], video_tower or paths["video_tower"]
-    chosen = load_preset(preset or "default")
     return VideoSegmenter.from_pretrained(checkpoint, vision_tower=vision_tower, video_tower=video_tower, device=device,
                                           dtype=dtype or chosen.dtype(device), attn_implementation=chosen.attn_implementation(),
                                           clip_attn_implementation=chosen.clip_attn_implementation(), **asdict(chosen.segmenter))

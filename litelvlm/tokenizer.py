@@ -32,11 +32,13 @@ prompt starting with ``<|system|>`` (an added token, not in ``all_special_tokens
 
 from __future__ import annotations
 
-import json
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
+
+from .jsonfile import read_json_object
 
 __all__ = ["SPIECE_UNDERLINE", "RULES", "NoSplitToken", "Encoding", "ReleasedLlamaTokenizer", "SPECIAL_TOKEN_NAMES"]
 
@@ -68,10 +70,28 @@ class Encoding:
 
 
 def _read_json(path: Path) -> dict:
+    return read_json_object(path, "tokenizer file")
+
+
+def _token_id(value, where: Path) -> int:
+    """A token id read from a tokenizer file: a non-negative integer (a string of digits, as JSON keys are, too)."""
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"tokenizer file {where}: token id {value!r} is not a non-negative integer; the file is corrupt: "
+                         "re-download it")
+    return value
+
+
+@contextmanager
+def _malformed_files(root: Path):
+    """A tokenizer JSON file of the wrong shape (a list where an object belongs, an entry without ``content``) as one
+    ``ValueError`` naming the folder's tokenizer files."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON ({err.msg} at line {err.lineno}); re-download the tokenizer files") from None
+        yield
+    except (KeyError, TypeError, AttributeError) as err:
+        raise ValueError(f"the tokenizer files in {root} (tokenizer_config.json, added_tokens.json, "
+                         f"special_tokens_map.json) are malformed ({type(err).__name__}: {err}); re-download them") from None
 
 
 def _token_from_value(value) -> NoSplitToken | None:
@@ -81,7 +101,7 @@ def _token_from_value(value) -> NoSplitToken | None:
         return None
     if isinstance(value, dict):
         if "content" not in value:
-            raise ValueError(f"a token dict needs 'content', got {value}")
+            raise TypeError(f"a token dict needs 'content', got {value}")
         return NoSplitToken(str(value["content"]), bool(value.get("lstrip", False)), bool(value.get("rstrip", False)), True,
                             bool(value.get("single_word", False)))
     return NoSplitToken(str(value))
@@ -89,19 +109,30 @@ def _token_from_value(value) -> NoSplitToken | None:
 
 def _sentencepiece(model_file: Path, kwargs: dict, dummy_prefix: bool):
     """A SentencePieceProcessor; ``dummy_prefix=False`` turns off its ``▁`` prefix as transformers >= 4.34 does
-    for non-legacy Llama tokenizers."""
+    for non-legacy Llama tokenizers. A file sentencepiece cannot parse is one ``ValueError`` naming it."""
     import sentencepiece as spm
 
-    processor = spm.SentencePieceProcessor(**kwargs)
-    if dummy_prefix:
-        processor.Load(str(model_file))
-        return processor
-    from sentencepiece import sentencepiece_model_pb2
+    try:
+        processor = spm.SentencePieceProcessor(**kwargs)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise ValueError(f"tokenizer_config.json beside {model_file}: sp_model_kwargs {kwargs!r} are not sentencepiece "
+                         f"options ({err}); re-download the tokenizer files") from None
+    try:
+        if dummy_prefix:
+            processor.Load(str(model_file))
+            return processor
+        from sentencepiece import sentencepiece_model_pb2
 
-    proto = sentencepiece_model_pb2.ModelProto()
-    proto.ParseFromString(model_file.read_bytes())
-    proto.normalizer_spec.add_dummy_prefix = False
-    processor.LoadFromSerializedProto(proto.SerializeToString())
+        proto = sentencepiece_model_pb2.ModelProto()
+        proto.ParseFromString(model_file.read_bytes())
+        proto.normalizer_spec.add_dummy_prefix = False
+        processor.LoadFromSerializedProto(proto.SerializeToString())
+    except (MemoryError, PermissionError):
+        raise
+    except Exception as err:  # sentencepiece raises RuntimeError / OSError, protobuf its DecodeError
+        reason = " ".join(str(err).split())[:200] or type(err).__name__
+        raise ValueError(f"tokenizer file {model_file} is not a sentencepiece model ({reason}): the file is corrupt or "
+                         "incomplete; re-download it") from None
     return processor
 
 
@@ -174,15 +205,18 @@ class ReleasedLlamaTokenizer:
             raise FileNotFoundError(f"{root} has no tokenizer.model (the sentencepiece model the checkpoint ships): wrong checkpoint folder?")
         config_file = root / "tokenizer_config.json"
         config = _read_json(config_file) if config_file.is_file() else {}
-        specials = cls._special_tokens(root, config, rules)
-        options = dict(legacy=bool(config.get("legacy", True)) if legacy is None else legacy, rules=rules,
-                       add_bos_token=config.get("add_bos_token", True), add_eos_token=config.get("add_eos_token", False),
-                       add_prefix_space=config.get("add_prefix_space", True) is not False,
-                       sp_model_kwargs=config.get("sp_model_kwargs") or {})
-        if rules == "4.31":
-            return cls(model_file, cls._added_tokens(root, config, specials), specials, **options)
-        flags, added, extra = cls._added_tokens_441(root, config)
-        return cls(model_file, added, specials, token_flags=flags, all_special_tokens=extra, **options)
+        with _malformed_files(root):
+            specials = cls._special_tokens(root, config, rules)
+            options = dict(legacy=bool(config.get("legacy", True)) if legacy is None else legacy, rules=rules,
+                           add_bos_token=config.get("add_bos_token", True), add_eos_token=config.get("add_eos_token", False),
+                           add_prefix_space=config.get("add_prefix_space", True) is not False,
+                           sp_model_kwargs=dict(config.get("sp_model_kwargs") or {}))
+            if rules == "4.31":
+                added, extra_options = cls._added_tokens(root, config, specials), {}
+            else:
+                flags, added, extra = cls._added_tokens_441(root, config)
+                extra_options = dict(token_flags=flags, all_special_tokens=extra)
+        return cls(model_file, added, specials, **extra_options, **options)
 
     @staticmethod
     def _special_tokens(root: Path, config: dict, rules: str) -> dict[str, NoSplitToken | None]:
@@ -208,10 +242,11 @@ class ReleasedLlamaTokenizer:
         instead (its entries beyond the sentencepiece vocabulary, special tokens excluded)."""
         added_file = root / "added_tokens.json"
         if added_file.is_file():
-            return {str(k): int(v) for k, v in _read_json(added_file).items()}
+            return {str(k): _token_id(v, added_file) for k, v in _read_json(added_file).items()}
         special_names = {t.content for t in specials.values() if t is not None}
         decoder = config.get("added_tokens_decoder") or {}
-        return {entry["content"]: int(i) for i, entry in decoder.items() if entry["content"] not in special_names}
+        return {entry["content"]: _token_id(i, root / "tokenizer_config.json") for i, entry in decoder.items()
+                if entry["content"] not in special_names}
 
     @staticmethod
     def _added_tokens_441(root: Path, config: dict) -> tuple[dict[str, NoSplitToken], dict[str, int], list[str]]:
@@ -221,11 +256,11 @@ class ReleasedLlamaTokenizer:
         ids: dict[str, int] = {}
         for index, entry in (config.get("added_tokens_decoder") or {}).items():
             token = _token_from_value(entry)
-            flags[token.content], ids[token.content] = token, int(index)
+            flags[token.content], ids[token.content] = token, _token_id(index, root / "tokenizer_config.json")
         added_file = root / "added_tokens.json"
         for content, index in (_read_json(added_file).items() if added_file.is_file() else []):
             if content not in flags:
-                flags[content], ids[content] = NoSplitToken(content, False, False, True), int(index)
+                flags[content], ids[content] = NoSplitToken(content, False, False, True), _token_id(index, added_file)
         extra = [t["content"] if isinstance(t, dict) else t for t in config.get("additional_special_tokens") or []]
         return flags, ids, extra
 

@@ -10,7 +10,6 @@ folder with ``litelvlm.clip.load_clip_towers``.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from dataclasses import asdict, dataclass, field, replace
@@ -22,7 +21,9 @@ from torch import nn
 
 from litelvlm.checkpoint import CheckpointDir, LoadSummary, split_rotary_buffers
 from litelvlm.clip import require_local_dir
+from litelvlm.config_bounds import PHI3_MINI, Released, check_llm_config, check_select_layer, check_sizes
 from litelvlm.glamm.model import rope_parameters
+from litelvlm.jsonfile import read_json_object
 from litelvlm.lvlm import (LVLMArchitecture, build_llm, check_rotary_buffers, load_into, mlp_from_weights, pick_attn_implementation,
                            scaled_depth)
 
@@ -73,6 +74,7 @@ KNOWN_PREFIXES = LLM_PREFIXES + (
 # Parts of the saved InternVideo2 tower that never produce the features VideoGLaMM uses.
 UNUSED_VIDEO_TOWER_PARTS = ("clip_", "final_clip_decoder")
 PROJECTOR_TYPE = re.compile(r"^(linear|mlp(\d+)x_gelu)$")
+VIDEOGLAMM_HEADS = Released("VideoGLaMM", {"out_dim": 256})  # the [SEG] projection's output (SAM2's prompt width)
 
 
 # ----------------------------------------------------------------------------- config
@@ -90,7 +92,7 @@ def transformers5_sliding_window(released: int | None) -> int | None:
 
 
 def _check_projector_type(kind: str, what: str) -> str:
-    if not PROJECTOR_TYPE.match(kind):
+    if not isinstance(kind, str) or not PROJECTOR_TYPE.match(kind):
         raise ValueError(f"{what} is {kind!r}; supported: 'linear' and 'mlp<N>x_gelu' (an identity projector cannot map to the LLM width)")
     return kind
 
@@ -115,15 +117,19 @@ class VideoGLaMMConfig:
 
     @classmethod
     def from_dir(cls, path: Path) -> "VideoGLaMMConfig":
-        return cls.from_dict(json.loads((path / "config.json").read_text()), str(path))
+        file = Path(path) / "config.json"
+        return cls.from_dict(read_json_object(file, "VideoGLaMM config"), str(file))
 
     @classmethod
     def from_dict(cls, raw: dict, where: str = "config") -> "VideoGLaMMConfig":
-        """Read a VideoGLaMM ``config.json`` dict; raises naming what makes it unusable."""
+        """Read a VideoGLaMM ``config.json`` dict; raises naming what makes it unusable (sizes beyond Phi-3-mini's
+        bounds, ``litelvlm.config_bounds``, included: before any model is built)."""
         fields = {k: raw[k] for k in PHI3_FIELDS if raw.get(k) is not None}
         for required in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size"):
             if required not in fields:
-                raise ValueError(f"{where} is not a VideoGLaMM checkpoint: its config.json lacks the Phi-3 field {required!r}")
+                raise ValueError(f"{where} is not a VideoGLaMM config: it lacks the Phi-3 field {required!r}")
+        check_llm_config(fields, PHI3_MINI, where)
+        check_sizes(raw, VIDEOGLAMM_HEADS, where)
         if raw.get("attention_bias"):
             raise ValueError(f"{where}: attention_bias=true is not a Phi-3 layout (transformers' Phi3 has no attention biases)")
         if raw.get("use_sam2") is False:
@@ -133,7 +139,7 @@ class VideoGLaMMConfig:
             fields["sliding_window"] = transformers5_sliding_window(fields["sliding_window"])
         return cls(
             llm_fields=fields,
-            select_layer=int(raw.get("mm_vision_select_layer", -2)),
+            select_layer=check_select_layer(raw.get("mm_vision_select_layer", -2), where),
             image_projector_type=_check_projector_type(raw.get("image_mm_projector_type", "linear"), f"{where}: image_mm_projector_type"),
             video_projector_type=_check_projector_type(raw.get("mm_projector_type", "linear"), f"{where}: mm_projector_type"),
             vision_tower=str(raw.get("image_mm_vision_tower", raw.get("image_vision_tower", CLIP_TOWER_NAME))),
@@ -520,7 +526,7 @@ class VideoGLaMMTokenizer(NamedTuple):
 
 def _eos_ids(root: Path, tokenizer) -> list[int]:
     file = root / "generation_config.json"
-    eos = json.loads(file.read_text()).get("eos_token_id") if file.exists() else None
+    eos = read_json_object(file, "generation config").get("eos_token_id") if file.exists() else None
     if eos is None:
         if tokenizer.eos_token_id is None:
             raise ValueError(f"{root}: neither generation_config.json nor the tokenizer names an eos token")
@@ -533,7 +539,7 @@ def load_generation_config(path: str | Path) -> dict:
     (do_sample False, temperature 1.0, top_k 50, top_p 1.0): what ``generate()`` uses when the released
     code passes none of them."""
     file = Path(path) / "generation_config.json"
-    raw = json.loads(file.read_text()) if file.exists() else {}
+    raw = read_json_object(file, "generation config") if file.exists() else {}
     defaults = {"do_sample": False, "temperature": 1.0, "top_k": 50, "top_p": 1.0}
     return {k: (raw[k] if raw.get(k) is not None else v) for k, v in defaults.items()}
 
@@ -553,7 +559,7 @@ def load_videoglamm_tokenizer(path: str | Path) -> VideoGLaMMTokenizer:
     if seg is None or seg == tokenizer.unk_token_id:
         raise ValueError(f"the tokenizer in {root} does not know the {SEG_TOKEN} token: wrong checkpoint folder?")
     config_file = root / "config.json"
-    expected = json.loads(config_file.read_text()).get("seg_token_idx") if config_file.exists() else None
+    expected = read_json_object(config_file, "VideoGLaMM config").get("seg_token_idx") if config_file.exists() else None
     if expected is not None and expected != seg:
         raise ValueError(f"{root}: tokenizer gives {SEG_TOKEN} id {seg} but config.json has seg_token_idx {expected}")
     return VideoGLaMMTokenizer(tokenizer, {"seg": seg, "image": IMAGE_TOKEN_INDEX, "eos": _eos_ids(root, tokenizer)})

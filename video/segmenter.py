@@ -182,20 +182,23 @@ class VideoSegmenter:
         Hugging Face Hub id (the ``.pt`` as ``owner/name/file.pt``, e.g. ``OpenGVLab/InternVideo2-Stage2_1B-224p-f4/
         InternVideo2-stage2_1b-224p-f4.pt``), resolved through the huggingface_hub cache.
         ``config``: ``VideoSegmenterConfig`` fields."""
-        from litelvlm.clip import require_local_dir
+        from litelvlm.clip import require_local_dir, resolve_clip_dir
         from litelvlm.hub import PATTERNS
 
-        from .model import VideoGLaMM, load_generation_config, load_videoglamm_tokenizer
+        from .model import VideoGLaMM, VideoGLaMMConfig, load_generation_config, load_videoglamm_tokenizer
 
         dtype = dtype or default_dtype(device)
         checkpoint = require_local_dir(checkpoint, "VideoGLaMM checkpoint", patterns=PATTERNS["videoglamm"])  # Hub id -> cached folder
         segmenter_config = VideoSegmenterConfig(**config)  # bad options fail before any weight is read
+        # the small files first (configs, the CLIP folder, the tokenizer): a bad one fails before the weights load
+        clip_dir = resolve_clip_dir(vision_tower or VideoGLaMMConfig.from_dir(checkpoint).vision_tower)
+        tokenizer, ids = load_videoglamm_tokenizer(checkpoint)
+        generation_config = load_generation_config(checkpoint)
         model = VideoGLaMM.from_checkpoint(checkpoint, video_tower=video_tower, device=device, dtype=dtype,
                                            attn_implementation=pick_attn_implementation(device, attn_implementation))
-        clip = load_clip_towers(vision_tower or model.config.vision_tower, device, dtype, attn_implementation=clip_attn_implementation)
-        tokenizer, ids = load_videoglamm_tokenizer(checkpoint)
+        clip = load_clip_towers(clip_dir, device, dtype, attn_implementation=clip_attn_implementation)
         return cls(model, clip, tokenizer, seg_token_id=ids["seg"], eos_token_ids=set(ids["eos"]), device=device,
-                   dtype=dtype, config=segmenter_config, generation_config=load_generation_config(checkpoint))
+                   dtype=dtype, config=segmenter_config, generation_config=generation_config)
 
     def stream_geometry(self):
         """What CLIP and InternVideo2 see and their token grids (``video.kept_pictures.StreamGeometry``)."""

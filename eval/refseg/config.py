@@ -6,6 +6,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from litelvlm.run_options import check_device, check_frame_budget, check_method_runs_on
+
 from .dataset import parse_refer_seg_data
 from .protocols import PROTOCOLS
 
@@ -45,8 +47,7 @@ class RefSegConfig:
         parse_refer_seg_data(self.refer_seg_data)
         if self.protocol not in PROTOCOLS:
             raise ValueError(f"--protocol must be one of {sorted(PROTOCOLS)}, got {self.protocol!r}")
-        if self.budget < 1:
-            raise ValueError(f"--num_retain_tokens must be a positive number of visual tokens, got {self.budget}")
+        check_frame_budget(self.budget, "--num_retain_tokens")
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"--limit must be a positive number of images, got {self.limit}")
         if self.dtype not in DTYPES:
@@ -57,8 +58,17 @@ class RefSegConfig:
             raise ValueError(f"--method must be a method name (letters, digits, _ . + -), got {self.method!r}")
         if self.allow_missing and not self.predictions:
             raise ValueError("--allow-missing only applies when scoring saved --predictions")
-        if self.predictions is None and self.checkpoint is None:
+        if self.predictions is None:
+            self._check_model_arguments()
+
+    def _check_model_arguments(self) -> None:
+        """What a model run needs, checked before any model is built: a checkpoint, a method that runs on images,
+        a device this machine has."""
+        if self.checkpoint is None:
             raise ValueError("--version (the GLaMM checkpoint folder) is required unless --predictions is given")
+        check_method_runs_on(self.method, "image")
+        if self.device != "auto":
+            check_device(self.device)
 
     @property
     def dataset(self) -> str:

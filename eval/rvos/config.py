@@ -6,13 +6,15 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from litelvlm.run_options import CLIP_TOKENS_PER_FRAME, check_device, check_method_runs_on
+
 __all__ = ["BENCHMARKS", "DEFAULT_SPLITS", "DEFAULT_VISION_TOWER", "DTYPES", "FULL_TOKENS", "RVOSConfig"]
 
 BENCHMARKS = {"davis": "ref_davis17", "ytvos": "ref_ytvos", "mevis": "mevis"}  # --benchmark -> dataset reader
 DEFAULT_SPLITS = {"davis": "valid", "ytvos": "valid", "mevis": "valid_u"}
 DEFAULT_VISION_TOWER = "openai/clip-vit-large-patch14-336"
 DTYPES = ("auto", "float32", "bfloat16", "float16")
-FULL_TOKENS = 576  # CLIP ViT-L/14-336 patch tokens per frame: --num_retain_tokens 576 keeps all (no pruning)
+FULL_TOKENS = CLIP_TOKENS_PER_FRAME  # CLIP patch tokens per frame: --num_retain_tokens 576 keeps all (no pruning)
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,7 @@ class RVOSConfig:
             raise ValueError(f"--benchmark must be one of {sorted(BENCHMARKS)}, got {self.benchmark!r}")
         if self.split is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+", self.split):
             raise ValueError(f"--split must be a split folder name such as 'valid', got {self.split!r}")
-        if not 1 <= self.budget <= FULL_TOKENS:
+        if isinstance(self.budget, bool) or not isinstance(self.budget, int) or not 1 <= self.budget <= FULL_TOKENS:
             raise ValueError(f"--num_retain_tokens must be a number of CLIP tokens per frame in 1..{FULL_TOKENS} "
                              f"({FULL_TOKENS} keeps all), got {self.budget}")
         if self.clip_budget is not None:
@@ -69,8 +71,19 @@ class RVOSConfig:
             raise ValueError("--resume continues a model run; scoring --predictions keeps no records to resume")
 
     def _check_model_arguments(self) -> None:
+        """What a model run needs, checked before any model is built: a checkpoint, a method that runs on videos (and,
+        with a budget, fits the preset's layout), a device this machine has."""
         if self.checkpoint is None:
             raise ValueError("--version (the VideoGLaMM checkpoint folder) is required unless --predictions is given")
+        check_method_runs_on(self.method, "video")
+        if self.model_budget is not None and not self.segmenter_factory:
+            from video.layout import check_layout_budget
+            from video.preset import load_preset
+
+            layout = load_preset(self.preset, self.benchmark).segmenter.layout
+            check_layout_budget(layout, self.budget, self.method, "--num_retain_tokens")
+        if self.device != "auto":
+            check_device(self.device)
 
     @property
     def dataset_name(self) -> str:

@@ -8,7 +8,6 @@ comes from its own folder).
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,8 @@ from torch import nn
 
 from ..checkpoint import CheckpointDir, LoadSummary, split_rotary_buffers
 from ..clip import require_local_dir
+from ..config_bounds import LLAMA_7B, check_llm_config, check_select_layer
+from ..jsonfile import read_json_object
 from ..lvlm import build_llm, check_rotary_buffers, load_into, mlp_from_weights
 from ..sam import GroundingEncoder
 
@@ -55,15 +56,19 @@ class GLaMMConfig:
 
     @classmethod
     def from_dir(cls, path: Path) -> "GLaMMConfig":
-        raw = json.loads((path / "config.json").read_text())
+        """Read ``config.json``; its sizes are checked against LLaMA-7B's (``litelvlm.config_bounds``) here, before
+        any model is built."""
+        file = Path(path) / "config.json"
+        raw = read_json_object(file, "GLaMM config")
         fields = {k: raw[k] for k in LLAMA_FIELDS if raw.get(k) is not None}
-        fields["rope_parameters"] = rope_parameters(fields.pop("rope_theta", 10000.0), fields.pop("rope_scaling", None))
         for required in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size"):
             if required not in fields:
                 raise ValueError(f"{path} is not a GLaMM checkpoint directory: its config.json lacks the LLaMA field {required!r}")
+        check_llm_config(fields, LLAMA_7B, str(file))
+        fields["rope_parameters"] = rope_parameters(fields.pop("rope_theta", 10000.0), fields.pop("rope_scaling", None))
         return cls(
             llm_fields=fields,
-            select_layer=int(raw.get("mm_vision_select_layer", -2)),
+            select_layer=check_select_layer(raw.get("mm_vision_select_layer", -2), str(file)),
             use_im_start_end=bool(raw.get("mm_use_im_start_end", True)),
             vision_tower=str(raw.get("mm_vision_tower", raw.get("vision_tower", cls.vision_tower))),
         )

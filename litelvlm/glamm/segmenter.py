@@ -72,15 +72,18 @@ class GLaMMSegmenter:
         (a folder or Hub id; default: the one named in the checkpoint's config, ``openai/clip-vit-large-patch14-336``). The released evaluation ran bf16 with
         transformers 4's eager attention: ``dtype=torch.bfloat16, clip_attn_implementation="eager"``
         reproduces its kept tokens (``litelvlm precision`` measures how much SDPA changes them)."""
-        from ..clip import require_local_dir
+        from ..clip import require_local_dir, resolve_clip_dir
         from ..hub import PATTERNS
         from ..tokenizer import ReleasedLlamaTokenizer
+        from .model import GLaMMConfig
 
         dtype = dtype or default_dtype(device)
         glamm_dir = require_local_dir(glamm_dir, "GLaMM checkpoint", patterns=PATTERNS["glamm"])  # a Hub id becomes its cached folder
-        model = GLaMM.from_checkpoint(glamm_dir, device, dtype, pick_attn_implementation(device, attn_implementation))
-        clip = load_clip_towers(vision_tower or model.config.vision_tower, device, dtype, attn_implementation=clip_attn_implementation)
+        # the small files first (configs, the CLIP folder, the tokenizer): a bad one fails before 7B weights load
+        clip_dir = resolve_clip_dir(vision_tower or GLaMMConfig.from_dir(glamm_dir).vision_tower)
         tokenizer = ReleasedLlamaTokenizer.from_pretrained(glamm_dir)  # the released ids from the checkpoint's tokenizer.model
+        model = GLaMM.from_checkpoint(glamm_dir, device, dtype, pick_attn_implementation(device, attn_implementation))
+        clip = load_clip_towers(clip_dir, device, dtype, attn_implementation=clip_attn_implementation)
         return cls(model, clip, tokenizer, device, dtype)
 
     # ------------------------------------------------------------------ stages

@@ -7,6 +7,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from .. import config_bounds
+
 __all__ = [
     "SamArchitecture",
     "SAM_VIT_B",
@@ -214,6 +216,7 @@ def infer_sam_architecture(state_dict: Mapping, decoder_num_heads: int | None = 
     rest = _infer_prompt_and_decoder(shape, decoder_num_heads)
     if vision["embed_dim"] != shape("mask_decoder.iou_token.weight")[1]:
         raise ValueError(f"image_encoder neck width {vision['embed_dim']} differs from the mask decoder width")
+    config_bounds.check_sizes({**vision, **rest}, config_bounds.SAM_VIT_H, "SAM weights (sizes read off their tensor shapes)")
     return SamArchitecture(**vision, **rest)
 
 

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import logging
 import math
-import pickle
+import re
 import zipfile
 from collections import Counter
 from collections.abc import Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+
+from litelvlm.config_bounds import INTERNVIDEO2_1B, check_sizes
 
 from .config import HEAD_DIM_RULE, InternVideo2Config
 from .encoder import InternVideo2VisionEncoder
@@ -39,18 +42,14 @@ _WRAPPERS = ("model", "module", "state_dict")
 
 def read_checkpoint(path: str | Path, allow_pickle: bool = False):
     """``torch.load`` on CPU; memory-mapped when the file is in the zip format, weights-only unless allowed."""
+    from litelvlm.checkpoint import weight_file_errors
+
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"InternVideo2 checkpoint not found: {path}")
-    try:
+    with weight_file_errors(path, "InternVideo2 checkpoint",
+                            "if you trust the file, call load_internvideo2(..., allow_pickle=True)"):
         return torch.load(path, map_location="cpu", mmap=zipfile.is_zipfile(path), weights_only=not allow_pickle)
-    except pickle.UnpicklingError as err:
-        if allow_pickle:
-            raise
-        raise ValueError(
-            f"{path} holds objects a weights-only load refuses ({err}). If you trust the file, "
-            "call load_internvideo2(..., allow_pickle=True)."
-        ) from err
 
 
 def unwrap_state_dict(checkpoint) -> dict[str, torch.Tensor]:
@@ -97,10 +96,13 @@ def _image_grid(state_dict, prefix: str) -> int:
 
 
 def infer_depth(state_dict: Mapping[str, torch.Tensor], prefix: str) -> int:
-    """1 + the highest ``blocks.N`` index under ``prefix``."""
-    block_ids = {int(k[len(prefix) + 7 :].split(".")[0]) for k in state_dict if k.startswith(prefix + "blocks.")}
+    """1 + the highest ``blocks.N`` index under ``prefix``, at most 8x the released depth (``litelvlm.config_bounds``):
+    a stray ``blocks.10000000.*`` key is refused here, not built as ten million blocks."""
+    pattern = re.compile(re.escape(prefix) + r"blocks\.(\d+)\.")
+    block_ids = {int(m.group(1)) for k in state_dict if (m := pattern.match(k))}
     if not block_ids:
         raise KeyError(f"InternVideo2 checkpoint has no '{prefix}blocks.N.*' keys")
+    check_sizes({"depth": max(block_ids) + 1}, INTERNVIDEO2_1B, f"InternVideo2 checkpoint ('{prefix}blocks.N' keys)")
     return max(block_ids) + 1
 
 
@@ -126,10 +128,12 @@ def infer_internvideo2_config(
     if patches % (grid * grid):
         raise ValueError(f"'{prefix}pos_embed' holds {patches} positions, not a multiple of the {grid}x{grid} grid")
     has = lambda name: prefix + name in state_dict  # noqa: E731
+    sizes = dict(image_size=grid * patch, patch_size=patch, tubelet_size=tubelet, in_channels=in_channels, width=width,
+                 num_frames=patches // (grid * grid) * tubelet,
+                 mlp_hidden_dim=int(_required(state_dict, prefix, "blocks.0.mlp.fc1.weight", "MLP width").shape[0]))
+    check_sizes(sizes, INTERNVIDEO2_1B, "InternVideo2 checkpoint (sizes read off its tensor shapes)")
     return InternVideo2Config(
-        image_size=grid * patch, patch_size=patch, tubelet_size=tubelet, num_frames=patches // (grid * grid) * tubelet,
-        in_channels=in_channels, width=width, depth=infer_depth(state_dict, prefix), num_heads=width // HEAD_DIM_RULE,
-        mlp_hidden_dim=int(_required(state_dict, prefix, "blocks.0.mlp.fc1.weight", "MLP width").shape[0]),
+        **sizes, depth=infer_depth(state_dict, prefix), num_heads=width // HEAD_DIM_RULE,
         qkv_bias=has("blocks.0.attn.qkv.bias"), qk_norm=has("blocks.0.attn.q_norm.weight"),
         layerscale=has("blocks.0.ls1.gamma"), separate_image_pos_embed=has("img_pos_embed"),
         return_block_index=return_block_index,
@@ -176,6 +180,19 @@ def _skipped_summary(skipped: list[str], prefix: str) -> str:
     return ", ".join(f"{name} ({count})" for name, count in groups.items()) or "nothing"
 
 
+@contextmanager
+def _naming_the_file(file: str | None):
+    """For a checkpoint read from ``file``: what does not fit (a ``KeyError`` / ``TypeError`` / ``ValueError``) as one
+    ``ValueError`` naming the file; for a state dict passed in (``file`` None), the errors as they are."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError) as err:
+        if file is None:
+            raise
+        message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+        raise ValueError(f"{file}: {message}") from None
+
+
 def load_internvideo2(
     path_or_state_dict, config: InternVideo2Config | None = None, dtype: torch.dtype | None = None, *, allow_pickle: bool = False
 ) -> InternVideo2VisionEncoder:
@@ -187,16 +204,17 @@ def load_internvideo2(
     """
     from_file = isinstance(path_or_state_dict, (str, Path))
     raw = read_checkpoint(path_or_state_dict, allow_pickle) if from_file else path_or_state_dict
-    state = unwrap_state_dict(raw)
-    prefix = find_vision_prefix(state)
-    if config is None:
-        config = infer_internvideo2_config(state, prefix)
-    else:
-        _check_depth(state, prefix, config)
-    with torch.device("meta"):
-        model = InternVideo2VisionEncoder(config)
-    kept, skipped = select_encoder_tensors(state, prefix, model.state_dict())
     source = str(path_or_state_dict) if from_file else "state dict"
+    with _naming_the_file(source if from_file else None):
+        state = unwrap_state_dict(raw)
+        prefix = find_vision_prefix(state)
+        if config is None:
+            config = infer_internvideo2_config(state, prefix)
+        else:
+            _check_depth(state, prefix, config)
+        with torch.device("meta"):
+            model = InternVideo2VisionEncoder(config)
+        kept, skipped = select_encoder_tensors(state, prefix, model.state_dict())
     logger.info(
         "InternVideo2 (%s): loaded %d tensors under '%s' for block %d of %d; skipped %d keys not needed for the "
         "features: %s", source, len(kept), prefix, config.num_blocks_run - 1, config.depth, len(skipped),

@@ -27,10 +27,12 @@ Most fields are read from tensor shapes. A few are not stored in the weights and
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Mapping
 
 import torch
+
+from litelvlm.config_bounds import SAM2_HIERA_L, check_sizes
 
 __all__ = [
     "Sam2Architecture",
@@ -340,6 +342,8 @@ def infer_sam2_architecture(
         num_heads=num_heads, window_spec=window_spec, global_attention_blocks=global_attention_blocks, image_size=image_size
     )
     arch = Sam2Architecture(**_hiera_fields(sd, overrides), **_head_fields(sd), **_memory_fields(sd))
+    check_sizes({**asdict(arch), "total_blocks": sum(arch.blocks_per_stage)}, SAM2_HIERA_L,
+                "SAM2 weights (sizes read off their tensor shapes)")
     _check_widths(sd, arch)
     if arch.image_size % (BACKBONE_STRIDE * 2) or arch.image_size <= 0:
         raise ValueError(f"SAM2 image_size must be a positive multiple of 32, got {arch.image_size}")

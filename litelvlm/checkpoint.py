@@ -75,29 +75,16 @@ def _read_weight_map(index: Path) -> dict[str, str]:
     return weight_map
 
 
-def _hub_blobs(folder: Path) -> Path | None:
-    """The ``blobs`` folder of a Hugging Face cache snapshot (``models--o--n/snapshots/<rev>``), whose files are
-    symbolic links into it; None for any other folder."""
-    if folder.parent.name == "snapshots" and (folder.parent.parent / "blobs").is_dir():
-        return (folder.parent.parent / "blobs").resolve()
-    return None
-
-
 def _shard_path(folder: Path, name: str, index: Path) -> Path:
-    """``folder / name`` for a shard file an index names, refused unless it stays inside ``folder``: a plain relative
-    name, no ``..``, and no symbolic link out of it (except into a Hugging Face cache snapshot's own blobs)."""
+    """``folder / name`` for a shard file an index names, refused unless the name stays inside ``folder``: a plain
+    relative name, no ``..``. A symbolic link in the folder is followed (the Hugging Face cache links every snapshot
+    file into its blobs, and a user may link weights kept on another disk): the folder's owner placed it there."""
     candidate = Path(name)
-    inside = not candidate.is_absolute() and ".." not in candidate.parts and name.strip() not in ("", ".")
-    path = folder / candidate
-    if inside and path.exists():
-        target, roots = path.resolve(), [folder.resolve(), _hub_blobs(folder)]
-        inside = any(root is not None and target.is_relative_to(root) for root in roots)
-    if not inside:
+    if candidate.is_absolute() or ".." in candidate.parts or name.strip() in ("", "."):
         shown = repr(name) if len(name) <= 80 else repr(name[:77] + "...")
         raise ValueError(f"checkpoint index {index} names the shard {shown}, which is not a file inside {folder} "
-                         "(absolute paths, '..' and links out of the folder are refused): the index is corrupt or "
-                         "tampered with; re-download it")
-    return path
+                         "(absolute paths and '..' are refused): the index is corrupt or tampered with; re-download it")
+    return folder / candidate
 
 
 def _load_bin(file: Path) -> dict:

@@ -6,6 +6,8 @@ also runs against older versions of the harnesses."""
 import json
 import os
 import pickle
+import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -161,9 +163,11 @@ def case_refseg_image_size(tmp_path):
     name = val_image_names(root)[-1]
 
     def change(data):
-        for image in data["images"]:
-            if image["file_name"] == name:
-                image["height"] += 1
+        image = next(i for i in data["images"] if i["file_name"] == name)
+        image["height"] += 1
+        for ann in data["annotations"]:  # keep instances.json consistent: only the image file disagrees
+            if ann["image_id"] == image["id"] and isinstance(ann["segmentation"], dict):
+                ann["segmentation"]["size"][0] += 1
     edit_json(refer_folder(tmp_path) / "instances.json", change)
     return "refseg", root, None
 
@@ -282,6 +286,107 @@ def case_rvos_missing_frame(tmp_path):
     return "davis", root, None
 
 
+def bomb_png(path, side=30000):
+    """A PNG whose header says side x side 1-bit pixels (9e8 for 30000): a few hundred bytes on disk."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
+    rows = zlib.compress(b"\x00" * (1 + side // 8) * 8)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b""))
+
+
+def amplified_refs(refs_path, copies=2000, sentences=1000):
+    """A refs file whose one ref, and its one sentence, are shared references repeated ``copies`` x ``sentences``
+    times (2e6 expressions from a few KB: the pickle memo stores each object once)."""
+    refs = pickle.loads(refs_path.read_bytes())
+    ref = next(r for r in refs if r["split"] == "val")
+    ref["sentences"] = [ref["sentences"][0]] * sentences
+    refs_path.write_bytes(pickle.dumps([ref] * copies, protocol=2))
+    assert refs_path.stat().st_size < 20_000
+
+
+def case_refs_amplified(tmp_path):
+    root = refer(tmp_path)
+    amplified_refs(refer_folder(tmp_path) / "refs(unc).p")
+    return "refseg", root, None
+
+
+def case_refs_nan_sent_id(tmp_path):
+    root = refer(tmp_path)
+    path = refer_folder(tmp_path) / "refs(unc).p"
+    refs = pickle.loads(path.read_bytes())
+    next(r for r in refs if r["split"] == "val")["sentences"][0]["sent_id"] = float("nan")
+    path.write_bytes(pickle.dumps(refs, protocol=2))
+    return "refseg", root, None
+
+
+def case_instances_huge_id(tmp_path):
+    root = refer(tmp_path)
+    path = refer_folder(tmp_path) / "instances.json"
+    edit_json(path, lambda d: d["images"][0].update(id=987654321))
+    path.write_text(path.read_text().replace("987654321", "1e999"))
+    return "refseg", root, None
+
+
+def case_instances_nan_height(tmp_path):
+    root = refer(tmp_path)
+    name = val_image_names(root)[0]
+    path = refer_folder(tmp_path) / "instances.json"
+    edit_json(path, lambda d: next(i for i in d["images"] if i["file_name"] == name).update(height=float("nan")))
+    return "refseg", root, None
+
+
+def case_polygon_nan(tmp_path):
+    root = refer(tmp_path)
+    refs = pickle.loads((refer_folder(tmp_path) / "refs(unc).p").read_bytes())
+    val = {r["ann_id"] for r in refs if r["split"] == "val"}
+
+    def change(data):
+        ann = next(a for a in data["annotations"] if a["id"] in val and isinstance(a["segmentation"], list)
+                   and a["segmentation"])
+        ann["segmentation"][0][1] = float("nan")
+    edit_json(refer_folder(tmp_path) / "instances.json", change)
+    return "refseg", root, None
+
+
+def case_instances_deeply_nested(tmp_path):
+    root = refer(tmp_path)
+    (refer_folder(tmp_path) / "instances.json").write_text('{"images": ' + "[" * 100000 + "]" * 100000 + "}")
+    return "refseg", root, None
+
+
+def case_meta_deeply_nested(tmp_path):
+    root = mevis(tmp_path)
+    mevis_meta(root).write_text('{"videos": ' + "{\"a\": " * 100000 + "1" + "}" * 100000 + "}")
+    return "mevis", root, None
+
+
+def case_expression_id_too_long(tmp_path):
+    root = mevis(tmp_path)
+    edit_json(mevis_meta(root), lambda d: d["videos"]["video01"]["expressions"].update(
+        {"e" * 300: d["videos"]["video01"]["expressions"].pop("1")}))
+    return "mevis", root, None
+
+
+def case_bomb_frame(tmp_path):
+    root = mevis(tmp_path)
+    bomb_png(root / "valid_u" / "JPEGImages" / "video01" / "00002.jpg")
+    return "mevis", root, None
+
+
+def case_bomb_coco_image(tmp_path):
+    root = refer(tmp_path)
+    bomb_png(root / "Refer_Segm" / "coco_2014" / "train2014" / val_image_names(root)[0])
+    return "refseg", root, None
+
+
+def case_bomb_davis_annotation(tmp_path):
+    root = davis(tmp_path)
+    bomb_png(root / "valid" / "Annotations" / "video00" / "00001.png")
+    return "davis", root, None
+
+
 CASES = [
     # (builder, words the single line must hold; "{root}" / "{results}" are replaced by the paths)
     (case_refseg_results_file, ["--results_path", "{results}", "is an existing file, not a folder"]),
@@ -314,6 +419,18 @@ CASES = [
     (case_rvos_frame_missing_its_end, ["frame image", "JPEGImages/video00/00002.jpg", "is truncated or corrupt",
                                         "image file is truncated"]),
     (case_rvos_missing_frame, ["frame image not found", "JPEGImages/video00/00002.jpg"]),
+    (case_refs_amplified, ["refs(unc).p", "was refused", "shared references expand to more than 1,000,000 objects"]),
+    (case_refs_nan_sent_id, ["refs(unc).p", "a sentence of ref", "sent_id nan, not an integer"]),
+    (case_instances_huge_id, ["instances.json", "an image has the id inf, not an integer"]),
+    (case_instances_nan_height, ["instances.json", "has the height nan, not an integer >= 1"]),
+    (case_polygon_nan, ["instances.json", "has a polygon coordinate that is not a finite number"]),
+    (case_instances_deeply_nested, ["instances.json", "nests its JSON lists / objects too deeply"]),
+    (case_meta_deeply_nested, ["valid_u/meta_expressions.json", "nests its JSON lists / objects too deeply"]),
+    (case_expression_id_too_long, ["meta_expressions.json", "expression id 'eeee", "is 300 bytes long",
+                                   "at most 251"]),
+    (case_bomb_frame, ["frame image", "JPEGImages/video01/00002.jpg", "decompression bomb"]),
+    (case_bomb_coco_image, ["train2014/COCO_train2014_", "decompression bomb"]),
+    (case_bomb_davis_annotation, ["DAVIS annotation PNG", "Annotations/video00/00001.png", "decompression bomb"]),
 ]
 
 

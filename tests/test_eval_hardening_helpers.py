@@ -15,10 +15,11 @@ import pytest
 from PIL import Image
 
 from eval.common.distributed import DistInfo
-from eval.common.files import DataFileError, prepare_results_dir, read_json, read_plain_pickle
+from eval.common.files import DataFileError, as_int, prepare_results_dir, read_json, read_plain_pickle
 from eval.common.images import check_image_file, check_label_image, read_label_image, read_rgb_image
 from eval.common.lock import ResultsInUseError, acquire_run_lock, lock_path, results_session, run_lock
-from eval.common.names import UnsafeNameError, inside, safe_name, safe_path, zip_entry
+from eval.common.names import UnsafeNameError, safe_name, safe_path, zip_entry
+from eval.common.writer import ResultsLinkError
 from eval.common.stats import load_stats
 from eval.refseg.cli import build_parser as refseg_parser
 from eval.refseg.cli import main as refseg_main
@@ -59,18 +60,14 @@ def test_unsafe_names_are_refused_naming_what_and_where(name, problem):
     assert problem in str(err.value) and "fix the dataset file" in str(err.value)
 
 
-def test_inside_follows_symbolic_links(tmp_path):
+def test_safe_path_joins_checked_names_without_resolving(tmp_path):
     (tmp_path / "root").mkdir()
     (tmp_path / "outside").mkdir()
     (tmp_path / "root" / "link").symlink_to(tmp_path / "outside")
-    assert inside(tmp_path / "root", tmp_path / "root" / "a" / "b") == tmp_path / "root" / "a" / "b"
-    with pytest.raises(UnsafeNameError, match="outside"):
-        inside(tmp_path / "root", tmp_path / "root" / "link" / "x")
-    with pytest.raises(UnsafeNameError, match="outside"):
-        inside(tmp_path / "root", tmp_path / "root" / ".." / "outside")
     assert safe_path(tmp_path / "root", "v", "0") == tmp_path / "root" / "v" / "0"
-    with pytest.raises(UnsafeNameError):
-        safe_path(tmp_path / "root", "link", "x")
+    assert safe_path(tmp_path / "root", "link", "x") == tmp_path / "root" / "link" / "x"  # reads follow links
+    with pytest.raises(UnsafeNameError, match="relative folder"):
+        safe_path(tmp_path / "root", "..", "outside")
 
 
 def test_zip_entries_are_plain():
@@ -123,11 +120,17 @@ def test_a_symlink_inside_the_predictions_folder_is_not_followed(tmp_path):
     pred.mkdir()
     (pred / "video00").symlink_to(victim)
     sample = next(ds.samples())
-    with pytest.raises(UnsafeNameError, match="outside"):
+    with pytest.raises(ResultsLinkError, match=f"{pred / 'video00'} is a symbolic link"):
         write_prediction_masks(pred, sample, synth.oracle_masks("video00", "0"))
-    with pytest.raises(UnsafeNameError, match="outside"):
+    with pytest.raises(ResultsLinkError, match="symbolic link"):
         _remove_masks(pred, sample)
     assert os.listdir(victim) == []
+    (victim / "0").mkdir()
+    (pred / "video00").unlink()
+    (pred / "video00").mkdir()
+    (pred / "video00" / "0").symlink_to(victim / "0")
+    _remove_masks(pred, sample)  # the link is removed, its target kept
+    assert not os.path.lexists(pred / "video00" / "0") and (victim / "0").is_dir()
 
 
 def test_submission_zip_refuses_slip_names_even_past_the_meta_checks(tmp_path):
@@ -169,6 +172,85 @@ def test_plain_pickles_load_and_globals_are_refused(tmp_path):
         read_plain_pickle(tmp_path / "obj.p", "refs file")
     with pytest.raises(FileNotFoundError, match="refs file not found"):
         read_plain_pickle(tmp_path / "none.p", "refs file")
+
+
+def test_shared_references_that_expand_a_pickle_are_refused(tmp_path):
+    level = ["x"] * 100
+    for _ in range(3):
+        level = [level] * 100  # 1e8 strings once expanded, a few KB on disk
+    (tmp_path / "bomb.p").write_bytes(pickle.dumps(level, protocol=2))
+    assert (tmp_path / "bomb.p").stat().st_size < 5000
+    with pytest.raises(DataFileError, match=r"refs file .*bomb.p was refused: its shared references expand to more "
+                                            r"than 1,000,000 objects"):
+        read_plain_pickle(tmp_path / "bomb.p", "refs file")
+    cycle = [1]
+    cycle.append(cycle)
+    (tmp_path / "cycle.p").write_bytes(pickle.dumps(cycle))
+    with pytest.raises(DataFileError, match="cycle.p was refused: it holds a reference cycle"):
+        read_plain_pickle(tmp_path / "cycle.p", "refs file")
+    deep = []
+    for _ in range(150):
+        deep = [deep]
+    (tmp_path / "deep.p").write_bytes(pickle.dumps(deep))
+    with pytest.raises(DataFileError, match="deep.p was refused: it nests lists / dicts more than 100 levels deep"):
+        read_plain_pickle(tmp_path / "deep.p", "refs file")
+    # sharing that does not amplify is fine: the same key strings and a shared small list in every ref
+    split, tokens = "val", ["a", "man"]
+    refs = [{"split": split, "ref_id": i, "sentences": [{"sent": "a man", "tokens": tokens}]} for i in range(20000)]
+    (tmp_path / "refs.p").write_bytes(pickle.dumps(refs, protocol=2))
+    assert read_plain_pickle(tmp_path / "refs.p", "refs file") == refs
+
+
+@pytest.mark.parametrize("value, expected", [(3, 3), (3.0, 3), ("12", 12), (" -4 ", -4), (2 ** 70, 2 ** 70),
+                                             (float("nan"), None), (float("inf"), None), (1.5, None), (True, None),
+                                             ("1e3", None), ("²", None), (None, None), ([1], None)])
+def test_as_int_takes_only_integers(value, expected):
+    assert as_int(value) == expected
+
+
+def test_names_that_no_file_system_holds_are_refused():
+    assert safe_name("é" * 125, "expression id") == "é" * 125  # 250 bytes
+    with pytest.raises(UnsafeNameError, match="expression id 'ééé.* is 252 bytes long; file names hold at most 251"):
+        safe_name("é" * 126, "expression id")
+    with pytest.raises(UnsafeNameError, match="no file name can store"):
+        safe_name("a\ud800b", "frame name")
+
+
+def test_deeply_nested_json_anywhere_is_one_error_naming_the_file(tmp_path):
+    from eval.common.records import read_jsonl
+    from eval.refseg.sources import load_predictions
+
+    deep = "[" * 100000 + "]" * 100000
+    (tmp_path / "a.json").write_text(deep)
+    with pytest.raises(DataFileError, match="a.json nests its JSON lists / objects too deeply"):
+        read_json(tmp_path / "a.json", "meta")
+    (tmp_path / "stats.json").write_text(deep)
+    with pytest.raises(ValueError, match="stats.json nests too deeply; move it away"):
+        load_stats(tmp_path)
+    (tmp_path / "r.jsonl").write_text(deep + "\n" + '{"a": 1}\n')
+    with pytest.raises(ValueError, match="r.jsonl: line 1 is not a JSON object; the records file is corrupt"):
+        read_jsonl(tmp_path / "r.jsonl")
+    for line, words in [(deep, "nested too deeply"), ('{"ref_id": 1e999, "sent_id": 1, "rle": {}}', "inf is not an "
+                        "integer"), ('{"ref_id": 1, "sent_id": 2, "rle": {"size": [NaN, 3], "counts": ""}}',
+                                     "rle size .* is not")]:
+        (tmp_path / "p.jsonl").write_text(line + "\n")
+        with pytest.raises(ValueError, match=rf"p.jsonl: line 1 must be a JSON object .*{words}"):
+            load_predictions(tmp_path / "p.jsonl")
+
+
+def test_a_decompression_bomb_prediction_mask_is_one_line(tmp_path, capsys):
+    from test_eval_hardening import bomb_png
+
+    synth = write_synthetic_ref_ytvos(tmp_path / "yt", CFG)
+    write_synthetic_predictions(synth, tmp_path / "pred")
+    mask = tmp_path / "pred" / "video01" / "0" / "00005.png"
+    bomb_png(mask)
+    argv = ["--benchmark", "ytvos", "--dataset_dir", str(tmp_path / "yt"), "--results_path", str(tmp_path / "res"),
+            "--predictions", str(tmp_path / "pred")]
+    assert rvos_main(argv) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"error: prediction mask {mask} is refused: Image size (900000000 pixels) exceeds limit")
+    assert "decompression bomb" in line and not load_stats(tmp_path / "res")
 
 
 def test_read_json_names_the_file_and_position(tmp_path):

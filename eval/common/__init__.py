@@ -11,8 +11,10 @@
   ``seed_everything``, ``derive_seed``.
 * ``progress``: ``progress_bar``, a tqdm bar with ETA shown on one rank.
 * ``table``: ``format_table`` / ``print_table`` for end-of-run summaries.
-* ``names``: dataset-controlled names: ``safe_name`` (a plain file / folder name or an error), ``inside`` (a path
-  stays inside a root, symbolic links resolved), ``safe_path`` (both, joined), ``zip_entry`` (checked zip names).
+* ``names``: dataset-controlled names: ``safe_name`` (a plain file / folder name or an error), ``safe_path``
+  (checked names joined to a root, nothing resolved), ``zip_entry`` (checked zip names).
+* ``writer``: every write of a run: inside the results folder, never through a symbolic link (``check_no_links``,
+  ``open_results_fd``, ``write_results_file``, ...); a failed write is one ``ResultsWriteError`` line.
 * ``files``: ``read_json`` (errors name the file and position), ``read_plain_pickle`` (no globals: a crafted pickle
   cannot run code), ``prepare_results_dir`` (create / check the results folder is a writable folder up front).
 * ``images``: ``check_image_file`` / ``check_rgb_image`` / ``check_label_image`` (cheap pre-run checks: header,
@@ -30,7 +32,8 @@ per item; ``gather_objects`` the records of ``mine``; rank 0 merges in canonical
 from .files import DataFileError, prepare_results_dir, read_json, read_plain_pickle
 from .images import check_image_file, check_label_image, check_rgb_image, read_label_image, read_rgb_image
 from .lock import ResultsInUseError, acquire_run_lock, results_session, run_lock
-from .names import UnsafeNameError, inside, safe_name, safe_path, zip_entry
+from .names import UnsafeNameError, safe_name, safe_path, zip_entry
+from .writer import ResultsLinkError, ResultsWriteError, check_no_links, write_results_file
 from .distributed import (DistInfo, barrier, dist_info, distributed_session, gather_objects, init_distributed, shard,
                           shutdown_distributed)
 from .model import derive_seed, import_callable, resolve_device, resolve_dtype, seed_everything
@@ -52,5 +55,6 @@ __all__ = [
     "DataFileError", "prepare_results_dir", "read_json", "read_plain_pickle",
     "check_image_file", "check_label_image", "check_rgb_image", "read_label_image", "read_rgb_image",
     "ResultsInUseError", "acquire_run_lock", "results_session", "run_lock",
-    "UnsafeNameError", "inside", "safe_name", "safe_path", "zip_entry",
+    "UnsafeNameError", "safe_name", "safe_path", "zip_entry",
+    "ResultsLinkError", "ResultsWriteError", "check_no_links", "write_results_file",
 ]

@@ -10,14 +10,19 @@
   does for 16-bit greyscale.
 * ``read_label_image(path, what)``: a single-channel label PNG (palette, greyscale, 8 or 16 bit) as (H, W) uint8
   integer labels; values above 255 are refused.
+* ``open_image(path, what)``: ``Image.open`` for all of these: truncated data refused, and an image with more pixels
+  than Pillow's decompression-bomb limit (``Image.MAX_IMAGE_PIXELS`` x 2, e.g. a 30000 x 30000 PNG of 100 KB) is an
+  error naming the file, raised when the header is read (before any pixel is decoded).
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 from PIL import Image
@@ -26,7 +31,7 @@ from litelvlm.viz import SIXTEEN_BIT_MODES, strict_image_loading
 
 from .files import DataFileError, require_regular_file
 
-__all__ = ["ImageInfo", "check_image_file", "check_rgb_image", "check_label_image", "read_rgb_image",
+__all__ = ["ImageInfo", "open_image", "check_image_file", "check_rgb_image", "check_label_image", "read_rgb_image",
            "read_label_image"]
 
 _JPEG_END = b"\xff\xd9"
@@ -55,6 +60,18 @@ def _fix(what: str) -> str:
     return f"re-extract or re-download the {what}"
 
 
+@contextmanager
+def open_image(path: str | os.PathLike, what: str = "image") -> Iterator[Image.Image]:
+    """``Image.open(path)`` under ``strict_image_loading``; a decompression bomb is a ``DataFileError`` naming
+    ``what`` and the file (other errors are the caller's to word)."""
+    try:
+        with strict_image_loading(), Image.open(path) as img:
+            yield img
+    except Image.DecompressionBombError as err:
+        raise DataFileError(f"{what} {path} is refused: {err}; an image this large is not a benchmark image: "
+                            f"{_fix(what)}") from None
+
+
 def _ends_with(path: Path, ending: bytes) -> bool:
     size = path.stat().st_size
     if size < len(ending):
@@ -66,8 +83,10 @@ def _ends_with(path: Path, ending: bytes) -> bool:
 
 def _decode(path: Path, what: str, allow_truncated: bool = False) -> None:
     try:
-        with strict_image_loading(), Image.open(path) as img:
+        with open_image(path, what) as img:
             img.load()
+    except DataFileError:
+        raise
     except (OSError, SyntaxError, ValueError) as err:
         if allow_truncated:
             print(f"warning: {what} {path} is truncated or corrupt ({err}); decoding what it holds as allowed",
@@ -84,8 +103,10 @@ def check_image_file(path: str | os.PathLike, what: str = "image", allow_truncat
     path = Path(path)
     require_regular_file(path, what)
     try:
-        with Image.open(path) as img:
+        with open_image(path, what) as img:
             info = ImageInfo(path, str(img.format), img.mode, int(img.size[0]), int(img.size[1]))
+    except DataFileError:
+        raise
     except (OSError, SyntaxError, ValueError) as err:
         raise DataFileError(f"{what} {path} is truncated, corrupt or not an image ({err}); {_fix(what)}") from None
     ending = {"JPEG": _JPEG_END, "MPO": _JPEG_END, "PNG": _PNG_END}.get(info.format)
@@ -131,7 +152,7 @@ def read_rgb_image(path: str | os.PathLike, what: str = "image") -> np.ndarray:
     path = Path(path)
     require_regular_file(path, what)
     try:
-        with strict_image_loading(), Image.open(path) as img:
+        with open_image(path, what) as img:
             img.load()
             _require_rgb_mode(img.mode, str(img.format), what, path)
             return np.ascontiguousarray(to_rgb8(img))
@@ -146,7 +167,7 @@ def read_label_image(path: str | os.PathLike, what: str = "label PNG") -> np.nda
     path = Path(path)
     require_regular_file(path, what)
     try:
-        with strict_image_loading(), Image.open(path) as img:
+        with open_image(path, what) as img:
             img.load()
             _require_label_mode(img.mode, what, path)
             if img.mode in _LABEL_MODES:

@@ -4,9 +4,10 @@ Two processes that evaluate the same run (same run id, e.g. two ``--resume`` of 
 would both append the same records and leave the folder unresumable. ``acquire_run_lock`` makes the second one
 fail with one line naming the folder and the run that holds it (pid, host, start time, command).
 
-The lock file is created with ``O_CREAT | O_EXCL`` (atomic, also on NFS) and holds the owner's pid, host, start
-time and command line as JSON. While the run lasts, the owner also holds an ``fcntl.flock`` on it, which the
-kernel releases when the owner dies however it dies. A lock file left behind by a dead run is therefore taken over
+The lock file is created with ``O_CREAT | O_EXCL`` (atomic, also on NFS; through ``eval.common.writer``, so a link
+planted at its name is refused, never followed) and holds the owner's pid, host, start time and command line as
+JSON. While the run lasts, the owner also holds an ``fcntl.flock`` on it, which the kernel releases when the owner
+dies however it dies. A lock file left behind by a dead run is therefore taken over
 (with a note on stderr) when its flock is free; on a filesystem without flock support, when its owner ran on this
 host and its pid is gone. A lock file owned by a live run on another host of such a filesystem cannot be judged:
 the message says to delete it if that run is gone. ``RunLock.release`` (called on exit, exceptions included)
@@ -15,8 +16,9 @@ deletes the file.
 Different runs (another split, budget or method: another run id) may share a results folder concurrently: their
 records, predictions and scores are separate files, and ``stats.json`` has its own lock.
 
-Multi-process runs (torchrun / deepspeed): ``results_session`` lets rank 0 prepare the folder and take the lock,
-and sends its outcome to every rank, so a refused run ends on every rank with the same error.
+Multi-process runs (torchrun / deepspeed): ``results_session`` lets rank 0 prepare the folder (and refuse symbolic
+links on the paths the run writes, ``writer.check_no_links``) and take the lock, and sends its outcome to every rank,
+so a refused run ends on every rank with the same error.
 """
 
 from __future__ import annotations
@@ -32,9 +34,10 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from .files import prepare_results_dir
+from .writer import check_no_links, open_results_fd, write_all
 
 __all__ = ["ResultsInUseError", "RunLock", "lock_path", "acquire_run_lock", "run_lock", "results_session"]
 
@@ -144,7 +147,7 @@ def _probe_existing(path: Path, results_dir: Path, run_id: str) -> str:
     """Look at an existing lock file: ``"gone"`` (vanished, retry), ``"taken over"`` (it was stale and has been
     removed, retry) or raise ``ResultsInUseError``."""
     try:
-        fd = os.open(path, os.O_RDWR)
+        fd = open_results_fd(results_dir, path, os.O_RDWR)
     except FileNotFoundError:
         return "gone"
     try:
@@ -185,14 +188,14 @@ def acquire_run_lock(results_dir: str | os.PathLike, run_id: str) -> RunLock:
     path = lock_path(results_dir, run_id)
     for _ in range(10):
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+            fd = open_results_fd(results_dir, path, os.O_RDWR | os.O_CREAT | os.O_EXCL)
         except FileExistsError:
             _probe_existing(path, results_dir, run_id)
             continue
         try:
             _try_flock(fd)  # None (unsupported) is fine: the file alone still excludes others
             owner = _owner(run_id)
-            os.write(fd, (json.dumps(owner) + "\n").encode("utf-8"))
+            write_all(fd, (json.dumps(owner) + "\n").encode("utf-8"), path)
             os.fsync(fd)
         except BaseException:
             os.close(fd)
@@ -213,18 +216,32 @@ def run_lock(results_dir: str | os.PathLike, run_id: str) -> Iterator[RunLock]:
         lock.release()
 
 
+def _run_files(results_dir: str | os.PathLike, run_id: str, world_size: int) -> list[Path]:
+    """What every run writes (relative to ``results_dir``): its lock, stats.json and its lock, the run meta and
+    the records of every rank (this session's and earlier sessions')."""
+    from .records import meta_path, record_path, run_record_paths
+    from .stats import STATS_FILE
+
+    root = Path(results_dir)
+    records = [record_path(root, run_id, rank) for rank in range(world_size)] + run_record_paths(root, run_id)
+    return [lock_path(root, run_id).relative_to(root), Path(STATS_FILE), Path(f".{STATS_FILE}.lock"),
+            *(path.relative_to(root) for path in [meta_path(root, run_id), *records])]
+
+
 @contextmanager
-def results_session(results_dir: str | os.PathLike, run_id: str, info: Any,
-                    subdirs: tuple[str, ...] = ()) -> Iterator[RunLock | None]:
-    """For the whole run: rank 0 checks the results folder (``prepare_results_dir``) and takes the run's lock;
-    every rank gets rank 0's outcome (a refusal is raised on every rank). Yields the lock on rank 0, None elsewhere;
-    rank 0 releases it on exit, exceptions included."""
+def results_session(results_dir: str | os.PathLike, run_id: str, info: Any, subdirs: tuple[str, ...] = (),
+                    writes: Iterable[str | os.PathLike] = ()) -> Iterator[RunLock | None]:
+    """For the whole run: rank 0 checks the results folder (``prepare_results_dir``), refuses a symbolic link on the
+    way to any file the run writes (its lock, stats.json, records and meta, and ``writes``: further paths relative to
+    the folder, e.g. scores) and takes the run's lock; every rank gets rank 0's outcome (a refusal is raised on every
+    rank). Yields the lock on rank 0, None elsewhere; rank 0 releases it on exit, exceptions included."""
     from .distributed import gather_objects
 
     lock, error = None, None
     if info.is_main:
         try:
             prepare_results_dir(results_dir, subdirs=subdirs)
+            check_no_links(results_dir, [*_run_files(results_dir, run_id, info.world_size), *writes])
             lock = acquire_run_lock(results_dir, run_id)
         except Exception as err:  # sent to the other ranks, then raised everywhere
             error = err

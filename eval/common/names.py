@@ -4,10 +4,13 @@ Benchmark files name the folders and files the harnesses read and write: MeViS /
 ``meta_expressions.json`` gives video ids, expression ids and frame names, RefCOCO's ``instances.json`` gives image
 file names. Such a name is data, not a path: ``safe_name`` accepts a plain file or folder name and refuses
 anything that could leave the folder it is joined to (a path separator ``/`` or ``\\``, ``.`` or ``..``, an
-absolute or drive path, an empty name, NUL or another control character). ``inside`` checks that a path, once
-resolved (symbolic links followed), stays inside a root folder; ``safe_path`` joins checked names to a root and
-checks the result; ``zip_entry`` builds a checked zip member name. Every write, removal and zip entry of the
-harnesses made from dataset-controlled names goes through these.
+absolute or drive path, an empty name, NUL or another control character) or that no file system can hold (more
+than ``MAX_NAME_BYTES`` bytes, so that ``<name>.png`` fits the usual 255-byte limit; text that is not encodable).
+``safe_path`` joins checked names to a root without resolving anything (no file-system call: checking a million
+names costs no path resolution); ``zip_entry`` builds a checked zip member name. Every path of the harnesses made
+from dataset-controlled names goes through these. Symbolic links are a separate matter: reads follow them (a
+dataset may be laid out with links), and every write goes through ``eval.common.writer``, which never follows one,
+so writes stay inside the results folder.
 """
 
 from __future__ import annotations
@@ -16,13 +19,14 @@ import os
 import re
 from pathlib import Path
 
-__all__ = ["UnsafeNameError", "name_problem", "safe_name", "inside", "safe_path", "zip_entry"]
+__all__ = ["MAX_NAME_BYTES", "UnsafeNameError", "name_problem", "safe_name", "safe_path", "zip_entry"]
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
+MAX_NAME_BYTES = 251  # 255 (NAME_MAX of ext4, xfs, btrfs, ...) minus the ".png" / ".jpg" the harnesses append
 
 
 class UnsafeNameError(ValueError):
-    """A dataset-controlled name that is not a plain file or folder name, or a path that leaves its root."""
+    """A dataset-controlled name that is not a plain file or folder name."""
 
 
 def name_problem(value: object) -> str | None:
@@ -43,6 +47,12 @@ def name_problem(value: object) -> str | None:
         return f"is {value!r}, a relative folder reference"
     if _DRIVE.match(value):
         return "starts with a drive letter"
+    try:
+        size = len(os.fsencode(value))
+    except UnicodeEncodeError:
+        return "holds characters no file name can store (a lone surrogate?)"
+    if size > MAX_NAME_BYTES:
+        return f"is {size} bytes long; file names hold at most {MAX_NAME_BYTES} (255 with the '.png' added)"
     return None
 
 
@@ -54,26 +64,17 @@ def safe_name(value: object, what: str, source: str | os.PathLike | None = None)
         return value  # type: ignore[return-value]
     where = f" in {source}" if source is not None else ""
     raise UnsafeNameError(f"{what} {value!r}{where} {problem}; dataset ids and file names must be plain names "
-                          f"(no '/', '\\', '..', absolute paths or control characters): fix the dataset file")
-
-
-def inside(root: str | os.PathLike, path: str | os.PathLike, what: str = "path") -> Path:
-    """``path`` (unchanged) if, resolved with symbolic links followed, it lies inside ``root`` (also resolved);
-    otherwise ``UnsafeNameError``. Neither needs to exist."""
-    root_resolved = Path(root).resolve()
-    resolved = Path(path).resolve()
-    if resolved != root_resolved and root_resolved not in resolved.parents:
-        raise UnsafeNameError(f"{what} {path} resolves to {resolved}, outside {root_resolved}; refusing to touch it "
-                              f"(check the dataset names and any symbolic links under {root})")
-    return Path(path)
+                          f"(no '/', '\\', '..', absolute paths or control characters, at most {MAX_NAME_BYTES} "
+                          f"bytes): fix the dataset file")
 
 
 def safe_path(root: str | os.PathLike, *names: object, what: str = "name") -> Path:
-    """``root / name / ...`` with every name checked by ``safe_name`` and the result by ``inside``."""
+    """``root / name / ...`` with every name checked by ``safe_name``; nothing is resolved (see the module docstring
+    for symbolic links)."""
     path = Path(root)
     for name in names:
         path = path / safe_name(name, what)
-    return inside(root, path, what)
+    return path
 
 
 def zip_entry(*names: object, folder: str = "") -> str:

@@ -7,6 +7,9 @@ loses at most the line being written. Reopening with ``resume=True`` reloads eve
 Layout used by the harnesses: ``<results_dir>/records/<run_id>.rank<R>.jsonl``: each process of a
 distributed run appends to its own file; all files of a run are read on resume and when merging, so a run
 may be resumed with a different number of processes (the files must be visible to every process).
+
+Records and the run meta are written through ``eval.common.writer``: no symbolic link is followed, a record is one
+``write`` of a complete line, and a failed write (disk full, read-only) raises ``ResultsWriteError`` at once.
 """
 
 from __future__ import annotations
@@ -17,11 +20,14 @@ import re
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from . import writer
+
 __all__ = [
     "RecordsExistError",
     "RecordStore",
     "read_jsonl",
     "record_path",
+    "meta_path",
     "run_record_paths",
     "record_key",
     "check_run_meta",
@@ -39,6 +45,12 @@ def record_path(results_dir: str | os.PathLike, run_id: str, rank: int) -> Path:
     """Records file of process ``rank`` of run ``run_id``."""
     _check_run_id(run_id)
     return Path(results_dir) / "records" / f"{run_id}.rank{int(rank)}.jsonl"
+
+
+def meta_path(results_dir: str | os.PathLike, run_id: str) -> Path:
+    """The run meta file of run ``run_id`` (see ``check_run_meta``)."""
+    _check_run_id(run_id)
+    return Path(results_dir) / "records" / f"{run_id}.meta.json"
 
 
 def run_record_paths(results_dir: str | os.PathLike, run_id: str) -> list[Path]:
@@ -71,7 +83,12 @@ def read_jsonl(path: str | os.PathLike) -> tuple[list[dict], int]:
     A torn last line (no trailing newline, or not a JSON object) is left out and the returned length stops
     before it. A bad line anywhere else is an error naming the file and line.
     """
-    lines = Path(path).read_bytes().split(b"\n")
+    return parse_jsonl(Path(path).read_bytes(), path)
+
+
+def parse_jsonl(data: bytes, path: str | os.PathLike) -> tuple[list[dict], int]:
+    """``read_jsonl`` of the bytes ``data`` of the file ``path`` (named in errors)."""
+    lines = data.split(b"\n")
     last_filled = max((i for i, line in enumerate(lines) if line.strip()), default=-1)
     records, valid_len = [], 0
     for index, line in enumerate(lines):
@@ -91,7 +108,7 @@ def read_jsonl(path: str | os.PathLike) -> tuple[list[dict], int]:
 def _parse_line(line: bytes) -> dict | None:
     try:
         value = json.loads(line)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         return None
     return value if isinstance(value, dict) else None
 
@@ -105,10 +122,14 @@ class RecordStore:
 
     A key is recorded once, unless ``supersede_field`` names a numeric field (e.g. ``"attempt"``): then a
     record with a larger value of that field replaces the earlier one (a retried item), in any file.
+
+    The own file is opened through ``eval.common.writer`` below ``root`` (default: its folder): a symbolic link
+    there, or on the way from ``root``, is refused before anything is read.
     """
 
     def __init__(self, path: str | os.PathLike, key_fields: Sequence[str], *, resume: bool = False,
-                 other_paths: Iterable[str | os.PathLike] = (), supersede_field: str | None = None):
+                 other_paths: Iterable[str | os.PathLike] = (), supersede_field: str | None = None,
+                 root: str | os.PathLike | None = None):
         self.path = Path(path)
         self.key_fields = tuple(key_fields)
         self.supersede_field = supersede_field
@@ -120,20 +141,35 @@ class RecordStore:
             raise RecordsExistError(
                 f"records of this run already exist ({', '.join(str(p) for p in existing)}): pass --resume to "
                 f"continue it, or choose another results path")
+        self._fd = writer.open_results_fd(self.path.parent if root is None else root, self.path,
+                                          os.O_RDWR | os.O_CREAT | os.O_APPEND)
         self._records: dict[Key, dict] = {}
-        for other in others:
-            if other.exists():
-                self._load(other, truncate=False)
-        if self.path.exists():
-            self._load(self.path, truncate=True)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.path, "a", encoding="utf-8")
+        try:
+            for other in others:
+                if other.exists():
+                    self._load(other, read_jsonl(other)[0])
+            self._load_own()
+        except BaseException:
+            os.close(self._fd)
+            raise
 
-    def _load(self, path: Path, truncate: bool) -> None:
-        records, valid_len = read_jsonl(path)
-        if truncate and valid_len < path.stat().st_size:
-            with open(path, "r+b") as handle:
-                handle.truncate(valid_len)
+    def _load_own(self) -> None:
+        """Load the own file (through its descriptor) and cut a torn last line off."""
+        chunks, offset = [], 0
+        while chunk := os.pread(self._fd, 1 << 24, offset):
+            chunks.append(chunk)
+            offset += len(chunk)
+        data = b"".join(chunks)
+        records, valid_len = parse_jsonl(data, self.path)
+        if valid_len < len(data):
+            try:
+                os.ftruncate(self._fd, valid_len)
+            except OSError as err:
+                raise writer.ResultsWriteError(f"cannot cut the torn last line off {self.path} "
+                                               f"({err.strerror or err}); make the records folder writable") from None
+        self._load(self.path, records)
+
+    def _load(self, path: Path, records: list[dict]) -> None:
         for record in records:
             key = record_key(record, self.key_fields)
             if key in self._records and not self._supersedes(record, self._records[key]):
@@ -177,16 +213,21 @@ class RecordStore:
         if key in self._records and not self._supersedes(record, self._records[key]):
             raise ValueError(f"record {dict(zip(self.key_fields, key))} is already in {self.path}")
         line = json.dumps(record, separators=(",", ":"), ensure_ascii=False)
-        self._file.write(line + "\n")
-        self._file.flush()
+        writer.write_all(self._fd, (line + "\n").encode("utf-8"), self.path)
         self._records[key] = record
 
     def close(self) -> None:
         """Flush to disk and close the file."""
-        if not self._file.closed:
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        try:
+            os.fsync(fd)
+        except OSError as err:
+            raise writer.ResultsWriteError(f"cannot write {self.path} to disk ({err.strerror or err}); rerun with "
+                                           f"--resume once the disk is fixed") from None
+        finally:
+            os.close(fd)
 
     def __enter__(self) -> "RecordStore":
         return self
@@ -203,7 +244,7 @@ def check_run_meta(results_dir: str | os.PathLike, run_id: str, meta: dict[str, 
     which guards against resuming records produced from another checkpoint or data. ``write=False`` only
     checks (for the non-zero ranks of a distributed run; rank 0 writes).
     """
-    path = Path(results_dir) / "records" / f"{run_id}.meta.json"
+    path = meta_path(results_dir, run_id)
     meta = json.loads(json.dumps(meta))
     if not fresh and path.exists():
         from .files import read_json
@@ -219,10 +260,7 @@ def check_run_meta(results_dir: str | os.PathLike, run_id: str, meta: dict[str, 
                              f"choose another results path")
         return path
     if write:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        writer.write_results_file(results_dir, path, json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return path
 
 
@@ -242,4 +280,4 @@ def open_run_store(results_dir: str | os.PathLike, run_id: str, key_fields: Sequ
     check_run_meta(results_dir, run_id, meta, fresh=not existing, write=info.is_main)
     barrier(info)
     return RecordStore(record_path(results_dir, run_id, info.rank), key_fields, resume=resume,
-                       other_paths=existing, supersede_field=supersede_field)
+                       other_paths=existing, supersede_field=supersede_field, root=results_dir)

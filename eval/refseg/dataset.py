@@ -11,21 +11,25 @@ annotation's polygons (bool), ``ReferSplit.gt_counts`` the released GLaMM/LISA u
 (see ``masks.segmentation_to_counts``).
 
 Inputs are checked when the split is read: the refs pickle is read without allowing any Python global (a crafted
-file cannot run code), JSON errors name the file and position, image file names must be plain names
-(``eval.common.names.safe_name``), and every ref of the split must point at an annotation of ``instances.json``
-with a polygon-list or RLE segmentation. ``check_images`` checks the images of the tasks to run (existence,
+file cannot run code) nor shared references that expand it beyond its size, JSON errors name the file and position,
+ids, sizes and coordinates must be integers / finite numbers (``1e999`` or ``NaN`` is an error naming the file), image
+file names must be plain names (``eval.common.names.safe_name``; an image that is a symbolic link is read through
+it), and every ref of the split must point at an annotation of ``instances.json`` with a polygon-list or RLE
+segmentation. ``check_images`` checks the images of the tasks to run (existence,
 header, completeness, size) before a model loads.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 
-from eval.common.files import DataFileError, first_problems, read_json, read_plain_pickle, require_regular_file
+from eval.common.files import (DataFileError, as_int, first_problems, read_json, read_plain_pickle,
+                               require_regular_file)
 from eval.common.images import check_image_file
 from eval.common.names import name_problem, safe_path
 
@@ -171,45 +175,87 @@ def _load_refs(path: Path) -> list[dict]:
     return refs
 
 
+def _int(value: Any, field: str, where: str, source: Path, minimum: int | None = None) -> int:
+    """``value`` as an int, else a ``DataFileError`` naming ``source``, ``where`` and ``field`` (``NaN``, ``1e999``,
+    ``1.5``, text and ``True`` are not integers); at least ``minimum`` when given."""
+    number = as_int(value)
+    if number is None or (minimum is not None and number < minimum):
+        wanted = "an integer" if minimum is None else f"an integer >= {minimum}"
+        raise DataFileError(f"{source}: {where} has the {field} {value!r:.40}, not {wanted}; fix or re-download "
+                            f"the file")
+    return number
+
+
 def _load_instances(path: Path) -> tuple[dict[int, dict], dict[int, dict]]:
     data = read_json(path, "instances.json", _LAYOUT_HINT)
-    images = {int(img["id"]): img for img in data["images"]}
-    annotations = {int(ann["id"]): ann for ann in data["annotations"]}
+    images = {_int(img["id"], "id", "an image", path): img for img in data["images"]}
+    annotations = {_int(ann["id"], "id", "an annotation", path): ann for ann in data["annotations"]}
     return images, annotations
 
 
-def _image_entry(info: dict, instances_path: Path) -> ReferImage:
-    image_id = int(info["id"])
+def _image_entry(image_id: int, info: dict, instances_path: Path) -> ReferImage:
     file_name = info.get("file_name") or f"COCO_train2014_{image_id:012d}.jpg"
     problem = name_problem(file_name)
     if problem is not None:
         raise DataFileError(f"{instances_path}: image {image_id} has the file_name {file_name!r}, which {problem}; "
                             f"image file names must be plain names inside {{dataset_dir}}/Refer_Segm/coco_2014/"
                             f"train2014: fix instances.json")
-    return ReferImage(image_id=image_id, file_name=file_name, height=int(info["height"]), width=int(info["width"]))
+    height, width = (_int(info[k], k, f"image {image_id}", instances_path, minimum=1) for k in ("height", "width"))
+    return ReferImage(image_id=image_id, file_name=file_name, height=height, width=width)
 
 
-def _split_images(chosen: list[dict], image_infos: dict[int, dict], instances_path: Path) -> list[ReferImage]:
+def _split_images(chosen: list[dict], image_infos: dict[int, dict], refs_path: Path,
+                  instances_path: Path) -> list[ReferImage]:
     images: dict[int, ReferImage] = {}
     for ref in chosen:
-        image_id = int(ref["image_id"])
+        ref_id = _int(ref["ref_id"], "ref_id", "a ref", refs_path)
+        image_id = _int(ref["image_id"], "image_id", f"ref {ref_id}", refs_path)
+        ann_id = _int(ref["ann_id"], "ann_id", f"ref {ref_id}", refs_path)
         if image_id not in image_infos:
-            raise ValueError(f"image {image_id} of ref {ref['ref_id']} is missing from {instances_path}")
-        image = images.setdefault(image_id, _image_entry(image_infos[image_id], instances_path))
+            raise ValueError(f"image {image_id} of ref {ref_id} is missing from {instances_path}")
+        if image_id not in images:
+            images[image_id] = _image_entry(image_id, image_infos[image_id], instances_path)
         for sent in ref["sentences"]:
-            image.expressions.append(ReferExpression(
-                ref_id=int(ref["ref_id"]), sent_id=int(sent["sent_id"]), image_id=image_id,
-                ann_id=int(ref["ann_id"]), sentence=str(sent["sent"])))
+            images[image_id].expressions.append(ReferExpression(
+                ref_id=ref_id, sent_id=_int(sent["sent_id"], "sent_id", f"a sentence of ref {ref_id}", refs_path),
+                image_id=image_id, ann_id=ann_id, sentence=str(sent["sent"])))
     return [images[i] for i in sorted(images)]
 
 
-def _segmentation_problem(segmentation: Any) -> str | None:
-    """Why a COCO segmentation cannot be decoded (None when it looks decodable: a polygon list or an RLE dict)."""
+def _finite_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _count(value: Any) -> bool:
+    number = as_int(value)
+    return number is not None and number >= 0
+
+
+def _rle_problem(rle: dict, image: ReferImage) -> str | None:
+    if "size" not in rle or "counts" not in rle:
+        return "is an RLE dict without size/counts"
+    size, counts = rle["size"], rle["counts"]
+    if not (isinstance(size, list) and len(size) == 2 and all(map(_count, size))):
+        return f"is an RLE whose size {size!r:.40} is not [height, width]"
+    if [as_int(v) for v in size] != [image.height, image.width]:
+        return f"is an RLE of size {size} on image {image.image_id} of size [{image.height}, {image.width}]"
+    if isinstance(counts, list):
+        return None if all(map(_count, counts)) else "is an RLE whose counts are not non-negative integers"
+    return None if isinstance(counts, (str, bytes)) else f"is an RLE whose counts are a {type(counts).__name__}"
+
+
+def _segmentation_problem(segmentation: Any, image: ReferImage) -> str | None:
+    """Why a COCO segmentation cannot be decoded (None when it looks decodable: a polygon list of finite numbers or
+    an RLE dict with integer counts and the image's size)."""
     if isinstance(segmentation, list):
         bad = [p for p in segmentation if not (isinstance(p, (list, tuple)) and len(p) >= 6)]
-        return "has a polygon with fewer than 3 points" if bad else None
+        if bad:
+            return "has a polygon with fewer than 3 points"
+        if not all(_finite_number(v) for polygon in segmentation for v in polygon):
+            return "has a polygon coordinate that is not a finite number"
+        return None
     if isinstance(segmentation, dict):
-        return None if "size" in segmentation and "counts" in segmentation else "is an RLE dict without size/counts"
+        return _rle_problem(segmentation, image)
     return f"is a {type(segmentation).__name__}, not a polygon list or an RLE dict"
 
 
@@ -226,7 +272,7 @@ def _check_annotations(images: list[ReferImage], annotations: dict[int, dict], i
             if ann is None:
                 problems.append(f"annotation {expr.ann_id} of ref {expr.ref_id} is not in instances.json")
                 continue
-            problem = _segmentation_problem(ann.get("segmentation"))
+            problem = _segmentation_problem(ann.get("segmentation"), image)
             if problem:
                 problems.append(f"the segmentation of annotation {expr.ann_id} (ref {expr.ref_id}) {problem}")
     if problems:
@@ -247,7 +293,7 @@ def load_refer_split(dataset_dir: str | Path, dataset: str, split: str) -> Refer
         if not chosen:
             found = sorted({str(ref.get("split")) for ref in refs})
             raise ValueError(f"split {split!r} of {dataset} has no refs in {refs_path} (splits found: {found})")
-        images = _split_images(chosen, image_infos, instances_path)
+        images = _split_images(chosen, image_infos, refs_path, instances_path)
     except (KeyError, TypeError) as err:
         raise ValueError(f"{refs_path} holds a ref without the REFER field {err} (ref_id, ann_id, image_id, split, "
                          f"sentences[].sent / sent_id)") from None

@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from eval.common.files import as_int
+
 __all__ = ["segmentation_to_mask", "segmentation_to_counts", "rle_to_mask", "mask_to_rle"]
 
 
@@ -72,17 +74,25 @@ def rle_to_mask(rle: dict, height: int | None = None, width: int | None = None) 
     """
     if not isinstance(rle, dict) or "size" not in rle or "counts" not in rle:
         raise ValueError("an RLE must be a dict with 'size' [h, w] and 'counts'")
-    h, w = (int(v) for v in rle["size"])
+    h, w = (_count(v, "size") for v in rle["size"])
     if height is not None and (h, w) != (int(height), int(width)):
         raise ValueError(f"RLE size {[h, w]} does not match the image size {[int(height), int(width)]}")
     counts = rle["counts"]
     if isinstance(counts, list):
-        compressed = mask_utils.frPyObjects({"size": [h, w], "counts": [int(c) for c in counts]}, h, w)
+        compressed = mask_utils.frPyObjects({"size": [h, w], "counts": [_count(c, "counts") for c in counts]}, h, w)
     elif isinstance(counts, (str, bytes)):
         compressed = {"size": [h, w], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
     else:
         raise ValueError(f"RLE counts must be a string, bytes or a list of ints, got {type(counts).__name__}")
     return mask_utils.decode(compressed).astype(bool)
+
+
+def _count(value: Any, field: str) -> int:
+    """A non-negative integer of an RLE (``NaN``, ``1e999``, text and negatives are a ValueError naming ``field``)."""
+    number = as_int(value)
+    if number is None or number < 0:
+        raise ValueError(f"the RLE {field} holds {value!r:.40}, not a non-negative integer")
+    return number
 
 
 def mask_to_rle(mask: np.ndarray) -> dict:

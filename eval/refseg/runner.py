@@ -5,12 +5,15 @@ JSONL file. Scores are computed on rank 0 from the merged records in canonical (
 exact integer sums and ``math.fsum``, so one process, several processes and resumed runs give identical
 numbers. The protocol's ``Scoring`` (``protocols.SCORING``) decides the ground truth and the per-expression
 (I, U) rule of the records (``all``: union of polygons; ``glamm``: the released summed polygons and
-``intersectionAndUnionGPU``) and the gIoU denominator; stats.json names both.
+``intersectionAndUnionGPU``) and the gIoU denominator; stats.json names both, and ``records_digest`` of the merged
+records, so that a ``--resume`` of a finished run does not append its entry twice. A symbolic link on the way to any
+file the run writes is refused before any work (``eval.common.lock.results_session``).
 """
 
 from __future__ import annotations
 
 import datetime
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -21,7 +24,7 @@ from eval.common.distributed import DistInfo, barrier, distributed_session, gath
 from eval.common.lock import results_session
 from eval.common.progress import progress_bar
 from eval.common.records import RecordStore, open_run_store
-from eval.common.stats import append_stats
+from eval.common.stats import append_stats, records_digest
 from eval.common.table import print_table
 
 from .config import RefSegConfig
@@ -55,7 +58,7 @@ def make_source(config: RefSegConfig, tasks: list[ImageTask], factory: Segmenter
             total = sum(len(t.expressions) for t in tasks)
             raise ValueError(f"{len(missing)} of {total} expressions have no prediction in {config.predictions}, "
                              f"e.g. {examples}; add them or pass --allow-missing to score them as empty masks")
-        return PredictionSource(predictions, allow_missing=config.allow_missing)
+        return PredictionSource(predictions, allow_missing=config.allow_missing, source=config.predictions)
     return ModelSource(factory(config), method=config.method, budget=config.budget)
 
 
@@ -125,11 +128,16 @@ def _local_values(store: RecordStore, tasks: list[ImageTask]) -> dict[tuple, tup
     return values
 
 
+def _keys(tasks: list[ImageTask]) -> list[tuple]:
+    """Record keys of all tasks in canonical (image, sentence) order."""
+    return [key for task in tasks for key in task.keys]
+
+
 def _merge(parts: list[dict], tasks: list[ImageTask]) -> list[tuple]:
     merged: dict[tuple, tuple] = {}
     for part in parts:
         merged.update(part)
-    ordered_keys = [key for task in tasks for key in task.keys]
+    ordered_keys = _keys(tasks)
     missing = [k for k in ordered_keys if k not in merged]
     if missing:
         raise RuntimeError(f"{len(missing)} expressions have no record after merging the ranks, e.g. {missing[:3]}")
@@ -165,12 +173,15 @@ def _stats_entry(config: RefSegConfig, tasks: list[ImageTask], values: list[tupl
         "checkpoint": config.checkpoint, "vision_tower": config.vision_tower, "predictions": config.predictions,
         "allow_missing": config.allow_missing, "limit": config.limit, "world_size": info.world_size,
         "run_id": config.run_id, "model": config.results_path, "refer_seg_data": config.refer_seg_data,
+        "records_digest": records_digest([[list(key), list(value)] for key, value in zip(_keys(tasks), values)]),
     }
     return entry
 
 
 def _report(config: RefSegConfig, entry: dict) -> None:
-    append_stats(config.results_path, entry)
+    if not append_stats(config.results_path, entry, same_run=("run_id", "records_digest")):
+        print(f"note: {config.results_path}/stats.json already holds this finished run's entry (run {config.run_id}, "
+              f"same records); not appended again", file=sys.stderr, flush=True)
     row = {"dataset": entry["dataset"], "split": entry["split"], "protocol": entry["protocol"],
            "method": entry["method"], "budget": entry["budget"], "images": entry["n_images"],
            "expressions": entry["n_expressions"], "gIoU %": 100 * entry["giou"], "cIoU %": 100 * entry["ciou"],

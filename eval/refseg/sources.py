@@ -15,6 +15,8 @@ from typing import Any, Iterable, Protocol
 
 import numpy as np
 
+from eval.common.files import as_int
+
 from .masks import rle_to_mask
 from .protocols import ImageTask
 
@@ -63,13 +65,15 @@ class ModelSource:
 
 
 class PredictionSource:
-    """Masks decoded from saved predictions; with ``allow_missing`` an absent one is an empty mask."""
+    """Masks decoded from saved predictions; with ``allow_missing`` an absent one is an empty mask. ``source`` (the
+    predictions file) is named in errors."""
 
     needs_image = False
 
-    def __init__(self, predictions: dict[Key, dict], allow_missing: bool = False):
+    def __init__(self, predictions: dict[Key, dict], allow_missing: bool = False, source: str | Path = "predictions"):
         self.predictions = predictions
         self.allow_missing = allow_missing
+        self.source = source
 
     def predict(self, task: ImageTask, image: np.ndarray | None) -> Prediction:
         h, w = task.image.height, task.image.width
@@ -83,8 +87,8 @@ class PredictionSource:
             try:
                 masks[i] = rle_to_mask(rle, h, w)
             except ValueError as err:
-                raise ValueError(f"prediction for ref_id={expr.ref_id}, sent_id={expr.sent_id} "
-                                 f"(image {task.image.image_id}): {err}") from None
+                raise ValueError(f"{self.source}: the prediction for ref_id={expr.ref_id}, sent_id={expr.sent_id} "
+                                 f"(image {task.image.image_id}): {err}; fix or rewrite the file") from None
         return Prediction(masks=masks)
 
 
@@ -100,15 +104,33 @@ def load_predictions(path: str | Path) -> dict[Key, dict]:
                 continue
             try:
                 item = json.loads(line)
-                key = (int(item["ref_id"]), int(item["sent_id"]))
-                rle = item["rle"]
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+                key = (_integer(item["ref_id"]), _integer(item["sent_id"]))
+                rle = _checked_rle(item["rle"])
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError, RecursionError) as err:
+                detail = "nested too deeply" if isinstance(err, RecursionError) else f"{type(err).__name__}: {err}"
                 raise ValueError(f"{path}: line {number} must be a JSON object with integer 'ref_id', 'sent_id' "
-                                 f"and an 'rle' ({type(err).__name__}: {err})") from None
+                                 f"and an 'rle' {{size: [h, w], counts}} ({detail})") from None
             if key in predictions:
                 raise ValueError(f"{path}: line {number} repeats the prediction for ref_id={key[0]}, sent_id={key[1]}")
             predictions[key] = rle
     return predictions
+
+
+def _integer(value: object) -> int:
+    number = as_int(value)
+    if number is None:
+        raise ValueError(f"{value!r:.40} is not an integer")
+    return number
+
+
+def _checked_rle(rle: object) -> dict:
+    """``rle`` if it is a dict with an integer ``size`` [h, w] and ``counts`` (its decoding is checked later)."""
+    if not isinstance(rle, dict) or "counts" not in rle:
+        raise ValueError("the rle is not a dict with 'size' and 'counts'")
+    size = rle.get("size")
+    if not (isinstance(size, list) and len(size) == 2 and all(as_int(v) is not None and as_int(v) >= 0 for v in size)):
+        raise ValueError(f"the rle size {size!r:.40} is not [height, width]")
+    return rle
 
 
 def missing_predictions(predictions: dict[Key, dict], tasks: Iterable[ImageTask]) -> list[Key]:

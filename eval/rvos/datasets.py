@@ -27,7 +27,9 @@ greyscale (8 or 16 bit) PNGs of the frames' size and the expressions' obj_ids ar
 frame (decoded, one per video); MeViS mask_dict entries exist for every anno_id and frame and are COCO RLE dicts
 (compressed, or uncompressed with list counts) or null, of one size (the frames' in model runs). Only the first
 annotation frame of each Ref-DAVIS17 video is decoded up front; a PNG that is complete but holds bad values is
-reported (naming it) when it is scored.
+reported (naming it) when it is scored. Symbolic links in a dataset (a video folder, a frame, an annotation folder)
+are read through, wherever they point: a dataset may be laid out with links; a link loop or a link to nothing is an
+error naming it. Nothing here writes.
 """
 
 from __future__ import annotations
@@ -343,7 +345,12 @@ class MevisDataset(RVOSDataset):
         with warnings.catch_warnings():  # pycocotools' numpy-2 copy= notice, harmless
             warnings.simplefilter("ignore", DeprecationWarning)
             for i, rle in rles:
-                gt[i] |= mask_utils.decode(rle).astype(bool)
+                try:
+                    gt[i] |= mask_utils.decode(rle).astype(bool)
+                except ValueError as err:  # counts that do not fill size x size (pycocotools checks)
+                    raise DataFileError(f"MeViS mask_dict.json {self.mask_dict_path}: an RLE of expression {sample.key}"
+                                        f", frame {i} ({sample.frames[i]}) cannot be decoded ({err}); fix or "
+                                        f"re-download it") from None
         return gt
 
     def check_gt(self, video_ids: list[str], frame_shapes: dict[str, tuple[int, int]]) -> list[str]:
@@ -487,7 +494,7 @@ class RefDavis17Dataset(RVOSDataset):
         return [s for s in self.video_samples(video_id) if s.annotator == annotator]
 
     def annotation_path(self, video_id: str, frame: str) -> Path:
-        """The DAVIS annotation PNG of one frame (names checked to stay inside the annotations folder)."""
+        """The DAVIS annotation PNG of one frame (video id and frame name checked to be plain names)."""
         return safe_path(self.annotations_root, video_id, f"{safe_name(frame, 'frame name')}.png", what="annotation")
 
     def load_label_maps(self, video_id: str) -> np.ndarray:

@@ -5,19 +5,26 @@ What a folder lacks is classified per expression (:func:`sample_missing`): ``"vi
 missing item is scored under ``allow_missing`` depends on the benchmark and lives in eval/rvos/scoring.py.
 
 Every path here is built from dataset-controlled names (video id, expression id, frame name) through
-``eval.common.names``: each must be a plain name and the result must stay inside ``PRED_DIR``, so a crafted
-``meta_expressions.json`` cannot make the harness write or read outside the predictions folder.
+``eval.common.names``: each must be a plain name, so a crafted ``meta_expressions.json`` cannot name a path outside
+the predictions folder. Masks are written through ``eval.common.writer`` below a root folder (the results folder in
+a run): no symbolic link is followed, so a link planted in the folder cannot send a mask elsewhere. Reading a
+``--predictions`` folder follows links (it is the user's input).
 """
 
 from __future__ import annotations
 
+import io
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from eval.common.files import DataFileError, require_regular_file
+from eval.common.images import open_image
 from eval.common.names import safe_name, safe_path
+from eval.common.writer import open_results_fd, write_all
 
 from .datasets import RVOSSample
 
@@ -27,6 +34,7 @@ __all__ = [
     "prediction_path",
     "video_dir",
     "expression_dir",
+    "mask_png_bytes",
     "write_prediction_masks",
     "write_mask_sequence",
     "read_prediction_mask",
@@ -48,39 +56,58 @@ def expression_dir(pred_dir: str | Path, video_id: str, exp_id: str) -> Path:
 
 
 def prediction_path(pred_dir: str | Path, video_id: str, exp_id: str, frame: str) -> Path:
-    """``PRED_DIR/<video>/<exp_id>/<frame>.png`` with every name checked and the path kept inside ``PRED_DIR``."""
+    """``PRED_DIR/<video>/<exp_id>/<frame>.png`` with every name checked to be a plain name."""
     name = f"{safe_name(frame, 'frame name')}.png"
     return safe_path(expression_dir(pred_dir, video_id, exp_id), name, what="frame name")
 
 
-def write_mask_sequence(pred_dir: str | Path, video_id: str, exp_id: str, frames, masks) -> list[Path]:
-    """Write ``masks`` (T, H, W), nonzero = object, as 0/255 greyscale PNGs, one per frame name."""
+def mask_png_bytes(mask: np.ndarray) -> bytes:
+    """A mask (nonzero = object) as a 0/255 greyscale PNG file's bytes (format given: a frame named '...' makes a
+    file name without a usable extension)."""
+    buf = io.BytesIO()
+    Image.fromarray(np.where(mask != 0, 255, 0).astype(np.uint8), mode="L").save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def write_mask_sequence(pred_dir: str | Path, video_id: str, exp_id: str, frames, masks,
+                        root: str | Path | None = None) -> list[Path]:
+    """Write ``masks`` (T, H, W), nonzero = object, as 0/255 greyscale PNGs, one per frame name, through
+    ``eval.common.writer`` below ``root`` (default ``pred_dir``): no link followed from ``root`` down."""
     arr, frames = np.asarray(masks), list(frames)
     if arr.ndim != 3 or len(arr) != len(frames):
         raise ValueError(f"masks for {video_id}/{exp_id} must be (T={len(frames)}, H, W), got shape {arr.shape}")
     paths = []
     for frame, mask in zip(frames, arr):
         path = prediction_path(pred_dir, video_id, exp_id, frame)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(np.where(mask != 0, 255, 0).astype(np.uint8), mode="L").save(path)
+        fd = open_results_fd(pred_dir if root is None else root, path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        try:
+            write_all(fd, mask_png_bytes(mask), path)
+        finally:
+            os.close(fd)
         paths.append(path)
     return paths
 
 
-def write_prediction_masks(pred_dir: str | Path, sample: RVOSSample, masks) -> list[Path]:
-    """Write the predicted masks (T, H, W) of ``sample`` under ``pred_dir`` as 0/255 PNGs."""
-    return write_mask_sequence(pred_dir, sample.video_id, sample.exp_id, sample.frames, masks)
+def write_prediction_masks(pred_dir: str | Path, sample: RVOSSample, masks,
+                           root: str | Path | None = None) -> list[Path]:
+    """Write the predicted masks (T, H, W) of ``sample`` under ``pred_dir`` as 0/255 PNGs (``write_mask_sequence``)."""
+    return write_mask_sequence(pred_dir, sample.video_id, sample.exp_id, sample.frames, masks, root)
 
 
 def read_prediction_mask(path: str | Path) -> np.ndarray:
-    """A predicted mask PNG as (H, W) bool, nonzero = object (palette PNGs: nonzero index)."""
+    """A predicted mask PNG as (H, W) bool, nonzero = object (palette PNGs: nonzero index); a missing, corrupt or
+    oversized (decompression bomb) file is an error naming it."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"prediction mask not found: {path}")
-    with Image.open(path) as img:
-        if img.mode not in ("1", "L", "P", "I", "I;16"):
-            raise ValueError(f"{path}: expected a single-channel PNG (modes 1/L/P/I), got {img.mode}")
-        return np.asarray(img) != 0
+    require_regular_file(path, "prediction mask")
+    try:
+        with open_image(path, "prediction mask") as img:
+            if img.mode not in ("1", "L", "P", "I", "I;16"):
+                raise DataFileError(f"{path}: expected a single-channel PNG (modes 1/L/P/I), got {img.mode}")
+            return np.asarray(img) != 0
+    except DataFileError:
+        raise
+    except (OSError, SyntaxError, ValueError) as err:
+        raise DataFileError(f"prediction mask {path} is truncated or corrupt ({err}); write it again") from None
 
 
 @dataclass

@@ -3,7 +3,9 @@
 ``stats.json`` gets one entry per run with benchmark, split, method, budget, J, F, J&F (fractions; None for splits
 without public GT, whose upload zip path is under ``submission``), n_expressions, visual tokens per frame, counts of
 ok / no_seg / failed expressions, seconds, timestamp and the checkpoint paths. Per-expression (and, for Ref-DAVIS17,
-per-setting) scores go to ``OUT/scores/<run_id>.json``.
+per-setting) scores go to ``OUT/scores/<run_id>.json``. A model run's entry carries ``records_digest`` (of its merged
+records): a ``--resume`` of a finished run (or of one killed after writing its entry) finds the same entry and does
+not append it again. Every file is written through ``eval.common.writer`` (no symbolic link followed).
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from eval.common.stats import append_stats
+from eval.common.stats import append_stats, records_digest
 from eval.common.table import format_table, print_table
+from eval.common.writer import write_results_file
 
 from .config import RVOSConfig
 from .datasets import RVOSDataset
@@ -84,17 +87,16 @@ def score_or_zip(config: RVOSConfig, dataset: RVOSDataset, pred_dir: Path) -> di
         return {"J": result["J"], "F": result["F"], "J&F": result["J&F"], "n_expressions": result["n_expressions"],
                 "protocol": result["protocol"], "settings": settings or None, "submission": None,
                 "expressions": result["expressions"]}
-    out = write_submission_zip(dataset, pred_dir, config.submission_path, allow_missing=config.allow_missing)
+    out = write_submission_zip(dataset, pred_dir, config.submission_path, allow_missing=config.allow_missing,
+                               root=config.results_path)
     return {"J": None, "F": None, "J&F": None, "n_expressions": out["n_expressions"], "protocol": "submission zip",
             "settings": None, "submission": out["zip"], "expressions": []}
 
 
 def _write_details(config: RVOSConfig, scores: dict) -> Path:
     path = Path(config.results_path) / "scores" / f"{config.run_id}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
     details = {k: scores[k] for k in ("J", "F", "J&F", "protocol", "settings", "expressions")}
-    path.write_text(json.dumps(details, indent=1) + "\n", encoding="utf-8")
-    return path
+    return write_results_file(config.results_path, path, json.dumps(details, indent=1) + "\n")
 
 
 def _entry(config: RVOSConfig, dataset: RVOSDataset, scores: dict, missing: MissingPredictions, world_size: int,
@@ -124,7 +126,10 @@ def _model_fields(records: list[dict], work: Any) -> dict:
 
 
 def _report(config: RVOSConfig, entry: dict) -> None:
-    append_stats(config.results_path, entry)
+    same_run = ("run_id", "records_digest") if "records_digest" in entry else ()  # a model run's records
+    if not append_stats(config.results_path, entry, same_run=same_run):
+        print(f"note: {config.results_path}/stats.json already holds this finished run's entry (run {config.run_id}, "
+              f"same records); not appended again", file=sys.stderr, flush=True)
     percent = {k: None if entry[k] is None else 100 * entry[k] for k in ("J", "F", "J&F")}
     row = {"benchmark": entry["benchmark"], "split": entry["split"], "method": entry["method"],
            "budget": entry["budget"], "videos": entry["n_videos"], "expressions": entry["n_expressions"],
@@ -171,7 +176,8 @@ def finish_model_run(config: RVOSConfig, dataset: RVOSDataset, videos: list[str]
     missing = check_complete(subset, config.predictions_dir, config.allow_missing)
     scores = score_or_zip(config, subset, config.predictions_dir)
     _write_details(config, scores)
-    entry = {**_entry(config, subset, scores, missing, info.world_size, started), **_model_fields(ordered, work)}
+    entry = {**_entry(config, subset, scores, missing, info.world_size, started), **_model_fields(ordered, work),
+             "records_digest": records_digest(ordered)}
     _report(config, entry)
     if failed:
         raise SampleFailuresError(_failure_message(failed, len(ordered), config), entry)

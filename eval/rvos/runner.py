@@ -8,11 +8,14 @@ PNGs under ``OUT/predictions/<run_id>/<video>/<exp_id>/`` and then appends one J
 on. ``--resume`` skips recorded expressions and retries failed ones (a new record with a larger ``attempt``).
 Rank 0 scores the predictions folder after a completeness check, so results do not depend on the number of
 processes or on interruptions.
+
+Every write goes through ``eval.common.writer`` below the results folder: a symbolic link on the way to any file the
+run writes is refused before any work, and a failed write (disk full, read-only) or a link met later ends the run at
+once (``RESULTS_ERRORS`` are never recorded as a video's failure); ``--resume`` continues it.
 """
 
 from __future__ import annotations
 
-import shutil
 import sys
 import time
 import traceback
@@ -28,6 +31,7 @@ from eval.common.lock import results_session
 from eval.common.model import derive_seed, seed_everything
 from eval.common.progress import progress_bar
 from eval.common.records import RecordStore, open_run_store, run_record_paths
+from eval.common.writer import RESULTS_ERRORS, remove_results_tree
 
 from .config import RVOSConfig
 from .datasets import RefDavis17Dataset, RVOSDataset, RVOSSample, check_inputs, open_rvos_dataset
@@ -114,33 +118,31 @@ def _segment(segmenter: Any, dataset: RVOSDataset, video: str, samples: list[RVO
     return check_segment_result(result, len(samples), frames.shape, video)
 
 
-def _record_failure(store: RecordStore, todo: list[RVOSSample], pred_dir: Path, text: str, info: DistInfo) -> None:
+def _record_failure(store: RecordStore, todo: list[RVOSSample], config: RVOSConfig, text: str,
+                    info: DistInfo) -> None:
     from tqdm import tqdm
 
     video = todo[0].video_id
     tqdm.write(f"[rank {info.rank}] video {video} failed ({len(todo)} expressions):\n{text}", file=sys.stderr)
     error = text.strip().splitlines()[-1]
     for sample in todo:
-        _remove_masks(pred_dir, sample)  # no partial masks
+        _remove_masks(config.predictions_dir, sample, config.results_path)  # no partial masks
         store.add({**_base_record(store, sample, "failed", info), "error": error, "traceback": text})
 
 
-def _remove_masks(pred_dir: Path, sample: RVOSSample) -> None:
-    """Delete the expression's mask folder ``pred_dir/<video>/<exp_id>``: its names checked (``expression_dir``) so
-    nothing outside ``pred_dir`` is touched; a symbolic link is removed, not followed."""
-    folder = expression_dir(pred_dir, sample.video_id, sample.exp_id)
-    if folder.is_symlink():
-        folder.unlink()
-    elif folder.exists():
-        shutil.rmtree(folder)
+def _remove_masks(pred_dir: Path, sample: RVOSSample, root: str | Path | None = None) -> None:
+    """Delete the expression's mask folder ``pred_dir/<video>/<exp_id>`` (names checked by ``expression_dir``)
+    through ``eval.common.writer`` below ``root`` (default ``pred_dir``): a link there is removed, not followed, and a
+    link on the way to it is refused."""
+    remove_results_tree(pred_dir if root is None else root, expression_dir(pred_dir, sample.video_id, sample.exp_id))
 
 
 def _record_video(store: RecordStore, samples: list[RVOSSample], todo: list[RVOSSample], pred: VideoPrediction,
-                  pred_dir: Path, seconds: float, info: DistInfo) -> None:
+                  config: RVOSConfig, seconds: float, info: DistInfo) -> None:
     for index, sample in enumerate(samples):
         if sample not in todo:
             continue
-        write_prediction_masks(pred_dir, sample, pred.masks[index])
+        write_prediction_masks(config.predictions_dir, sample, pred.masks[index], root=config.results_path)
         status = "ok" if pred.has_seg[index] else "no_seg"
         store.add({**_base_record(store, sample, status, info), "has_seg": pred.has_seg[index],
                    "visual_tokens_per_frame": pred.visual_tokens_per_frame, "call_expressions": len(samples),
@@ -155,12 +157,14 @@ def process_video(segmenter: Any, dataset: RVOSDataset, video: str, store: Recor
     started = time.perf_counter()
     try:
         pred = _segment(segmenter, dataset, video, samples, config)
-        _record_video(store, samples, todo, pred, config.predictions_dir, time.perf_counter() - started, info)
+        _record_video(store, samples, todo, pred, config, time.perf_counter() - started, info)
+    except RESULTS_ERRORS:
+        raise  # the results folder cannot take more (disk full, read-only, a link): stop the run here
     except Exception:  # one video's failure must not end the run: record it with its traceback
         pending = [s for s in todo if _needs_work(store, s)]
         if not pending:
             raise  # every expression was recorded before the error: not a sample failure
-        _record_failure(store, pending, config.predictions_dir, traceback.format_exc(), info)
+        _record_failure(store, pending, config, traceback.format_exc(), info)
         return ShardWork(videos=1, failed_videos=1)
     return ShardWork(videos=1, timings=dict(pred.timings))
 
@@ -217,6 +221,16 @@ def _merge_parts(parts: list[tuple[dict, ShardWork]]) -> tuple[dict[tuple, dict]
     return {key: record for records, _ in parts for key, record in records.items()}, total
 
 
+def results_writes(config: RVOSConfig) -> list[Path]:
+    """What a run writes besides records and stats (relative to the results folder), checked for symbolic links
+    before any work: scores, the submission zip and, for a model run, its predictions folder."""
+    root = Path(config.results_path)
+    writes = [config.submission_path, root / "scores" / f"{config.run_id}.json"]
+    if not config.predictions:
+        writes.append(config.predictions_dir)
+    return [path.relative_to(root) for path in writes]
+
+
 def _broadcast_outcome(outcome: RunOutcome | None, info: DistInfo) -> RunOutcome:
     """Rank 0's outcome on every rank, so that every process ends the same way (result or error)."""
     return gather_objects(outcome, info)[0]
@@ -236,7 +250,8 @@ def run_rvos(config: RVOSConfig, segmenter_factory: SegmenterFactory | None = No
     started = time.perf_counter()
     subdirs = ("records", "predictions", "scores", "submissions")
     with distributed_session(config.dist_backend) as info, \
-            results_session(config.results_path, config.run_id, info, subdirs=subdirs):
+            results_session(config.results_path, config.run_id, info, subdirs=subdirs,
+                            writes=results_writes(config)):
         dataset = open_dataset(config)
         videos = select_videos(dataset, config.limit)
         check_inputs(dataset, videos, frames=not config.predictions)  # before any model loads

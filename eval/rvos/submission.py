@@ -5,34 +5,28 @@ split. The default top folder follows each server's instructions: ``Annotations/
 (ReferFormer docs: rename the output folder to Annotations and zip it) and none for MeViS (its
 sample_submission_valid.zip holds the video folders directly). Entries are written in dataset order with a fixed
 timestamp, so the same predictions give byte-identical zips. Entry names are built with
-``eval.common.names.zip_entry`` from checked plain names (no ``..``, ``/`` or absolute parts: no zip slip).
+``eval.common.names.zip_entry`` from checked plain names (no ``..``, ``/`` or absolute parts: no zip slip). The zip
+is written through ``eval.common.writer`` (a temporary file renamed over it; no symbolic link followed).
 """
 
 from __future__ import annotations
 
-import io
 import zipfile
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from eval.common.images import check_rgb_image
 from eval.common.names import safe_name, zip_entry
+from eval.common.writer import atomic_results_file
 
 from .datasets import RefYtvosDataset, RVOSDataset, RVOSSample
-from .predictions import check_predictions, prediction_path, read_prediction_mask
+from .predictions import check_predictions, mask_png_bytes, prediction_path, read_prediction_mask
 
 __all__ = ["DEFAULT_ZIP_FOLDER", "write_submission_zip"]
 
 DEFAULT_ZIP_FOLDER = {"ref_ytvos": "Annotations", "mevis": ""}
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
-
-
-def _png_bytes(mask: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(np.where(mask, 255, 0).astype(np.uint8), mode="L").save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def _frame_shape(sample: RVOSSample, index: int) -> tuple[int, int]:
@@ -51,11 +45,13 @@ def _sample_masks(pred_dir: Path, sample: RVOSSample, allow_missing: bool):
 
 
 def write_submission_zip(dataset: RVOSDataset, pred_dir: str | Path, zip_path: str | Path,
-                         allow_missing: bool = False, folder: str | None = None) -> dict:
+                         allow_missing: bool = False, folder: str | None = None,
+                         root: str | Path | None = None) -> dict:
     """Zip the predictions of every expression of ``dataset``; returns counts and the path.
 
     ``folder`` overrides the top folder (default per dataset, see DEFAULT_ZIP_FOLDER). Missing predictions
-    raise MissingPredictionsError unless ``allow_missing``, which writes empty masks of the frame's size.
+    raise MissingPredictionsError unless ``allow_missing``, which writes empty masks of the frame's size. The zip is
+    written below ``root`` (default: its folder) without following a link (``eval.common.writer``).
     """
     if dataset.name not in DEFAULT_ZIP_FOLDER:
         raise ValueError(f"{dataset.name} has public GT: score it with eval.rvos.scoring instead of a zip")
@@ -67,13 +63,13 @@ def write_submission_zip(dataset: RVOSDataset, pred_dir: str | Path, zip_path: s
     top = DEFAULT_ZIP_FOLDER[dataset.name] if folder is None else folder
     samples = list(dataset.samples())
     missing = check_predictions(pred_dir, samples, allow_missing)
-    zip_path.parent.mkdir(parents=True, exist_ok=True)
     n_files = n_empty = 0
-    with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+    with atomic_results_file(zip_path.parent if root is None else root, zip_path) as handle, \
+            zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for sample in samples:
             for frame, mask, was_missing in _sample_masks(pred_dir, sample, allow_missing):
                 name = zip_entry(sample.video_id, sample.exp_id, f"{safe_name(frame, 'frame name')}.png", folder=top)
-                zf.writestr(zipfile.ZipInfo(name, date_time=_ZIP_TIME), _png_bytes(mask),
+                zf.writestr(zipfile.ZipInfo(name, date_time=_ZIP_TIME), mask_png_bytes(mask),
                             compress_type=zipfile.ZIP_DEFLATED)
                 n_files += 1
                 n_empty += was_missing

@@ -12,6 +12,14 @@ memory frame (video/sam2/memory_select.py), off by default.
 the LLM through ``layout`` (``cells`` or ``unpooled``; ``regrid`` is rejected) and from decoder layer K
 on each frame keeps its ``quota`` most-attended LLM tokens (ceil(budget / 4) cells, or ``budget``
 tokens unpooled) in all decoding modes (teacher forced, KV-cache and no-cache generation).
+
+Shared prefix: the prompt puts the system text and every visual token before the question. When the method's
+visual tokens and its processing inside the LLM do not depend on the expression (``TokenSelector.shares_prefix``:
+none, random, grid, VisionZip-style, FastVID, DyCoke; not LiteLVLM, FastV or PruneVid) and a clip has several
+expressions, that prefix is prefilled once per clip and every expression's question (and teacher-forced answer,
+or generation with the KV cache) continues from a copy of its KV cache (``litelvlm.shared_prefix``); the result
+says whether it was (``shared_prefix``, ``prefix_passes``) and why not (``shared_prefix_reason``). The released
+no-cache loop (``use_cache=False``) re-runs the whole prompt for every token, so nothing is shared there.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from litelvlm.lvlm import IMAGE_TOKEN_INDEX, check_expressions, default_dtype, h
 from litelvlm.pruning import ClipTokenPruner, ClipTokens, FrameSelection, check_clip_budget, get_method
 from litelvlm.pruning.methods import FastVSelector
 from litelvlm.pruning.stream_geometry import ClipView
+from litelvlm.shared_prefix import SharedPrefix
 from litelvlm.timing import StageTimer
 
 from .fastv import VideoFastVPlan, fastv_quota
@@ -65,6 +74,7 @@ class VideoSegmenterConfig:
     seed: int | None = None  # sampling: a generator seeded per call; None uses torch's global generator
     memory_budget: int | None = None  # SAM2 spatial memory tokens kept per memory frame and object; None: all (released)
     memory_selector: str = "mask"  # which ones (video/sam2/memory_select.py): mask | grid
+    share_prefix: bool = True  # prefill system text + visual tokens once per clip for all expressions (methods that allow it)
 
     def __post_init__(self):
         choices = {"layout": LAYOUTS, "mask_mode": ("propagate", "framewise", "none"), "prune_text": ("question", "expression"),
@@ -123,6 +133,9 @@ class VideoSegmentationResult:
     frame_tokens: list[list[FrameSelection]] | None = None  # clip-level methods: per expression, per sampled frame
     llm_visual_tokens: list[int] = field(default_factory=list)  # per expression: visual tokens the LLM saw, all clips
     sampled_frames: list[list[int]] = field(default_factory=list)  # per clip: the video frame index of each sampled frame
+    shared_prefix: bool = False  # the expressions continued one prefill of system text + visual tokens per clip
+    shared_prefix_reason: str = ""  # why they did not (empty when they did)
+    prefix_passes: int = 0  # shared prefix prefills (one per clip when shared); not counted in forward_passes
 
 
 @dataclass
@@ -136,9 +149,11 @@ class _Call:
     timer: StageTimer
     generator: torch.Generator | None
     num_expressions: int
+    share_reason: str = ""  # why the expressions cannot share the prompt prefix; empty: they share it
     clip_tokens: list = field(default_factory=list)  # LLM CLIP tokens of every sampled frame (all expressions)
     video_tokens: int = 0
     forward_passes: int = 0
+    prefix_passes: int = 0
     seg_counts: list = field(default_factory=list)
     llm_tokens: list = field(default_factory=list)
 
@@ -282,24 +297,26 @@ class VideoSegmenter:
         return VideoFastVPlan(frame_tokens, fastv_quota(self.config.layout, budget), grid, cell, selector.layer,
                               selector.keep_position_ids)
 
-    def _teacher_forced(self, visual: list[torch.Tensor], questions: list[str], plans: list):
+    def _teacher_forced(self, visual: list[torch.Tensor], questions: list[str], plans: list, prefix: SharedPrefix | None = None):
         """The states before each [SEG] per expression, and with FastV the per-frame CLIP indices it kept (else
         None): one batched forward of prompt + fixed answer, or one per expression when the method's in-LLM plans
-        differ between expressions (a plan is made for one visual sequence)."""
+        differ between expressions (a plan is made for one visual sequence). With a shared ``prefix`` the LLM runs
+        each row's question and answer from a copy of the prefix's cache."""
         if any(p != plans[0] for p in plans[1:]):
-            rows = [self._teacher_forced([v], [q], [p]) for v, q, p in zip(visual, questions, plans)]
+            rows = [self._teacher_forced([v], [q], [p], prefix) for v, q, p in zip(visual, questions, plans)]
             kept = [k[0] for _, k in rows] if isinstance(plans[0], VideoFastVPlan) else None
             return [states for row, _ in rows for states in row], kept
         plan = plans[0]
+        llm = self.model.llm if prefix is None else prefix.view(self.model.llm)
         prompts = [prompt_ids(build_chat(q, self.config.num_frames, self.config.answer), self.tokenizer) for q in questions]
         batch = splice_and_pad(prompts, [[v] for v in visual], self.model.embed_tokens, IMAGE_TOKEN_INDEX)
         if isinstance(plan, VideoFastVPlan):
-            out = plan.prefill(self.model.llm, batch)
+            out = plan.prefill(llm, batch)
             return hidden_before(out.hidden, out.token_ids, self.seg_token_id), [plan.clip_indices(k) for k in out.kept]
         if plan is not None:  # a clip-level method's plan: told where each row's prompt ends and the answer begins
-            out = plan.prefill(self.model.llm, batch, prompt_lengths=self._prompt_lengths(questions, prompts, visual))
+            out = plan.prefill(llm, batch, prompt_lengths=self._prompt_lengths(questions, prompts, visual))
             return hidden_before(out.hidden, out.token_ids, self.seg_token_id), None
-        hidden = self.model.prefill_hidden(batch.inputs_embeds, batch.attention_mask)
+        hidden = (self.model if prefix is None else llm).prefill_hidden(batch.inputs_embeds, batch.attention_mask)
         return hidden_before(hidden, batch.token_ids, self.seg_token_id), None
 
     def _prompt_lengths(self, questions, forced_prompts, visual) -> list[int]:
@@ -318,8 +335,11 @@ class VideoSegmenter:
         """None (greedy) unless the config follows the checkpoint and its generation config samples."""
         return Sampling.from_generation_config(self.generation_config) if self.config.decoding == "checkpoint" else None
 
-    def _generate(self, prompt_fn, question: str, plan: VideoFastVPlan | None, generator: torch.Generator | None, timer=None):
-        """Greedy generation for one expression, and with FastV the prompt prefill's kept CLIP indices."""
+    def _generate(self, prompt_fn, question: str, plan: VideoFastVPlan | None, generator: torch.Generator | None, timer=None,
+                  prefix: SharedPrefix | None = None):
+        """Greedy generation for one expression, and with FastV the prompt prefill's kept CLIP indices. With a shared
+        ``prefix`` the prompt pass runs the question from a copy of the prefix's cache."""
+        llm = self.model.llm if prefix is None else prefix.view(self.model.llm)
         ids = prompt_ids(build_chat(question, self.config.num_frames), self.tokenizer)
 
         def embeds():
@@ -328,8 +348,8 @@ class VideoSegmenter:
         forward = None
         if plan is not None:  # the prompt's token ids (-1 at visual positions) from the clip's visual tokens
             prompt_token_ids = splice_and_pad([ids], [[prompt_fn.first]], self.model.embed_tokens, IMAGE_TOKEN_INDEX).token_ids
-            forward = plan.generation_forward(self.model.llm, prompt_token_ids, self.config.use_cache)
-        gen = generate(self.model.llm, embeds, max_new_tokens=self.config.max_new_tokens, eos_token_ids=self.eos_token_ids,
+            forward = plan.generation_forward(llm, prompt_token_ids, self.config.use_cache)
+        gen = generate(llm, embeds, max_new_tokens=self.config.max_new_tokens, eos_token_ids=self.eos_token_ids,
                        seg_token_id=self.seg_token_id, use_cache=self.config.use_cache, forward=forward,
                        sampling=self._sampling(), generator=generator, timer=timer)
         return gen, (plan.clip_indices(forward.kept) if isinstance(plan, VideoFastVPlan) else None)
@@ -354,9 +374,10 @@ class VideoSegmenter:
         visual, plans = [], []
         with call.timer("selection"):
             for e in range(len(questions)):
-                v = self._visual_sequence(enc, call, e)
+                shared = not call.share_reason and e > 0  # the expressions share the first one's tokens and plan
+                v = visual[0] if shared else self._visual_sequence(enc, call, e)
                 visual.append(v)
-                plan = self._llm_plan(call, v, enc.frames.grid)
+                plan = plans[0] if shared else self._llm_plan(call, v, enc.frames.grid)
                 plans.append(plan)
                 fastv = isinstance(plan, VideoFastVPlan)
                 call.clip_tokens.extend([plan.quota] * len(v.image_counts) if fastv else v.image_counts)
@@ -370,19 +391,36 @@ class VideoSegmenter:
             masks = self._clip_masks(clip_frames, seg_states, call.timer)
         return masks, kept, answers, [v.frames for v in visual]
 
+    def _shared_prefix(self, visual: torch.Tensor, questions: list[str], call: _Call) -> SharedPrefix | None:
+        """The clip's prompt prefix (system text and visual tokens, before the question) prefilled once, or None when
+        the expressions cannot share it (``call.share_reason``)."""
+        if call.share_reason:
+            return None
+        prefixes = {tuple(ids[: ids.index(IMAGE_TOKEN_INDEX) + 1])
+                    for ids in (prompt_ids(build_chat(q, self.config.num_frames), self.tokenizer) for q in questions)}
+        if len(prefixes) != 1:
+            raise ValueError("the expressions' prompts differ before the question: they cannot share a prefix")
+        embeds = splice_and_pad([list(prefixes.pop())], [[visual]], self.model.embed_tokens, IMAGE_TOKEN_INDEX).inputs_embeds
+        with call.timer("llm_prefix"):
+            prefix = SharedPrefix.prefill(self.model.llm, embeds)
+        call.prefix_passes += 1
+        return prefix
+
     def _run_llm(self, sampled, visual, questions, plans, call: _Call):
         """[SEG] states, answers and (FastV only, else None) kept CLIP indices per expression; ``plans``: each
         expression's in-LLM plan (None for pre-LLM methods)."""
         if self.config.answer is not None:
             with call.timer("llm_prefill"):
-                seg_states, fastv_kept = self._teacher_forced(visual, questions, plans)
-            call.forward_passes += 1
+                prefix = self._shared_prefix(visual[0], questions, call)
+                seg_states, fastv_kept = self._teacher_forced(visual, questions, plans, prefix)
+            call.forward_passes += 1 if prefix is None else prefix.continuations
             return seg_states, [self.config.answer] * len(questions), fastv_kept
         seg_states, answers, fastv_kept = [], [], []
         with call.timer("llm_generate"):
+            prefix = self._shared_prefix(visual[0], questions, call)
             for e, q in enumerate(questions):
                 source = self._visual_source(sampled, visual[e], call, e)
-                gen, frame_kept = self._generate(source, q, plans[e], call.generator, call.timer)
+                gen, frame_kept = self._generate(source, q, plans[e], call.generator, call.timer, prefix)
                 seg_states.append(gen.seg_hidden)
                 answers.append(self.tokenizer.decode(gen.token_ids))
                 fastv_kept.append(frame_kept)
@@ -440,7 +478,22 @@ class VideoSegmenter:
             texts = questions if self.config.prune_text == "question" else [expression_text(e, self.config.expression_text) for e in expressions]
             text_embeds = self.pruner.text_embeds(texts) if selector.uses_text else None
         generator = None if self.config.seed is None else torch.Generator().manual_seed(self.config.seed)
-        return _Call(selector, budget, clip_budget, text_embeds, timer, generator, len(expressions)), questions
+        share_reason = self._share_reason(selector, len(expressions))
+        return _Call(selector, budget, clip_budget, text_embeds, timer, generator, len(expressions), share_reason), questions
+
+    def _share_reason(self, selector, num_expressions: int) -> str:
+        """Why the expressions of a clip cannot share one prefill of the prompt prefix; empty when they can."""
+        if not self.config.share_prefix:
+            return "share_prefix is off"
+        if num_expressions < 2:
+            return "one expression: nothing to share"
+        if selector.uses_text:
+            return f"method {selector.name!r} selects the visual tokens by the expression's text"
+        if not selector.shares_prefix:
+            return f"method {selector.name!r} acts inside the LLM on the question's attention"
+        if self.config.answer is None and not self.config.use_cache:
+            return "use_cache=False: the released loop re-runs the encoders and the whole prompt for every token"
+        return ""
 
     def _segment(self, frames, expressions, budget, method, clip_budget, timer) -> VideoSegmentationResult:
         calls_before = self.pruner.text_calls
@@ -468,6 +521,7 @@ class VideoSegmenter:
             forward_passes=call.forward_passes, text_tower_calls=self.pruner.text_calls - calls_before,
             wall_timings=call.timer.wall_dict(), frame_tokens=frame_tokens if clip_level else None,
             llm_visual_tokens=list(call.llm_tokens), sampled_frames=sampled_frames,
+            shared_prefix=not call.share_reason, shared_prefix_reason=call.share_reason, prefix_passes=call.prefix_passes,
         )
 
 

@@ -45,11 +45,39 @@ class Selection:
 
 
 class TokenSelector:
-    """Base class of a selection method. ``stage`` is ``"pre_llm"`` or ``"llm"`` (inside the LLM)."""
+    """Base class of a selection method. ``stage`` is ``"pre_llm"`` or ``"llm"`` (inside the LLM); clip-level
+    methods (``litelvlm.pruning.clip_level``) have ``"clip"`` and may add a part inside the LLM (``llm_plan``)."""
 
     name: ClassVar[str] = ""
+    #: The selection reads the expression: it is given the CLIP text embedding of the question (or expression);
+    #: methods without it are given none, so their visual tokens are the same for every expression.
     uses_text: ClassVar[bool] = False
     stage: ClassVar[str] = "pre_llm"
+    #: The method's part inside the LLM reads the question, so the LLM's states over the visual tokens change with
+    #: it (FastV and PruneVid rank the visual tokens by the attention the question's positions pay them in the
+    #: prompt pass). None: True for every method with a part inside the LLM (stage ``"llm"``, or a clip-level
+    #: method with its own ``llm_plan``), False otherwise. A method whose in-LLM part leaves the prompt pass alone
+    #: (DyCoke prunes decoding steps only) sets False.
+    llm_reads_question: ClassVar[bool | None] = None
+
+    @property
+    def acts_in_llm(self) -> bool:
+        """Whether the method has a part inside the LLM (stage ``"llm"``, or a clip-level method's own ``llm_plan``)."""
+        if self.stage == "llm":
+            return True
+        from .clip_level import ClipSelector  # clip_level imports this module
+
+        return isinstance(self, ClipSelector) and type(self).llm_plan is not ClipSelector.llm_plan
+
+    @property
+    def shares_prefix(self) -> bool:
+        """Whether every expression of a clip gets the same visual tokens AND the same LLM states over them: the
+        selection does not read the text (``uses_text`` False) and no part inside the LLM reads the question
+        (``llm_reads_question``, derived from ``acts_in_llm`` when unset). VideoGLaMM's prompt puts the system text
+        and all visual tokens before the question, so for such a method that prefix can be prefilled once per clip
+        and its KV cache reused by every expression (``VideoSegmenterConfig.share_prefix``)."""
+        reads_question = self.acts_in_llm if self.llm_reads_question is None else self.llm_reads_question
+        return not self.uses_text and not reads_question
 
     def select(self, features: ClipFrameFeatures, budget: int, text_embeds: torch.Tensor | None = None) -> Selection:
         raise NotImplementedError

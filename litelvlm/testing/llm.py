@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["tiny_phi3", "ScriptedHead", "sliding_mask", "eager_layers"]
+__all__ = ["tiny_phi3", "ScriptedHead", "EveryNthHead", "sliding_mask", "eager_layers"]
 
 
 def tiny_phi3(attn_implementation: str, layers: int = 3, window: int = 9, seed: int = 0):
@@ -33,6 +33,20 @@ class ScriptedHead(torch.nn.Module):
         token = self.script[min(self.calls, len(self.script) - 1)]
         self.calls += 1
         return self.head(hidden).index_fill(-1, torch.tensor([token]), 1e4)
+
+
+class EveryNthHead(torch.nn.Module):
+    """An LM head with ``token`` forced at calls 1, 1 + ``every``, 1 + 2 ``every``, ...; the other tokens stay the
+    model's own choice (greedy or sampled), so decoding still depends on every state."""
+
+    def __init__(self, head, token: int, every: int = 3):
+        super().__init__()
+        self.head, self.token, self.every, self.calls = head, token, every, 0
+
+    def forward(self, hidden):
+        self.calls += 1
+        logits = self.head(hidden)
+        return logits.index_fill(-1, torch.tensor([self.token]), 1e4) if self.calls % self.every == 1 else logits
 
 
 def sliding_mask(n: int, window: int) -> torch.Tensor:

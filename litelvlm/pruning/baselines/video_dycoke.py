@@ -201,6 +201,7 @@ class DyCokeSelector(ClipSelector):
     the target, and ``released``: the release's K, l, p and threshold whatever the budget."""
 
     uses_text = False
+    llm_reads_question = False  # stage 2 prunes decoding steps only: the prompt pass is the unpruned model
 
     def __init__(self, merging_ratio: float | None = None, layer: int = RELEASED_LAYER, prune_ratio: float = RELEASED_PRUNE_RATIO,
                  similarity_threshold: float = RELEASED_SIMILARITY_THRESHOLD, strict_budget: bool = False, released: bool = False):

@@ -18,7 +18,7 @@ from .methods import (
 )
 from .pruner import ClipTokenPruner, PruneResult
 from .clip_level import ClipSelector, ClipTokens, FrameSelection, TimeAwareLiteLVLM, check_clip_budget, clip_level_methods
-from . import baselines  # noqa: F401  registers visionzip, vispruner, prumerge(+), trim, cdpruner, divprune, evtp, ivcprune, dycoke, fastvid, prunevid
+from . import baselines  # noqa: F401  registers visionzip, vispruner, prumerge(+), trim, cdpruner, divprune, evtp, ivcprune, dycoke, fastvid, prunevid, sttm, holitom
 from .select import cell_tokens, check_budget, litelvlm_select, litelvlm_select_cells
 
 __all__ = [

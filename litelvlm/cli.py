@@ -6,16 +6,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from .run_options import check_device, check_frame_budget, check_method
+from .run_options import check_device, check_frame_budget, check_method, method_names, torch_dtype
 
 __all__ = ["main", "build_parser", "check_device", "check_method"]
 
 DEFAULT_MAX_FRAMES = 1000  # segment-video holds every frame in memory: 1000 frames of 1280x720 take 2.8 GB
-
-
-def _check_texts(texts: list[str]) -> None:
-    if any(not t.strip() for t in texts):
-        raise ValueError("--text must not be empty: give a referring expression")
 
 
 def _print_table(columns: list[str], rows: list[list]) -> None:
@@ -57,66 +52,49 @@ def _add_demo(sub) -> None:
     p.set_defaults(func=_demo, defaults={"text": DEMO_TEXTS, "budget": DEMO_BUDGETS})
 
 
-def _dtype(name: str | None):
-    import torch
-
-    if name is None:
-        return None
-    table = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
-             "fp16": torch.float16, "float16": torch.float16}
-    if name not in table:
-        raise ValueError(f"unknown dtype {name!r}: choose fp32, bf16 or fp16")
-    return table[name]
-
-
 def _segment(args) -> int:
-    from .segment_cli import segment_image_to_folder
+    from .segment_cli import run_segment
 
-    check_device(args.device)
-    method = check_method(args.method, args.budget)
-    _check_texts(args.text)
-    report = segment_image_to_folder(
-        args.image, args.text, budget=args.budget, glamm_dir=args.checkpoint, vision_tower=args.vision_tower, out_dir=args.out,
-        method=method, device=args.device, dtype=_dtype(args.dtype),
-    )
-    tokens = f"{report['num_visual_tokens']} visual tokens per expression"
-    pruning = f"no pruning (method none): all {tokens}" if report["method"] == "none" else f"method {report['method']}: {tokens}"
-    print(f"segmented {len(report['expressions'])} expression(s) in {args.image}; {pruning}; "
-          f"{report['timings']['total'] * 1000:.0f} ms")
-    _print_table(["expression", "mask pixels", "overlay colour", "mask (0/255 PNG)", "kept-token map"],
-                 [[repr(r["text"]), r["mask_pixels"], r["overlay_colour"], r["mask"], r["kept_map"]] for r in report["expressions"]])
-    print(f"overlay: {report['overlay']}")
-    for row in report["expressions"]:
-        for picture in row.get("kept_pictures", []):
-            print(f"kept tokens of {row['text']!r}: {picture}")
-    print(f"result:  {Path(args.out) / 'result.json'}")
-    return 0
+    return run_segment(args)
 
 
-def _add_model_args(p, *, checkpoint_help: str, checkpoint_aliases: tuple[str, ...] = (), budget_help: str,
-                    default_checkpoint: str | None = None) -> None:
+def _add_model_args(p, *, media: str, checkpoint_help: str, checkpoint_aliases: tuple[str, ...] = (), budget_help: str,
+                    default_checkpoint: str | None = None, tiny_towers: str) -> None:
     p.add_argument("--checkpoint", *checkpoint_aliases, dest="checkpoint", required=default_checkpoint is None,
                    default=default_checkpoint, help=checkpoint_help)
     p.add_argument("--vision-tower", default=None,
                    help="CLIP ViT-L/14-336: a local folder or a Hugging Face Hub id (default: the one the checkpoint's "
-                        "config names, openai/clip-vit-large-patch14-336)")
+                        f"config names, openai/clip-vit-large-patch14-336; {tiny_towers})")
     p.add_argument("--budget", "--num-retain-tokens", "--num_retain_tokens", dest="budget", type=int, default=None, help=budget_help)
     p.add_argument("--method", default=None,
-                   help="pruning method, one of the registry's (litelvlm.pruning.available_methods()); needs --budget, "
-                        "except 'none' (default: litelvlm with --budget, none = all tokens without)")
+                   help=f"pruning method: {', '.join(method_names(media))}; needs --budget, except 'none' (default: "
+                        "litelvlm with --budget, none = all tokens without)")
     p.add_argument("--device", default="cpu", help=_default("cpu, cuda, cuda:N or mps"))
     p.add_argument("--dtype", default=None, help="fp32 | bf16 | fp16 (default: fp32 on CPU, bf16 on GPU)")
 
 
 def _add_segment(sub) -> None:
-    p = sub.add_parser("segment", help="segment referring expressions in an image with GLaMM")
-    p.add_argument("--image", required=True, help="the image file (JPEG, PNG, ...; 16-bit and grayscale are converted to 8-bit RGB)")
-    p.add_argument("--text", action="append", required=True, help="referring expression (repeatable)")
-    _add_model_args(p, checkpoint_help="GLaMM-RefSeg: a local folder or a Hugging Face Hub id, resolved through the "
-                                       "huggingface_hub cache (default: %(default)s)", checkpoint_aliases=("--glamm",),
-                    default_checkpoint="MBZUAI/GLaMM-RefSeg",
+    from .segment_cli import FORMATS
+
+    p = sub.add_parser("segment", help="segment referring expressions in an image (or many) with GLaMM")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--image", help="the image file (JPEG, PNG, ...; 16-bit and grayscale are converted to 8-bit RGB)")
+    source.add_argument("--images", metavar="FOLDER|LIST.json",
+                        help="many images, one model load: a folder of images (each segmented with the --text expressions) "
+                             'or a JSON list of {"image": path, "expressions": [...]} (paths relative to the list\'s '
+                             "folder); one result folder per image in --out, and a rerun skips the finished ones")
+    p.add_argument("--text", action="append", help="referring expression (repeatable; with --image or --images FOLDER)")
+    _add_model_args(p, media="image", checkpoint_aliases=("--glamm",), default_checkpoint="MBZUAI/GLaMM-RefSeg",
+                    checkpoint_help="GLaMM-RefSeg: a local folder, a Hugging Face Hub id resolved through the huggingface_hub "
+                                    "cache, or 'tiny' (embedded, RANDOM weights: runs offline, the masks mean nothing) "
+                                    "(default: %(default)s)",
+                    tiny_towers="with --checkpoint tiny, its tiny CLIP",
                     budget_help="visual tokens kept per expression (default: all 576, no pruning)")
-    p.add_argument("--out", required=True, help="output folder, created if missing (masks, overlay.png, kept-token maps, result.json)")
+    p.add_argument("--format", default="png", choices=FORMATS,
+                   help="masks as 0/255 PNG files, as COCO RLE ({'size': [h, w], 'counts': str}) in result.json, or both "
+                        "(default: %(default)s)")
+    p.add_argument("--out", required=True, help="output folder, created if missing (masks, overlay.png, kept-token maps, "
+                   "result.json; with --images one such folder per image)")
     p.set_defaults(func=_segment)
 
 
@@ -146,7 +124,7 @@ def _bench(args) -> int:
         notes.append("note: none of the --method values runs in the video section: it measures per-frame litelvlm only")
     defaults = ImageBenchSettings()
     settings = ImageBenchSettings(
-        scale=scale, device=args.device, dtype=_dtype(args.dtype) or default_dtype(args.device),
+        scale=scale, device=args.device, dtype=torch_dtype(args.dtype) or default_dtype(args.device),
         budgets=tuple(args.budget or defaults.budgets), methods=image_methods,
         video_methods=defaults.video_methods if video_methods is None else video_methods,
         video_budgets=tuple(args.video_budget or defaults.video_budgets), clip_budgets=tuple(args.clip_budget or ()),
@@ -240,56 +218,24 @@ def _add_serve(sub) -> None:
 
 
 def _segment_video(args) -> int:
-    from dataclasses import asdict
+    from video.cli import run_segment_video
 
-    from video.cli import segment_video_to_folder
-    from video.layout import check_layout_budget
-    from video.preset import load_preset
-
-    check_device(args.device)
-    method = check_method(args.method, args.budget, args.clip_budget, media="video")
-    _check_texts(args.text)
-    if args.max_frames < 1:
-        raise ValueError(f"--max-frames {args.max_frames}: give a positive number of frames")
-    preset = load_preset(args.preset)
-    options = asdict(preset.segmenter)
-    options.update({k: v for k, v in (("layout", args.layout), ("answer", args.answer), ("mask_mode", args.mask_mode),
-                                      ("memory_budget", args.memory_budget), ("memory_selector", args.memory_selector)) if v is not None})
-    check_layout_budget(options["layout"], args.budget, method)
-    dtype = _dtype(args.dtype) if args.dtype else preset.dtype(args.device)
-    report = segment_video_to_folder(
-        args.video, args.text, budget=args.budget, checkpoint=args.checkpoint, vision_tower=args.vision_tower,
-        video_tower=args.video_tower, out_dir=args.out, method=method, device=args.device, dtype=dtype,
-        attn_implementation=preset.attn_implementation(), clip_attn_implementation=preset.clip_attn_implementation(),
-        clip_budget=args.clip_budget, kept_pictures=args.kept_pictures, max_frames=args.max_frames, **options,
-    )
-    pruning = ("no pruning (method none)" if report["method"] == "none"
-               else f"method {report['method']}, budget {report['budget']} CLIP tokens per sampled frame"
-               + (f", clip budget {args.clip_budget} LLM visual tokens" if args.clip_budget is not None else ""))
-    print(f"segmented {len(report['expressions'])} expression(s) in {report['frames']} frames of {args.video}; {pruning}; "
-          f"{report['visual_tokens_per_frame']:.1f} LLM visual tokens per frame ({report['clip_tokens_per_frame']:.1f} from CLIP)")
-    _print_table(["expression", "[SEG] emitted", "overlay colour", "mask PNGs (one 0/255 PNG per frame)"],
-                 [[repr(r["text"]), "yes" if r["has_seg"] else "no: empty masks", r["overlay_colour"], r["masks"]]
-                  for r in report["expressions"]])
-    print(f"overlay: {report['overlay']}")
-    for row in report["expressions"]:
-        for picture in row.get("kept_pictures", []):
-            print(f"kept tokens of {row['text']!r}: {picture}")
-    print(f"result:  {Path(args.out) / 'result.json'}")
-    return 0
+    return run_segment_video(args)
 
 
 def _add_segment_video(sub) -> None:
     p = sub.add_parser("segment-video", help="segment referring expressions in a video with VideoGLaMM")
     p.add_argument("--video", required=True, help="a video file (mp4, or anything ffmpeg decodes) or a folder of JPEG/PNG frames")
     p.add_argument("--text", action="append", required=True, help="referring expression (repeatable)")
-    _add_model_args(p, checkpoint_help="VideoGLaMM checkpoint: a local folder or a Hugging Face Hub id (its weights are "
-                                       "not on the Hub: a folder)",
+    _add_model_args(p, media="video",
+                    checkpoint_help="VideoGLaMM checkpoint: a local folder (its weights are not on the Hub), a Hugging Face "
+                                    "Hub id, or 'tiny' (embedded, RANDOM weights: runs offline, the masks mean nothing)",
+                    tiny_towers="with --checkpoint tiny, its tiny CLIP",
                     budget_help="CLIP tokens kept per sampled frame (default: all 576, no pruning)")
     p.add_argument("--video-tower", default=None,
                    help="InternVideo2-Stage2 .pt: a local file or owner/name/file.pt on the Hub, e.g. "
                         "OpenGVLab/InternVideo2-Stage2_1B-224p-f4/InternVideo2-stage2_1b-224p-f4.pt (default: the copy "
-                        "inside the checkpoint)")
+                        "inside the checkpoint; with --checkpoint tiny, its tiny InternVideo2)")
     p.add_argument("--preset", "--config", dest="preset", default="default",
                    help="settings: 'default' (litelvlm's), 'released' (the released protocol) or a preset YAML path "
                         "(video/presets/*.yaml; default: %(default)s)")

@@ -1,12 +1,45 @@
-"""The output folder every writing command checks before any work: created, a folder, writable."""
+"""The output folder every writing command checks before any work: created, a folder, writable; and removed
+again, with the parents the run created, when the run fails before writing anything into it."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
+from typing import Iterator
 
-__all__ = ["prepare_output_dir"]
+__all__ = ["prepare_output_dir", "output_dir"]
+
+
+@contextlib.contextmanager
+def output_dir(path: str | os.PathLike, option: str = "--out", subdirs: tuple[str, ...] = ()) -> Iterator[Path]:
+    """``prepare_output_dir`` around a run: when the body (or the check itself) fails, the folders this call created
+    are removed again while they are empty. A folder that existed before is never removed, nor one holding a file."""
+    created = _missing_folders(Path(path))
+    try:
+        yield prepare_output_dir(path, option, subdirs)
+    except BaseException:
+        _remove_empty(created)
+        raise
+
+
+def _missing_folders(path: Path) -> list[Path]:
+    """``path`` and its parents that do not exist yet, deepest first."""
+    missing = []
+    for folder in [path, *path.parents]:
+        if os.path.lexists(folder):
+            break
+        missing.append(folder)
+    return missing
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    for folder in folders:  # deepest first: a parent is empty only once its child is gone
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (the run wrote something), or already gone: keep what is there
+            return
 
 
 def prepare_output_dir(path: str | os.PathLike, option: str = "--out", subdirs: tuple[str, ...] = ()) -> Path:

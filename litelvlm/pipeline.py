@@ -21,11 +21,16 @@ from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["MODELS", "Pipeline", "load", "as_image", "as_frames", "cache_dir", "tiny_checkpoint"]
+__all__ = ["MODELS", "TINY", "TINY_WEIGHTS", "Pipeline", "load", "as_image", "as_frames", "cache_dir", "tiny_checkpoint",
+           "is_tiny", "weights_label", "locate_checkpoints", "checkpoint_paths"]
 
 MODELS = ("glamm", "videoglamm")
 DEFAULT_CHECKPOINTS = {"glamm": "MBZUAI/GLaMM-RefSeg", "videoglamm": None}  # VideoGLaMM's weights are not on the Hub
+TINY = "tiny"  # the checkpoint name of the embedded tiny checkpoints
+TINY_WEIGHTS = "RANDOM weights (embedded tiny checkpoint): the masks are meaningless, the pruning mechanics are real"
 TINY_VERSION = "1"  # bump when the tiny writers change, so cached tiny checkpoints are rewritten
+# What each checkpoint is called in errors, and its huggingface_hub download patterns (litelvlm.hub.PATTERNS)
+_CHECKPOINT_NAMES = {"glamm": ("GLaMM checkpoint", "glamm"), "videoglamm": ("VideoGLaMM checkpoint", "videoglamm")}
 
 
 def cache_dir() -> Path:
@@ -64,6 +69,47 @@ def tiny_checkpoint(model: str) -> dict[str, Path]:
     return {k: Path(v) for k, v in json.loads(manifest.read_text()).items()}
 
 
+def is_tiny(checkpoint: str | Path | None) -> bool:
+    """Whether ``checkpoint`` names the embedded tiny checkpoint (``"tiny"``)."""
+    return str(checkpoint) == TINY
+
+
+def weights_label(checkpoint: str | Path) -> str:
+    """What a run's weights are, for its outputs: ``TINY_WEIGHTS`` for ``tiny``, else the checkpoint's name."""
+    return TINY_WEIGHTS if is_tiny(checkpoint) else str(checkpoint)
+
+
+def locate_checkpoints(model: str, checkpoint: str | Path, vision_tower=None, video_tower=None) -> dict[str, Any]:
+    """``checkpoint`` and the named towers as local paths, without importing torch: a missing folder or file, or a Hub
+    id neither cached nor downloadable, is one error naming it; ``tiny`` is left for ``checkpoint_paths``."""
+    from .hub import PATTERNS, HubNotAvailable, resolve_file, resolve_folder
+
+    what, patterns = _CHECKPOINT_NAMES[model]
+    if not is_tiny(checkpoint):
+        try:
+            checkpoint = resolve_folder(checkpoint, what, patterns=PATTERNS[patterns])
+        except HubNotAvailable as err:
+            raise HubNotAvailable(f"{err}; '{TINY}' (the embedded checkpoint, RANDOM weights) runs offline") from None
+    if vision_tower is not None:
+        vision_tower = resolve_folder(vision_tower, "CLIP vision tower", patterns=PATTERNS["clip"])
+    if video_tower is not None:
+        video_tower = resolve_file(video_tower, "InternVideo2 video tower (.pt)")
+    return {"checkpoint": checkpoint, "vision_tower": vision_tower, "video_tower": video_tower}
+
+
+def checkpoint_paths(model: str, checkpoint: str | Path, vision_tower=None, video_tower=None) -> dict[str, Any]:
+    """The ``checkpoint`` / ``vision_tower`` / ``video_tower`` a loader reads: ``locate_checkpoints``, and for ``tiny``
+    the embedded tiny checkpoint (written once), whose matching tiny towers replace the towers not named."""
+    paths = locate_checkpoints(model, checkpoint, vision_tower, video_tower)
+    if not is_tiny(checkpoint):
+        return paths
+    tiny = tiny_checkpoint(model)
+    if model == "glamm":
+        return {**paths, "checkpoint": tiny["glamm"], "vision_tower": paths["vision_tower"] or tiny["clip"]}
+    return {"checkpoint": tiny["checkpoint"], "vision_tower": paths["vision_tower"] or tiny["vision_tower"],
+            "video_tower": paths["video_tower"] or tiny["video_tower"]}
+
+
 def as_image(image: Any) -> np.ndarray:
     """(H, W, 3) uint8 from a path, a PIL image, or an array ((H, W) grey, (H, W, 4) RGBA, (H, W, 3))."""
     from .viz import load_rgb, to_rgb8
@@ -100,6 +146,9 @@ def as_frames(video: Any) -> np.ndarray:
     return np.stack(frames)
 
 
+_DEFAULT = object()  # a call without budget=: the pipeline's own
+
+
 @dataclass
 class Pipeline:
     """A loaded segmenter and its defaults; call it with an image (or video) and expressions."""
@@ -115,11 +164,17 @@ class Pipeline:
     def kind(self) -> str:
         return "video" if self.model == "videoglamm" else "image"
 
-    def __call__(self, inputs: Any, expressions: str | Sequence[str], *, budget: int | None = -1, method: str | None = None,
+    def __call__(self, inputs: Any, expressions: str | Sequence[str], *, budget: Any = _DEFAULT, method: str | None = None,
                  **options):
-        """Masks of ``expressions`` in ``inputs``; ``budget`` / ``method`` / segmenter options override the defaults."""
-        budget = self.budget if budget == -1 else budget
+        """Masks of ``expressions`` in ``inputs``; ``budget`` / ``method`` / segmenter options override the defaults
+        (checked as ``load`` checks them: one ``ValueError`` before any work)."""
+        from .run_options import check_frame_budget, check_method_runs_on
+
+        budget = self.budget if budget is _DEFAULT else budget
         method = method or self.method
+        if budget != self.budget or method != self.method:
+            check_frame_budget(budget, "budget")
+            check_method_runs_on(method, self.kind, "method")
         expressions = [expressions] if isinstance(expressions, str) else list(expressions)
         if self.kind == "video":
             return self.segmenter.segment(as_frames(inputs), expressions, budget=budget, method=method, **{**self.options, **options})
@@ -133,7 +188,9 @@ def load(model: str = "glamm", checkpoint: str | Path | None = None, *, vision_t
 
     ``checkpoint``: a local folder, a Hub id, or ``"tiny"`` (the embedded tiny random checkpoint); default
     ``MBZUAI/GLaMM-RefSeg`` for GLaMM (VideoGLaMM has none on the Hub). ``budget``: visual tokens kept per image
-    or per frame (None: all 576). ``preset`` (video): ``default`` or ``released`` (video/presets/). ``options``
+    or per frame (None: all 576); ``budget`` and ``method`` are checked here, before anything loads (one
+    ``ValueError``: a budget outside 1..576 or not an int, an unknown method or one that does not run on the
+    model's media). ``preset`` (video): ``default`` or ``released`` (video/presets/). ``options``
     go to every call (e.g. ``prune_scope="image"``)."""
     from .run_options import check_device, check_frame_budget, check_method_runs_on
 
@@ -146,22 +203,19 @@ def load(model: str = "glamm", checkpoint: str | Path | None = None, *, vision_t
     checkpoint = checkpoint or DEFAULT_CHECKPOINTS[model]
     if checkpoint is None:
         raise ValueError("VideoGLaMM's weights are not on the Hugging Face Hub: pass checkpoint= its local folder (or 'tiny')")
-    weights = "random weights (embedded tiny checkpoint)" if str(checkpoint) == "tiny" else str(checkpoint)
     if model == "glamm":
         segmenter = _load_glamm(checkpoint, vision_tower, device, dtype)
     else:
         planned = (budget, method, options.get("layout"))  # the per-call layout override wins over the preset's
         segmenter = _load_videoglamm(checkpoint, vision_tower, video_tower, device, dtype, preset, planned)
-    return Pipeline(model, segmenter, budget, method, weights, options)
+    return Pipeline(model, segmenter, budget, method, weights_label(checkpoint), options)
 
 
 def _load_glamm(checkpoint, vision_tower, device, dtype):
+    paths = checkpoint_paths("glamm", checkpoint, vision_tower)
     from .glamm import GLaMMSegmenter
 
-    if str(checkpoint) == "tiny":
-        paths = tiny_checkpoint("glamm")
-        checkpoint, vision_tower = paths["glamm"], vision_tower or paths["clip"]
-    return GLaMMSegmenter.from_pretrained(checkpoint, vision_tower=vision_tower, device=device, dtype=dtype)
+    return GLaMMSegmenter.from_pretrained(paths["checkpoint"], vision_tower=paths["vision_tower"], device=device, dtype=dtype)
 
 
 def _load_videoglamm(checkpoint, vision_tower, video_tower, device, dtype, preset, planned):
@@ -174,10 +228,7 @@ def _load_videoglamm(checkpoint, vision_tower, video_tower, device, dtype, prese
     chosen = load_preset(preset or "default")
     budget, method, layout = planned
     check_layout_budget(layout or chosen.segmenter.layout, budget, method, "budget")  # before any weight is read
-    if str(checkpoint) == "tiny":
-        paths = tiny_checkpoint("videoglamm")
-        checkpoint = paths["checkpoint"]
-        vision_tower, video_tower = vision_tower or paths["vision_tower"], video_tower or paths["video_tower"]
-    return VideoSegmenter.from_pretrained(checkpoint, vision_tower=vision_tower, video_tower=video_tower, device=device,
-                                          dtype=dtype or chosen.dtype(device), attn_implementation=chosen.attn_implementation(),
+    paths = checkpoint_paths("videoglamm", checkpoint, vision_tower, video_tower)
+    return VideoSegmenter.from_pretrained(**paths, device=device, dtype=dtype or chosen.dtype(device),
+                                          attn_implementation=chosen.attn_implementation(),
                                           clip_attn_implementation=chosen.clip_attn_implementation(), **asdict(chosen.segmenter))

@@ -3,26 +3,69 @@
 The device, the pruning method (a registered name that runs on images, or on videos) and the per-frame budget
 (at most the CLIP tokens a frame has) are checked here, before any model is built; each failure is one
 ``ValueError`` naming the option and the fix. Video layouts add their own rule (``video.layout.check_layout_budget``).
+
+Method names, budgets and the device's spelling are checked without importing torch (``BUILTIN_METHODS`` lists
+the registry's methods; once ``litelvlm.pruning`` is imported its registry, with any method registered since, is
+used instead), so a mistake there costs no torch import; whether the device exists needs torch.
 """
 
 from __future__ import annotations
 
 import re
+import sys
 
-__all__ = ["CLIP_TOKENS_PER_FRAME", "check_device", "check_frame_budget", "check_method_runs_on", "check_method"]
+__all__ = ["CLIP_TOKENS_PER_FRAME", "BUILTIN_METHODS", "method_stages", "method_names", "check_device_name", "check_device",
+           "check_frame_budget", "check_method_runs_on", "check_method", "check_clip_budget_of", "DTYPE_NAMES", "check_dtype_name",
+           "torch_dtype"]
 
 CLIP_TOKENS_PER_FRAME = 576  # CLIP ViT-L/14-336: a 24x24 grid of patch tokens per image or video frame
 MEDIA = ("image", "video")
 
+# Where each registered method prunes: "pre_llm" (each image / frame, before the LLM), "clip" (over a video clip),
+# "fastv" (inside the LLM, run by both segmenters), "llm" (inside the LLM, not run by the segmenters' CLIs).
+BUILTIN_METHODS = {
+    "cdpruner": "pre_llm", "divprune": "pre_llm", "evtp": "pre_llm", "grid": "pre_llm", "litelvlm": "pre_llm",
+    "none": "pre_llm", "prumerge": "pre_llm", "prumerge+": "pre_llm", "random": "pre_llm", "trim": "pre_llm",
+    "visionzip": "pre_llm", "vispruner": "pre_llm",
+    "dycoke": "clip", "fastvid": "clip", "litelvlm-time": "clip", "prunevid": "clip",
+    "fastv": "fastv", "ivcprune": "llm",
+}
+_STAGES_ON = {"image": ("pre_llm", "fastv"), "video": ("pre_llm", "clip", "fastv")}
+
 _DEVICE = re.compile(r"^(cpu|mps|cuda)(?::(\d+))?$")
+
+
+def method_stages() -> dict[str, str]:
+    """Method name -> where it prunes (``BUILTIN_METHODS``' words): the live registry once ``litelvlm.pruning`` is
+    imported, else ``BUILTIN_METHODS`` (no torch import)."""
+    if "litelvlm.pruning" not in sys.modules:
+        return dict(BUILTIN_METHODS)
+    from .pruning import available_methods, get_method
+    from .pruning.methods import FastVSelector
+
+    selectors = {name: get_method(name) for name in available_methods()}
+    return {name: "fastv" if isinstance(s, FastVSelector) else s.stage for name, s in selectors.items()}
+
+
+def method_names(media: str | None = None, stage: str | None = None) -> list[str]:
+    """The method names, sorted: all, those that run on ``media`` (``image`` / ``video``), or those of ``stage``."""
+    stages = method_stages()
+    return sorted(name for name, where in stages.items()
+                  if (media is None or where in _STAGES_ON[media]) and (stage is None or where == stage))
+
+
+def check_device_name(device: str) -> re.Match:
+    """``device`` spelled as ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (no torch import), else one ``ValueError``."""
+    match = _DEVICE.match(device)
+    if not match or (match.group(1) != "cuda" and match.group(2) not in (None, "0")):
+        raise ValueError(f"unknown device {device!r}: choose cpu, cuda, cuda:N (N = a GPU index) or mps")
+    return match
 
 
 def check_device(device: str, option: str = "--device") -> str:
     """``device`` if this machine can run on it, else a ``ValueError`` naming the device and the fix
     (``cpu``, ``cuda``, ``cuda:N``, ``mps``)."""
-    match = _DEVICE.match(device)
-    if not match or (match.group(1) != "cuda" and match.group(2) not in (None, "0")):
-        raise ValueError(f"unknown device {device!r}: choose cpu, cuda, cuda:N (N = a GPU index) or mps")
+    match = check_device_name(device)
     import torch
 
     kind, index = match.group(1), match.group(2)
@@ -54,36 +97,28 @@ def check_frame_budget(budget: int | None, option: str = "--budget", tokens: int
 
 def check_method_runs_on(method: str, media: str, option: str = "--method") -> None:
     """``method`` is registered and its stage runs on ``media`` (``image``: per-image methods and FastV; ``video``:
-    per-frame and clip-level methods and FastV)."""
-    from .pruning import available_methods, get_method
-    from .pruning.methods import FastVSelector
-
+    per-frame and clip-level methods and FastV). No torch import unless ``litelvlm.pruning`` already is."""
     if media not in MEDIA:
         raise ValueError(f"media must be one of {MEDIA}, got {media!r}")
-    if method not in available_methods():
-        raise ValueError(f"unknown pruning method {method!r}; choose one of: {', '.join(available_methods())}")
-    selector = get_method(method)
-    stages = ("pre_llm",) if media == "image" else ("pre_llm", "clip")
-    if selector.stage in stages or isinstance(selector, FastVSelector):
+    stages = method_stages()
+    if not isinstance(method, str) or method not in stages:
+        raise ValueError(f"unknown pruning method {method!r}; choose one of: {', '.join(sorted(stages))}")
+    if stages[method] in _STAGES_ON[media]:
         return
-    usable = [m for m in available_methods() if get_method(m).stage in stages or isinstance(get_method(m), FastVSelector)]
-    why = "selects tokens over a whole video clip" if selector.stage == "clip" else "prunes inside the LLM"
-    raise ValueError(f"{option} {method} {why} and does not run on {media}s: choose one of: {', '.join(usable)}")
+    why = "selects tokens over a whole video clip" if stages[method] == "clip" else "prunes inside the LLM"
+    raise ValueError(f"{option} {method} {why} and does not run on {media}s: choose one of: {', '.join(method_names(media))}")
 
 
 def check_method(method: str | None, budget: int | None, clip_budget: int | None = None, media: str = "image") -> str:
     """The pruning method to run: ``method`` checked against the registry, ``media`` and ``budget`` (None:
     ``litelvlm`` with a budget, ``none`` (the unpruned model) without; at most the CLIP tokens of a frame) and
-    ``clip_budget`` (video: a clip-level method named with --method, the per-frame budget then optional)."""
-    from .pruning import check_clip_budget, clip_level_methods
-
+    ``clip_budget`` (video: a clip-level method named with --method, the per-frame budget then optional). No torch
+    import: a method's own limits on a clip budget are ``check_clip_budget_of``'s."""
     check_frame_budget(budget)
     if method is not None:
         check_method_runs_on(method, media)
     if clip_budget is not None:
-        if method is None:
-            raise ValueError(f"--clip-budget {clip_budget} needs a clip-level --method: {', '.join(clip_level_methods())}")
-        check_clip_budget(method, clip_budget)
+        _check_clip_budget_method(method, clip_budget)
         return method
     if method is None:
         return "litelvlm" if budget is not None else "none"
@@ -93,3 +128,41 @@ def check_method(method: str | None, budget: int | None, clip_budget: int | None
         raise ValueError(f"--method {method} prunes to a token budget: give --budget N (visual tokens kept), "
                          "or use --method none for the unpruned model")
     return method
+
+
+def _check_clip_budget_method(method: str | None, clip_budget) -> None:
+    clip_level = ", ".join(method_names(stage="clip"))
+    if method is None:
+        raise ValueError(f"--clip-budget {clip_budget} needs a clip-level --method: {clip_level}")
+    if isinstance(clip_budget, bool) or not isinstance(clip_budget, int) or clip_budget < 1:
+        raise ValueError(f"the clip budget must be a positive number of LLM visual tokens per clip, got {clip_budget!r}")
+    if method_stages()[method] != "clip":
+        raise ValueError(f"a clip budget needs a clip-level method ({clip_level}); {method!r} prunes each frame on its own")
+
+
+def check_clip_budget_of(method: str, clip_budget: int | None) -> None:
+    """What ``method`` itself refuses of a ``clip_budget`` (e.g. a method run at its paper's settings); imports torch."""
+    if clip_budget is not None:
+        from .pruning import check_clip_budget
+
+        check_clip_budget(method, clip_budget)
+
+
+DTYPE_NAMES = {"fp32": "float32", "float32": "float32", "bf16": "bfloat16", "bfloat16": "bfloat16",
+               "fp16": "float16", "float16": "float16"}
+
+
+def check_dtype_name(name: str | None) -> str | None:
+    """A ``--dtype`` name (fp32 | bf16 | fp16, or the torch spelling), or None for the device's default; no torch."""
+    if name is not None and name not in DTYPE_NAMES:
+        raise ValueError(f"unknown dtype {name!r}: choose fp32, bf16 or fp16")
+    return name
+
+
+def torch_dtype(name: str | None):
+    """The torch dtype of a ``check_dtype_name`` name (None stays None)."""
+    if check_dtype_name(name) is None:
+        return None
+    import torch
+
+    return getattr(torch, DTYPE_NAMES[name])

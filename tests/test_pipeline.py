@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 import litelvlm
-from litelvlm.pipeline import as_frames, as_image
+from litelvlm.pipeline import TINY_WEIGHTS, as_frames, as_image
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,7 @@ def cache(tmp_path_factory):
 
 def test_image_pipeline_takes_paths_pil_and_arrays(cache, tmp_path):
     seg = litelvlm.load("glamm", "tiny", budget=64)
-    assert seg.kind == "image" and "random weights" in seg.weights
+    assert seg.kind == "image" and seg.weights == TINY_WEIGHTS and "RANDOM weights" in seg.weights
     pixels = np.random.default_rng(0).integers(0, 256, size=(30, 40, 3), dtype=np.uint8)
     Image.fromarray(pixels).save(tmp_path / "a.png")
     from_path = seg(tmp_path / "a.png", "the dog")

@@ -181,3 +181,29 @@ def test_segment_video_help_states_the_frame_limit(capsys):
     help_text = " ".join(capsys.readouterr().out.split())
     assert "--max-frames N refuse a video of more than N frames, counted from its container before decoding" in help_text
     assert "(default: 1000)" in help_text
+
+
+def test_segment_video_shows_progress_through_load_clips_and_writing(tmp_path, tiny_videoglamm_kwargs, monkeypatch, capsys):
+    """On a terminal, one bar: the model load, each clip (with its current stage), the writing; none on a pipe."""
+    import io
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    frames = np.random.default_rng(6).integers(0, 256, size=(6, 24, 32, 3), dtype=np.uint8)
+    clip = write_mp4(frames, tmp_path / "clip.mp4", fps=3)
+    config = tmp_path / "two_clips.yaml"
+    config.write_text("segmenter: {clip_length: 3, answer: 'Sure, [SEG].'}\n")  # 6 frames: 2 clips
+    argv = ["segment-video", "--video", str(clip), "--text", "the dog", "--budget", "81", "--preset", str(config),
+            *_tiny_args(tiny_videoglamm_kwargs), "--out", str(tmp_path / "out")]
+    terminal = Terminal()
+    with monkeypatch.context() as patch:
+        patch.setattr("sys.stderr", terminal)
+        assert main(argv) == 0
+    drawn = terminal.getvalue()
+    assert "litelvlm segment-video" in drawn and "loading the model" in drawn and "writing masks" in drawn
+    assert "1/4" in drawn and "3/4" in drawn and "4/4" in drawn and "llm_prefill" in drawn and "mask_decoder" in drawn
+    assert json.loads((tmp_path / "out" / "result.json").read_text())["sampled_frames"][1][0] == 3
+    assert main([*argv[:-1], str(tmp_path / "piped")]) == 0
+    assert capsys.readouterr().err == ""

@@ -8,11 +8,14 @@ ignored) plus this harness's own. Launch several processes with torchrun or the 
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from typing import Sequence
 
 from eval.common.cli import run_harness_cli
 from eval.common.stats import load_stats
 from eval.common.table import print_table
+from litelvlm.pipeline import TINY_WEIGHTS, checkpoint_paths, is_tiny
+from litelvlm.run_options import method_names
 
 from .config import ATTN_IMPLEMENTATIONS, DEFAULT_VISION_TOWER, DTYPES, RefSegConfig
 from .protocols import PROTOCOLS
@@ -26,10 +29,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m eval.refseg",
                                 description="RefCOCO / RefCOCO+ / RefCOCOg referring segmentation (cIoU, gIoU) "
                                             "of GLaMM with visual-token pruning.")
-    p.add_argument("--version", help="GLaMM checkpoint folder, e.g. checkpoints/GLaMM-RefSeg (default: none; required "
-                                     "unless --predictions is given)")
-    p.add_argument("--vision-tower", "--vision_tower", dest="vision_tower", default=DEFAULT_VISION_TOWER,
-                   help="local folder of the CLIP ViT-L/14-336 checkpoint (default: %(default)s, a local path)")
+    p.add_argument("--version", help="GLaMM checkpoint: a local folder (e.g. checkpoints/GLaMM-RefSeg), a Hugging Face Hub "
+                                     "id (MBZUAI/GLaMM-RefSeg), or 'tiny' (embedded, RANDOM weights: the harness runs "
+                                     "offline, the scores mean nothing) (default: none; required unless --predictions is "
+                                     "given)")
+    p.add_argument("--vision-tower", "--vision_tower", dest="vision_tower", default=None,
+                   help="CLIP ViT-L/14-336: a local folder or a Hugging Face Hub id (default: "
+                        f"{DEFAULT_VISION_TOWER}; with --version tiny, its tiny CLIP)")
     p.add_argument("--dataset_dir", "--dataset-dir", dest="dataset_dir", default="./data",
                    help="folder holding Refer_Segm/ (default: %(default)s)")
     p.add_argument("--refer_seg_data", "--refer-seg-data", dest="refer_seg_data", default="refcocog|val",
@@ -39,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "run id at a time (default: %(default)s)")
     p.add_argument("--num_retain_tokens", "--num-retain-tokens", dest="budget", type=int, default=576, metavar="N",
                    help="visual tokens kept per image (default: %(default)s = all)")
-    p.add_argument("--method", default="litelvlm", help="token-pruning method (default: %(default)s)")
+    p.add_argument("--method", default="litelvlm",
+                   help=f"token-pruning method: {', '.join(method_names('image'))} (default: %(default)s)")
     p.add_argument("--protocol", choices=sorted(PROTOCOLS), default="all",
                    help="all: every sentence, fixed template, union ground truth; glamm: the released procedure (up to 3 "
                         "sampled sentences per image in one conversation, seeded; summed-polygon ground truth and the "
@@ -83,14 +90,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> RefSegConfig:
-    """A validated ``RefSegConfig`` from parsed arguments."""
-    return RefSegConfig(
+    """A validated ``RefSegConfig`` from parsed arguments; ``--version tiny``: the embedded tiny checkpoint's paths."""
+    config = RefSegConfig(
         refer_seg_data=args.refer_seg_data, dataset_dir=args.dataset_dir, results_path=args.results_path,
-        checkpoint=args.version, vision_tower=args.vision_tower, budget=args.budget, method=args.method,
+        checkpoint=args.version, vision_tower=args.vision_tower or DEFAULT_VISION_TOWER, budget=args.budget, method=args.method,
         protocol=args.protocol, seed=args.seed, limit=args.limit, resume=args.resume, device=args.device,
         dtype=args.dtype, predictions=args.predictions, allow_missing=args.allow_missing,
         save_masks=args.save_masks, segmenter_factory=args.segmenter_factory, dist_backend=args.dist_backend,
         attn_implementation=args.attn_implementation, allow_truncated_images=args.allow_truncated_images)
+    if config.predictions is not None or not is_tiny(config.checkpoint):
+        return config
+    paths = checkpoint_paths("glamm", config.checkpoint, args.vision_tower)  # written once, after the checks above
+    print(f"--version tiny: {TINY_WEIGHTS}", flush=True)
+    return replace(config, checkpoint=str(paths["checkpoint"]), vision_tower=str(paths["vision_tower"]))
 
 
 def show_stats(results_path: str) -> None:

@@ -9,11 +9,14 @@ valid) get the upload zip. Launch several processes with torchrun or the deepspe
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from typing import Sequence
 
 from eval.common.cli import run_harness_cli
 from eval.common.stats import load_stats
 from eval.common.table import print_table
+from litelvlm.pipeline import TINY_WEIGHTS, checkpoint_paths, is_tiny
+from litelvlm.run_options import method_names
 
 from .config import BENCHMARKS, DEFAULT_SPLITS, DEFAULT_VISION_TOWER, DTYPES, FULL_TOKENS, RVOSConfig
 from .report import SampleFailuresError
@@ -35,18 +38,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results_path", "--results-path", dest="results_path", default="runs/rvos",
                    help="results folder: stats.json, records/, predictions/, submissions/; created if missing, must be "
                         "writable; one run of a run id at a time (default: %(default)s)")
-    p.add_argument("--version", help="VideoGLaMM checkpoint folder (default: none; required unless --predictions is "
-                                     "given)")
-    p.add_argument("--vision-tower", "--vision_tower", dest="vision_tower", default=DEFAULT_VISION_TOWER,
-                   help="local folder of the CLIP ViT-L/14-336 checkpoint (default: %(default)s, a local path)")
+    p.add_argument("--version", help="VideoGLaMM checkpoint: a local folder, a Hugging Face Hub id, or 'tiny' (embedded, "
+                                     "RANDOM weights: the harness runs offline, the scores mean nothing) (default: none; "
+                                     "required unless --predictions is given)")
+    p.add_argument("--vision-tower", "--vision_tower", dest="vision_tower", default=None,
+                   help="CLIP ViT-L/14-336: a local folder or a Hugging Face Hub id (default: "
+                        f"{DEFAULT_VISION_TOWER}; with --version tiny, its tiny CLIP)")
     p.add_argument("--video-tower", "--video_tower", dest="video_tower",
-                   help="InternVideo2-Stage2 1B .pt file (default: the copy inside the VideoGLaMM checkpoint)")
+                   help="InternVideo2-Stage2 1B .pt: a local file or owner/name/file.pt on the Hub (default: the copy "
+                        "inside the VideoGLaMM checkpoint; with --version tiny, its tiny InternVideo2)")
     p.add_argument("--num_retain_tokens", "--num-retain-tokens", dest="budget", type=int, default=FULL_TOKENS,
                    metavar="N", help="CLIP tokens kept per frame (default: %(default)s = all, no pruning)")
     p.add_argument("--clip-budget", "--clip_budget", dest="clip_budget", type=int, default=None, metavar="N",
                    help="total LLM visual tokens per clip, both streams together, for clip-level methods such as "
                         "litelvlm-time (default: none, the per-frame budget decides)")
-    p.add_argument("--method", default="litelvlm", help="token-pruning method (default: %(default)s)")
+    p.add_argument("--method", default="litelvlm",
+                   help=f"token-pruning method: {', '.join(method_names('video'))} (default: %(default)s)")
     p.add_argument("--preset", default="released",
                    help="VideoGLaMM settings: 'released' (the released protocol per benchmark: whole videos for mevis/ytvos, "
                         "64-frame clips for davis, object 0, 512 sampled new tokens, fp16 eager on GPU), 'default' "
@@ -87,16 +94,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> RVOSConfig:
-    """A validated ``RVOSConfig`` from parsed arguments."""
+    """A validated ``RVOSConfig`` from parsed arguments; ``--version tiny``: the embedded tiny checkpoint's paths."""
     if args.benchmark is None:
         raise ValueError(f"--benchmark is required: one of {sorted(BENCHMARKS)}")
-    return RVOSConfig(
+    config = RVOSConfig(
         benchmark=args.benchmark, dataset_dir=args.dataset_dir, split=args.split, results_path=args.results_path,
-        checkpoint=args.version, vision_tower=args.vision_tower, video_tower=args.video_tower, budget=args.budget,
+        checkpoint=args.version, vision_tower=args.vision_tower or DEFAULT_VISION_TOWER, video_tower=args.video_tower,
+        budget=args.budget,
         method=args.method, seed=args.seed, limit=args.limit, resume=args.resume, device=args.device,
         dtype=args.dtype, predictions=args.predictions, allow_missing=args.allow_missing,
         davis_annotations=args.davis_annotations, segmenter_factory=args.segmenter_factory,
         dist_backend=args.dist_backend, preset=args.preset, clip_budget=args.clip_budget)
+    if config.predictions is not None or not is_tiny(config.checkpoint):
+        return config
+    paths = checkpoint_paths("videoglamm", config.checkpoint, args.vision_tower, args.video_tower)  # after the checks above
+    print(f"--version tiny: {TINY_WEIGHTS}", flush=True)
+    return replace(config, checkpoint=str(paths["checkpoint"]), vision_tower=str(paths["vision_tower"]),
+                   video_tower=str(paths["video_tower"]))
 
 
 def _percent(value) -> float | None:

@@ -255,10 +255,10 @@ def _segment_video(args) -> int:
     options = asdict(preset.segmenter)
     options.update({k: v for k, v in (("layout", args.layout), ("answer", args.answer), ("mask_mode", args.mask_mode)) if v is not None})
     check_layout_budget(options["layout"], args.budget, method)
-    dtype = _dtype(args.dtype) if args.dtype else preset.dtype(args.device)
+    dtype, autocast = preset.precision(args.device, _dtype(args.dtype))
     report = segment_video_to_folder(
         args.video, args.text, budget=args.budget, checkpoint=args.checkpoint, vision_tower=args.vision_tower,
-        video_tower=args.video_tower, out_dir=args.out, method=method, device=args.device, dtype=dtype,
+        video_tower=args.video_tower, out_dir=args.out, method=method, device=args.device, dtype=dtype, autocast=autocast,
         attn_implementation=preset.attn_implementation(), clip_attn_implementation=preset.clip_attn_implementation(),
         clip_budget=args.clip_budget, kept_pictures=args.kept_pictures, max_frames=args.max_frames, **options,
     )

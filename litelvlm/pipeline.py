@@ -178,6 +178,7 @@ def _load_videoglamm(checkpoint, vision_tower, video_tower, device, dtype, prese
         paths = tiny_checkpoint("videoglamm")
         checkpoint = paths["checkpoint"]
         vision_tower, video_tower = vision_tower or paths["vision_tower"], video_tower or paths["video_tower"]
+    dtype, autocast = chosen.precision(device, dtype)
     return VideoSegmenter.from_pretrained(checkpoint, vision_tower=vision_tower, video_tower=video_tower, device=device,
-                                          dtype=dtype or chosen.dtype(device), attn_implementation=chosen.attn_implementation(),
+                                          dtype=dtype, autocast=autocast, attn_implementation=chosen.attn_implementation(),
                                           clip_attn_implementation=chosen.clip_attn_implementation(), **asdict(chosen.segmenter))

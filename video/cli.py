@@ -16,7 +16,7 @@ __all__ = ["segment_video_to_folder"]
 
 
 def segment_video_to_folder(video_path, texts, *, budget, checkpoint, vision_tower, video_tower, out_dir, method="litelvlm",
-                            device="cpu", dtype=None, attn_implementation=None, clip_attn_implementation=None,
+                            device="cpu", dtype=None, autocast=None, attn_implementation=None, clip_attn_implementation=None,
                             clip_budget=None, kept_pictures=False, max_frames: int, **config) -> dict:
     """Segment ``texts`` in the video; write ``<expr>/<frame>.png`` masks (0/255), ``overlay.mp4``, ``result.json``,
     and with ``kept_pictures`` ``<expr>/kept_tokens[_clipNN].png`` (``video.kept_pictures``). The whole video is
@@ -27,7 +27,7 @@ def segment_video_to_folder(video_path, texts, *, budget, checkpoint, vision_tow
     frames, names, fps = _read_bounded(video_path, max_frames)  # fail on a bad video before loading the model
     out = prepare_output_dir(out_dir)  # and on a bad --out
     segmenter = VideoSegmenter.from_pretrained(checkpoint, vision_tower=vision_tower, video_tower=video_tower,
-                                               device=device, dtype=dtype, attn_implementation=attn_implementation,
+                                               device=device, dtype=dtype, autocast=autocast, attn_implementation=attn_implementation,
                                                clip_attn_implementation=clip_attn_implementation, **config)
     result = segmenter.segment(frames, texts, budget=budget, method=method, clip_budget=clip_budget)
     pictures = _kept_pictures(frames, result, texts, segmenter.stream_geometry()) if kept_pictures else {}

@@ -229,6 +229,7 @@ def _load_videoglamm(checkpoint, vision_tower, video_tower, device, dtype, prese
     budget, method, layout = planned
     check_layout_budget(layout or chosen.segmenter.layout, budget, method, "budget")  # before any weight is read
     paths = checkpoint_paths("videoglamm", checkpoint, vision_tower, video_tower)
-    return VideoSegmenter.from_pretrained(**paths, device=device, dtype=dtype or chosen.dtype(device),
+    dtype, autocast = chosen.precision(device, dtype)
+    return VideoSegmenter.from_pretrained(**paths, device=device, dtype=dtype, autocast=autocast,
                                           attn_implementation=chosen.attn_implementation(),
                                           clip_attn_implementation=chosen.clip_attn_implementation(), **asdict(chosen.segmenter))

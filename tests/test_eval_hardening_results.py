@@ -224,7 +224,9 @@ def _scores(results, run):
     return json.loads((results / "scores" / f"{run}.json").read_text())
 
 
-@pytest.mark.parametrize("what, prefix, after", [("records", b'{"video"', 4), ("masks", b"\x89PNG", 13)])
+# masks: video00 writes 6 PNGs (its third expression has no [SEG]: nothing written under the released preset), video01's
+# first expression 3, its second fails on its second PNG
+@pytest.mark.parametrize("what, prefix, after", [("records", b'{"video"', 4), ("masks", b"\x89PNG", 10)])
 def test_a_full_disk_stops_an_rvos_run_at_once_and_resume_completes_it(tmp_path, capsys, monkeypatch, mevis, what,
                                                                         prefix, after):
     assert _rvos("mevis", mevis, tmp_path / "full", SyntheticVideoSegmenter) == 0

@@ -123,6 +123,8 @@ def test_released_preset_does_what_the_release_does_per_benchmark():
             "repeat_last", "first", 512, "checkpoint", False, "regrid")
     preset = load_preset("released")
     assert preset.dtype("cuda") == torch.float16 and preset.dtype("cpu") == torch.float32
+    assert preset.autocast("cuda") == torch.float16 and preset.autocast("cpu") is None  # torch.cuda.amp.autocast()
+    assert [load_preset("released", b).no_seg for b in ("davis", "ytvos", "mevis")] == ["refuse", "skip", "skip"]
     assert preset.attn_implementation() == "eager" and preset.clip_attn_implementation() == "eager"
     assert load_preset("default").segmenter == VideoSegmenterConfig()
     assert sorted(p.name for p in PRESET_DIR.glob("*.yaml")) == ["default.yaml", "released.yaml"]

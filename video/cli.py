@@ -90,8 +90,8 @@ def _settings(args, method: str) -> dict:
     check_layout_budget(options["layout"], args.budget, method)
     check_clip_budget_of(method, args.clip_budget)
     VideoSegmenterConfig(**options)  # every field checked (memory budget and selector included) before the model loads
-    return {"options": options, "dtype": torch_dtype(args.dtype) if args.dtype else preset.dtype(args.device),
-            "attn_implementation": preset.attn_implementation(), "clip_attn_implementation": preset.clip_attn_implementation()}
+    dtype, autocast = preset.precision(args.device, torch_dtype(args.dtype) if args.dtype else None)
+    return {"options": options, "dtype": dtype, "autocast": autocast, "attn_implementation": preset.attn_implementation(), "clip_attn_implementation": preset.clip_attn_implementation()}
 
 
 def _load_segmenter(paths: dict, device: str, settings: dict):
@@ -103,7 +103,7 @@ def _load_segmenter(paths: dict, device: str, settings: dict):
 
     check_device(device)
     paths = checkpoint_paths("videoglamm", **paths)
-    return VideoSegmenter.from_pretrained(**paths, device=device, dtype=settings["dtype"],
+    return VideoSegmenter.from_pretrained(**paths, device=device, dtype=settings["dtype"], autocast=settings["autocast"],
                                           attn_implementation=settings["attn_implementation"],
                                           clip_attn_implementation=settings["clip_attn_implementation"], **settings["options"])
 

@@ -34,6 +34,7 @@ import torch
 from litelvlm.clip import ClipTowers, load_clip_towers
 from litelvlm.decoding import Sampling, generate
 from litelvlm.lvlm import IMAGE_TOKEN_INDEX, check_expressions, default_dtype, hidden_before, pick_attn_implementation, splice_and_pad
+from litelvlm.precision_context import check_autocast, inference_autocast
 from litelvlm.pruning import ClipTokenPruner, ClipTokens, FrameSelection, check_clip_budget, get_method
 from litelvlm.pruning.methods import FastVSelector
 from litelvlm.pruning.stream_geometry import ClipView
@@ -136,6 +137,7 @@ class VideoSegmentationResult:
     shared_prefix: bool = False  # the expressions continued one prefill of system text + visual tokens per clip
     shared_prefix_reason: str = ""  # why they did not (empty when they did)
     prefix_passes: int = 0  # shared prefix prefills (one per clip when shared); not counted in forward_passes
+    clip_has_seg: list[list[bool]] = field(default_factory=list)  # per expression, per clip: did that clip's answer hold [SEG]
 
 
 @dataclass
@@ -191,7 +193,8 @@ class VideoSegmenter:
 
     def __init__(self, model, clip: ClipTowers, tokenizer, *, seg_token_id: int, eos_token_ids: set[int],
                  device="cpu", dtype=torch.float32, config: VideoSegmenterConfig | None = None,
-                 generation_config: dict | None = None):
+                 generation_config: dict | None = None, autocast: torch.dtype | None = None):
+        check_autocast(device, autocast)
         self.model = model
         self.generation_config = dict(generation_config or {})
         self.clip = clip
@@ -200,16 +203,19 @@ class VideoSegmenter:
         self.eos_token_ids = set(eos_token_ids)
         self.device = torch.device(device)
         self.dtype = dtype
+        self.autocast = autocast  # torch.autocast dtype around every segment call (the released fp16 path), or None
         self.config = config or VideoSegmenterConfig()
         self.pruner = ClipTokenPruner(clip.vision, clip.text, model.config.select_layer, tokenizer=clip.tokenizer)
 
     @classmethod
     def from_pretrained(cls, checkpoint: str | Path, vision_tower: str | Path | None = None, video_tower: str | Path | None = None,
                         device: str = "cpu", dtype: torch.dtype | None = None, attn_implementation: str | None = None,
-                        clip_attn_implementation: str | None = None, **config) -> "VideoSegmenter":
+                        clip_attn_implementation: str | None = None, autocast: torch.dtype | None = None,
+                        **config) -> "VideoSegmenter":
         """Load from a VideoGLaMM folder, a CLIP folder and (optionally) the InternVideo2 ``.pt``; each may also be a
         Hugging Face Hub id (the ``.pt`` as ``owner/name/file.pt``, e.g. ``OpenGVLab/InternVideo2-Stage2_1B-224p-f4/
         InternVideo2-stage2_1b-224p-f4.pt``), resolved through the huggingface_hub cache.
+        ``autocast``: a ``torch.autocast`` dtype around every ``segment`` call (``litelvlm.precision_context``).
         ``config``: ``VideoSegmenterConfig`` fields."""
         from litelvlm.clip import require_local_dir, resolve_clip_dir
         from litelvlm.hub import PATTERNS
@@ -219,6 +225,7 @@ class VideoSegmenter:
         dtype = dtype or default_dtype(device)
         checkpoint = require_local_dir(checkpoint, "VideoGLaMM checkpoint", patterns=PATTERNS["videoglamm"])  # Hub id -> cached folder
         segmenter_config = VideoSegmenterConfig(**config)  # bad options fail before any weight is read
+        check_autocast(device, autocast)
         # the small files first (configs, the CLIP folder, the tokenizer): a bad one fails before the weights load
         clip_dir = resolve_clip_dir(vision_tower or VideoGLaMMConfig.from_dir(checkpoint).vision_tower)
         tokenizer, ids = load_videoglamm_tokenizer(checkpoint)
@@ -227,7 +234,7 @@ class VideoSegmenter:
                                            attn_implementation=pick_attn_implementation(device, attn_implementation))
         clip = load_clip_towers(clip_dir, device, dtype, attn_implementation=clip_attn_implementation)
         return cls(model, clip, tokenizer, seg_token_id=ids["seg"], eos_token_ids=set(ids["eos"]), device=device,
-                   dtype=dtype, config=segmenter_config, generation_config=generation_config)
+                   dtype=dtype, config=segmenter_config, generation_config=generation_config, autocast=autocast)
 
     def stream_geometry(self):
         """What CLIP and InternVideo2 see and their token grids (``video.kept_pictures.StreamGeometry``)."""
@@ -456,14 +463,16 @@ class VideoSegmenter:
         """Masks of each expression in ``frames`` (T, H, W, 3) uint8; ``budget`` CLIP tokens per sampled
         frame (None: all 576); ``clip_budget`` the total LLM visual tokens per clip (clip-level methods only);
         ``timer`` a fresh ``StageTimer`` (or ``litelvlm.bench.memory.MemoryProbe``) to time the stages with.
-        ``overrides`` replace fields of the segmenter's config for this call."""
+        ``overrides`` replace fields of the segmenter's config for this call. The whole call runs inside
+        ``inference_autocast(device, self.autocast)`` (the release wraps its inference in fp16 autocast)."""
         frames, expressions = _check_video_inputs(frames, expressions)
         saved = self.config
         self.config = replace(self.config, **overrides) if overrides else self.config
         try:
             if self.config.mask_mode == "propagate":  # a budget above the decoder's memory tokens fails before any work
                 self.model.pixel_decoder.check_memory_options(self.config.memory_budget, self.config.memory_selector)
-            return self._segment(frames, expressions, budget, method, clip_budget, timer)
+            with inference_autocast(self.device, self.autocast):
+                return self._segment(frames, expressions, budget, method, clip_budget, timer)
         finally:
             self.config = saved
 
@@ -500,7 +509,9 @@ class VideoSegmenter:
         call, questions = self._call(expressions, budget, method, clip_budget, timer)
         masks, answers = [], [[] for _ in expressions]
         kept, frame_tokens, sampled_frames = [[] for _ in expressions], [[] for _ in expressions], []
+        clip_has_seg = [[] for _ in expressions]
         for clip in split_clips(len(frames), self.config.clip_length):
+            seg_before = list(call.seg_counts)
             sample = sample_frame_indices(clip.stop - clip.start, self.config.num_frames, self.config.short_clip_sampling)
             sampled_frames.append([clip.start + int(i) for i in sample])
             clip_masks, clip_kept, clip_answers, clip_frames = self._segment_clip(frames[clip.start : clip.stop], sample, questions, call)
@@ -508,6 +519,7 @@ class VideoSegmenter:
             for e in range(len(expressions)):
                 kept[e].append(clip_kept[e])
                 answers[e].append(clip_answers[e])
+                clip_has_seg[e].append(call.seg_counts[e] > seg_before[e])
                 frame_tokens[e].extend(clip_frames[e] or [])
         n_frame_rows = len(call.clip_tokens)
         clip_per_frame = float(np.mean(call.clip_tokens)) if n_frame_rows else 0.0
@@ -520,7 +532,7 @@ class VideoSegmenter:
             clip_tokens_per_frame=clip_per_frame, method=call.selector.name, timings=call.timer.as_dict(),
             forward_passes=call.forward_passes, text_tower_calls=self.pruner.text_calls - calls_before,
             wall_timings=call.timer.wall_dict(), frame_tokens=frame_tokens if clip_level else None,
-            llm_visual_tokens=list(call.llm_tokens), sampled_frames=sampled_frames,
+            llm_visual_tokens=list(call.llm_tokens), sampled_frames=sampled_frames, clip_has_seg=clip_has_seg,
             shared_prefix=not call.share_reason, shared_prefix_reason=call.share_reason, prefix_passes=call.prefix_passes,
         )
 

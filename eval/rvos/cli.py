@@ -67,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto",
                    help="'auto' (cuda:LOCAL_RANK if available, else cpu) or a device (default: %(default)s)")
     p.add_argument("--dtype", choices=DTYPES, default="auto",
-                   help="model dtype (auto: the preset's, else the device's default) (default: %(default)s)")
+                   help="model dtype (auto: the preset's dtype and autocast, e.g. released: fp16 weights under fp16 "
+                        "autocast on GPU; an explicit dtype runs without autocast) (default: %(default)s)")
     p.add_argument("--predictions", metavar="PRED_DIR",
                    help="score PRED_DIR/<video>/<exp_id>/<frame>.png (nonzero = object) instead of running a model "
                         "(default: none, run the model)")

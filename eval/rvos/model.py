@@ -42,7 +42,8 @@ def run_preset(config: RVOSConfig):
 
 def build_video_segmenter(config: RVOSConfig) -> Any:
     """The segmenter of this run: ``--segmenter-factory`` if given (called with the config), else VideoGLaMM built
-    as ``--preset`` says (dtype, attention, segmenter settings); an explicit ``--dtype`` wins over the preset's."""
+    as ``--preset`` says (dtype, autocast, attention, segmenter settings); an explicit ``--dtype`` replaces the preset's
+    precision (that dtype, no autocast)."""
     if config.segmenter_factory:
         return import_callable(config.segmenter_factory)(config)
     check_model_inputs(config)
@@ -52,9 +53,9 @@ def build_video_segmenter(config: RVOSConfig) -> Any:
 
     preset = run_preset(config)
     device = resolve_device(config.device)
-    dtype = resolve_dtype(config.dtype) if config.dtype != "auto" else preset.dtype(device)
+    dtype, autocast = preset.precision(device, resolve_dtype(config.dtype))
     return VideoSegmenter.from_pretrained(checkpoint=config.checkpoint, vision_tower=config.vision_tower,
-                                          video_tower=config.video_tower, device=device, dtype=dtype,
+                                          video_tower=config.video_tower, device=device, dtype=dtype, autocast=autocast,
                                           attn_implementation=preset.attn_implementation(),
                                           clip_attn_implementation=preset.clip_attn_implementation(),
                                           **asdict(preset.segmenter))
@@ -68,6 +69,11 @@ class VideoPrediction:
     has_seg: list[bool]
     visual_tokens_per_frame: float
     timings: dict[str, float] = field(default_factory=dict)
+    clip_has_seg: list[list[bool]] = field(default_factory=list)  # per expression, per clip: [SEG] in that clip's answer
+
+    def clips_without_seg(self, index: int) -> list[int]:
+        """The clips of expression ``index`` whose answer held no [SEG] (all of them when it has none)."""
+        return [k for k, flag in enumerate(self.clip_has_seg[index]) if not flag]
 
 
 def check_segment_result(result: Any, n_expressions: int, frames_shape: tuple[int, ...], video: str) -> VideoPrediction:
@@ -82,5 +88,17 @@ def check_segment_result(result: Any, n_expressions: int, frames_shape: tuple[in
         raise ValueError(f"segmenter returned {len(has_seg)} has_seg flags for {n_expressions} expressions of "
                          f"video {video}")
     timings = {str(k): float(v) for k, v in (getattr(result, "timings", None) or {}).items()}
-    return VideoPrediction(masks=masks != 0, has_seg=has_seg,
-                           visual_tokens_per_frame=float(result.visual_tokens_per_frame), timings=timings)
+    return VideoPrediction(masks=masks != 0, has_seg=has_seg, visual_tokens_per_frame=float(result.visual_tokens_per_frame),
+                           timings=timings, clip_has_seg=_clip_has_seg(result, has_seg, video))
+
+
+def _clip_has_seg(result: Any, has_seg: list[bool], video: str) -> list[list[bool]]:
+    """Per expression and clip, whether the clip's answer held [SEG]; a segmenter without ``clip_has_seg`` (one clip
+    per call) gives ``[[has_seg]]`` per expression."""
+    clips = getattr(result, "clip_has_seg", None)
+    if not clips:
+        return [[flag] for flag in has_seg]
+    rows = [[bool(flag) for flag in row] for row in clips]
+    if len(rows) != len(has_seg) or any(not row or any(row) != flag for row, flag in zip(rows, has_seg)):
+        raise ValueError(f"segmenter returned clip_has_seg {rows} that does not match has_seg {has_seg} for video {video}")
+    return rows

@@ -2,7 +2,10 @@
 
 ``stats.json`` gets one entry per run with benchmark, split, method, budget, J, F, J&F (fractions; None for splits
 without public GT, whose upload zip path is under ``submission``), n_expressions, visual tokens per frame, counts of
-ok / no_seg / failed expressions, seconds, timestamp and the checkpoint paths. Per-expression (and, for Ref-DAVIS17,
+ok / no_seg / failed expressions, the preset's ``no_seg`` rule with the count and ids (``<video>/<exp_id>``) of the
+expressions answered without ``[SEG]`` (in some clip), seconds, timestamp and the checkpoint paths. Expressions left
+unwritten under ``no_seg: skip`` are expected to be missing: they are scored (or left out of the zip) as missing
+predictions without --allow-missing (eval/rvos/no_seg.py). Per-expression (and, for Ref-DAVIS17,
 per-setting) scores go to ``OUT/scores/<run_id>.json``. A model run's entry carries ``records_digest`` (of its merged
 records): a ``--resume`` of a finished run (or of one killed after writing its entry) finds the same entry and does
 not append it again. Every file is written through ``eval.common.writer`` (no symbolic link followed).
@@ -25,6 +28,7 @@ from eval.common.writer import write_results_file
 
 from .config import RVOSConfig
 from .datasets import RVOSDataset
+from .model import run_preset
 from .predictions import MissingPredictions, MissingPredictionsError, find_missing_predictions
 from .scoring import check_scorable, missing_rule, score_rvos
 from .submission import write_submission_zip
@@ -64,31 +68,40 @@ class RunOutcome:
         return self.entry if info.is_main else None
 
 
-def check_complete(dataset: RVOSDataset, pred_dir: Path, allow_missing: bool) -> MissingPredictions:
+def check_complete(dataset: RVOSDataset, pred_dir: Path, allow_missing: bool,
+                   skipped: frozenset[str] = frozenset()) -> MissingPredictions:
     """Find the videos / expressions / frames ``pred_dir`` lacks; an error unless ``allow_missing``, then warned
-    with the benchmark's rule (``missing_rule``). Ref-DAVIS17 videos without any prediction are an error even with
-    ``allow_missing`` (``check_scorable``: the official DAVIS scorer stops on missing sequences)."""
-    missing = find_missing_predictions(pred_dir, list(dataset.samples()))
-    if missing and not allow_missing:
-        raise MissingPredictionsError(f"{missing.summary()}; pass --allow-missing to score them "
+    with the benchmark's rule (``missing_rule``). ``skipped``: keys ``<video>/<exp_id>`` left unwritten under
+    ``no_seg: skip``, expected to be missing (noted, never an error). Ref-DAVIS17 videos without any prediction are an
+    error even with ``allow_missing`` (``check_scorable``: the official DAVIS scorer stops on missing sequences)."""
+    samples = list(dataset.samples())
+    missing = find_missing_predictions(pred_dir, samples)
+    unexpected = find_missing_predictions(pred_dir, [s for s in samples if s.key not in skipped]) if skipped else missing
+    if unexpected and not allow_missing:
+        raise MissingPredictionsError(f"{unexpected.summary()}; pass --allow-missing to score them "
                                       f"({missing_rule(dataset)})")
     if missing:
         check_scorable(dataset, missing)
-        print(f"warning: {missing.summary()}; --allow-missing: {missing_rule(dataset)}", file=sys.stderr, flush=True)
+    if unexpected:
+        print(f"warning: {unexpected.summary()}; --allow-missing: {missing_rule(dataset)}", file=sys.stderr, flush=True)
+    if skipped:
+        print(f"note: {len(skipped)} expression(s) answered without [SEG] were not written (no_seg: skip, as the "
+              f"released eval_mevis.py); {missing_rule(dataset)}", file=sys.stderr, flush=True)
     return missing
 
 
-def score_or_zip(config: RVOSConfig, dataset: RVOSDataset, pred_dir: Path) -> dict:
-    """Scores with the benchmark's protocol when the split has GT, else the upload zip (J, F, J&F None)."""
+def score_or_zip(config: RVOSConfig, dataset: RVOSDataset, pred_dir: Path, skipped: frozenset[str] = frozenset()) -> dict:
+    """Scores with the benchmark's protocol when the split has GT, else the upload zip (J, F, J&F None). ``skipped``
+    expressions (``no_seg: skip``) are scored as missing predictions, or left out of the zip."""
     if dataset.has_gt:
-        result = score_rvos(dataset, pred_dir, allow_missing=config.allow_missing)
+        result = score_rvos(dataset, pred_dir, allow_missing=config.allow_missing or bool(skipped))
         settings = {name: {k: s[k] for k in ("name", "J", "F", "J&F", "n_objects")}
                     for name, s in result.get("settings", {}).items()}
         return {"J": result["J"], "F": result["F"], "J&F": result["J&F"], "n_expressions": result["n_expressions"],
                 "protocol": result["protocol"], "settings": settings or None, "submission": None,
                 "expressions": result["expressions"]}
     out = write_submission_zip(dataset, pred_dir, config.submission_path, allow_missing=config.allow_missing,
-                               root=config.results_path)
+                               root=config.results_path, omit=skipped)
     return {"J": None, "F": None, "J&F": None, "n_expressions": out["n_expressions"], "protocol": "submission zip",
             "settings": None, "submission": out["zip"], "expressions": []}
 
@@ -116,11 +129,23 @@ def _entry(config: RVOSConfig, dataset: RVOSDataset, scores: dict, missing: Miss
     }
 
 
-def _model_fields(records: list[dict], work: Any) -> dict:
+def _without_seg(record: dict) -> bool:
+    """Whether the record's answer lacked [SEG] in some clip (records written before clips were recorded: has_seg)."""
+    return bool(record.get("clips_without_seg")) or record.get("has_seg") is False
+
+
+def _skipped(records: list[dict]) -> frozenset[str]:
+    """Keys ``<video>/<exp_id>`` of the expressions left unwritten under ``no_seg: skip``."""
+    return frozenset(f"{r['video']}/{r['exp_id']}" for r in records if r.get("masks_written") is False)
+
+
+def _model_fields(config: RVOSConfig, records: list[dict], work: Any) -> dict:
     tokens = [r["visual_tokens_per_frame"] for r in records if r["status"] != "failed"]
-    count = {s: sum(r["status"] == s for r in records) for s in ("ok", "no_seg", "failed")}
+    count = {s: sum(r["status"] == s for r in records) for s in ("ok", "failed")}
+    no_seg = [f"{r['video']}/{r['exp_id']}" for r in records if _without_seg(r)]
     return {"visual_tokens_per_frame": math.fsum(tokens) / len(tokens) if tokens else None,
-            "n_ok": count["ok"], "n_no_seg": count["no_seg"], "n_failed": count["failed"],
+            "n_ok": count["ok"], "n_no_seg": len(no_seg), "n_failed": count["failed"],
+            "no_seg_rule": run_preset(config).no_seg, "no_seg_expressions": no_seg,
             "videos_segmented_this_run": work.videos, "videos_failed_this_run": work.failed_videos,
             "timings_per_video_s": {k: v / work.videos for k, v in sorted(work.timings.items())} if work.videos else {}}
 
@@ -173,10 +198,11 @@ def finish_model_run(config: RVOSConfig, dataset: RVOSDataset, videos: list[str]
         _print_failures(failed)
         if not config.allow_missing:
             raise SampleFailuresError(_failure_message(failed, len(ordered), config))
-    missing = check_complete(subset, config.predictions_dir, config.allow_missing)
-    scores = score_or_zip(config, subset, config.predictions_dir)
+    skipped = _skipped(ordered)
+    missing = check_complete(subset, config.predictions_dir, config.allow_missing, skipped)
+    scores = score_or_zip(config, subset, config.predictions_dir, skipped)
     _write_details(config, scores)
-    entry = {**_entry(config, subset, scores, missing, info.world_size, started), **_model_fields(ordered, work),
+    entry = {**_entry(config, subset, scores, missing, info.world_size, started), **_model_fields(config, ordered, work),
              "records_digest": records_digest(ordered)}
     _report(config, entry)
     if failed:

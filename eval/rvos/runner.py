@@ -4,8 +4,10 @@ merge ranks, score (or zip), report.
 Every process handles a strided shard of the video list. Per video it loads the frames once, calls
 ``segmenter.segment(frames, expressions)`` with every expression of the video, writes each expression's masks as
 PNGs under ``OUT/predictions/<run_id>/<video>/<exp_id>/`` and then appends one JSONL record per expression
-(status ok / no_seg / failed). A failing video is logged with its traceback and recorded as failed; the loop goes
-on. ``--resume`` skips recorded expressions and retries failed ones (a new record with a larger ``attempt``).
+(status ok / no_seg / failed). An answer without ``[SEG]`` is handled as the preset's ``no_seg`` says
+(eval/rvos/no_seg.py: empty masks, nothing written, or the video refused). A failing video is logged with its
+traceback and recorded as failed; the loop goes on. ``--resume`` skips recorded expressions and retries failed ones
+(a new record with a larger ``attempt``).
 Rank 0 scores the predictions folder after a completeness check, so results do not depend on the number of
 processes or on interruptions.
 
@@ -31,11 +33,12 @@ from eval.common.lock import results_session
 from eval.common.model import derive_seed, seed_everything
 from eval.common.progress import progress_bar
 from eval.common.records import RecordStore, open_run_store, run_record_paths
-from eval.common.writer import RESULTS_ERRORS, remove_results_tree
+from eval.common.writer import RESULTS_ERRORS, remove_results_tree, results_folder
 
 from .config import RVOSConfig
 from .datasets import RefDavis17Dataset, RVOSDataset, RVOSSample, check_inputs, open_rvos_dataset
-from .model import VideoPrediction, build_video_segmenter, check_model_inputs, check_segment_result
+from .model import VideoPrediction, build_video_segmenter, check_model_inputs, check_segment_result, run_preset
+from .no_seg import NoSegRefusal, record_fields, refuse_without_seg, writes_masks
 from .predictions import expression_dir, write_prediction_masks
 from .report import RunOutcome, finish_model_run, finish_predictions_run
 
@@ -119,7 +122,7 @@ def _segment(segmenter: Any, dataset: RVOSDataset, video: str, samples: list[RVO
 
 
 def _record_failure(store: RecordStore, todo: list[RVOSSample], config: RVOSConfig, text: str,
-                    info: DistInfo) -> None:
+                    info: DistInfo, clips_without_seg: dict[str, list[int]] | None = None) -> None:
     from tqdm import tqdm
 
     video = todo[0].video_id
@@ -127,7 +130,8 @@ def _record_failure(store: RecordStore, todo: list[RVOSSample], config: RVOSConf
     error = text.strip().splitlines()[-1]
     for sample in todo:
         _remove_masks(config.predictions_dir, sample, config.results_path)  # no partial masks
-        store.add({**_base_record(store, sample, "failed", info), "error": error, "traceback": text})
+        extra = {} if clips_without_seg is None else {"clips_without_seg": clips_without_seg.get(sample.exp_id, [])}
+        store.add({**_base_record(store, sample, "failed", info), "error": error, "traceback": text, **extra})
 
 
 def _remove_masks(pred_dir: Path, sample: RVOSSample, root: str | Path | None = None) -> None:
@@ -138,28 +142,36 @@ def _remove_masks(pred_dir: Path, sample: RVOSSample, root: str | Path | None = 
 
 
 def _record_video(store: RecordStore, samples: list[RVOSSample], todo: list[RVOSSample], pred: VideoPrediction,
-                  config: RVOSConfig, seconds: float, info: DistInfo) -> None:
+                  config: RVOSConfig, seconds: float, info: DistInfo, no_seg: str = "empty") -> None:
     for index, sample in enumerate(samples):
         if sample not in todo:
             continue
-        write_prediction_masks(config.predictions_dir, sample, pred.masks[index], root=config.results_path)
+        if writes_masks(no_seg, pred, index):
+            write_prediction_masks(config.predictions_dir, sample, pred.masks[index], root=config.results_path)
+        else:  # no_seg: skip, as released: no folder for this expression
+            _remove_masks(config.predictions_dir, sample, config.results_path)
         status = "ok" if pred.has_seg[index] else "no_seg"
-        store.add({**_base_record(store, sample, status, info), "has_seg": pred.has_seg[index],
+        store.add({**_base_record(store, sample, status, info), **record_fields(no_seg, pred, index),
                    "visual_tokens_per_frame": pred.visual_tokens_per_frame, "call_expressions": len(samples),
                    "call_seconds": round(seconds, 6), "timings": pred.timings})
 
 
 def process_video(segmenter: Any, dataset: RVOSDataset, video: str, store: RecordStore, config: RVOSConfig,
-                  info: DistInfo) -> ShardWork:
-    """Segment every expression of ``video`` in one call and record the pending ones; failures are recorded."""
+                  info: DistInfo, no_seg: str = "empty") -> ShardWork:
+    """Segment every expression of ``video`` in one call and record the pending ones; failures are recorded.
+    ``no_seg``: the preset's rule for answers without [SEG] (eval/rvos/no_seg.py)."""
     samples = dataset.video_samples(video)
     todo = [s for s in samples if _needs_work(store, s)]
     started = time.perf_counter()
     try:
         pred = _segment(segmenter, dataset, video, samples, config)
-        _record_video(store, samples, todo, pred, config, time.perf_counter() - started, info)
+        refuse_without_seg(no_seg, video, samples, pred)
+        _record_video(store, samples, todo, pred, config, time.perf_counter() - started, info, no_seg)
     except RESULTS_ERRORS:
         raise  # the results folder cannot take more (disk full, read-only, a link): stop the run here
+    except NoSegRefusal as refusal:  # one line, no traceback: the protocol's refusal, not a crash
+        _record_failure(store, todo, config, str(refusal), info, refusal.clips_without_seg)
+        return ShardWork(videos=1, failed_videos=1)
     except Exception:  # one video's failure must not end the run: record it with its traceback
         pending = [s for s in todo if _needs_work(store, s)]
         if not pending:
@@ -180,12 +192,13 @@ def evaluate_shard(videos: list[str], dataset: RVOSDataset, store: RecordStore,
         segmenter = make_segmenter()
     except Exception as err:  # a model that cannot be built is not bad command-line input: keep the traceback
         raise ModelBuildError(f"building the segmenter failed: {type(err).__name__}: {err}") from err
+    no_seg = run_preset(config).no_seg
     desc = f"{config.benchmark}|{config.split_name}" + (f" rank {info.rank}/{info.world_size}"
                                                         if info.distributed else "")
     with progress_bar(total=len(videos), initial=len(videos) - len(todo), desc=desc, enabled=info.is_main,
                       unit="video") as bar:
         for video in todo:
-            work.add(process_video(segmenter, dataset, video, store, config, info))
+            work.add(process_video(segmenter, dataset, video, store, config, info, no_seg))
             bar.set_postfix(failed=work.failed_videos, refresh=False)
             bar.update(1)
     return work
@@ -207,6 +220,7 @@ def _model_run(config: RVOSConfig, dataset: RVOSDataset, videos: list[str], fact
                info: DistInfo) -> tuple[dict, ShardWork]:
     mine = shard(videos, info.rank, info.world_size)
     _check_fresh_predictions_dir(config)
+    results_folder(config.results_path, config.predictions_dir)  # exists even when no_seg: skip writes nothing
     with open_run_store(config.results_path, config.run_id, KEY_FIELDS, config.run_meta(), resume=config.resume,
                         info=info, supersede_field="attempt") as store:
         work = evaluate_shard(mine, dataset, store, lambda: factory(config), config, info)

@@ -46,12 +46,14 @@ def _sample_masks(pred_dir: Path, sample: RVOSSample, allow_missing: bool):
 
 def write_submission_zip(dataset: RVOSDataset, pred_dir: str | Path, zip_path: str | Path,
                          allow_missing: bool = False, folder: str | None = None,
-                         root: str | Path | None = None) -> dict:
+                         root: str | Path | None = None, omit: frozenset[str] = frozenset()) -> dict:
     """Zip the predictions of every expression of ``dataset``; returns counts and the path.
 
     ``folder`` overrides the top folder (default per dataset, see DEFAULT_ZIP_FOLDER). Missing predictions
-    raise MissingPredictionsError unless ``allow_missing``, which writes empty masks of the frame's size. The zip is
-    written below ``root`` (default: its folder) without following a link (``eval.common.writer``).
+    raise MissingPredictionsError unless ``allow_missing``, which writes empty masks of the frame's size. ``omit``:
+    keys ``<video>/<exp_id>`` left out of the zip altogether, no folder and no file (``no_seg: skip``: the released
+    eval_mevis.py writes nothing for an answer without [SEG]). The zip is written below ``root`` (default: its
+    folder) without following a link (``eval.common.writer``).
     """
     if dataset.name not in DEFAULT_ZIP_FOLDER:
         raise ValueError(f"{dataset.name} has public GT: score it with eval.rvos.scoring instead of a zip")
@@ -61,7 +63,8 @@ def write_submission_zip(dataset: RVOSDataset, pred_dir: str | Path, zip_path: s
         raise ValueError(f"Ref-YouTube-VOS submissions are for the valid split, got {dataset.split!r}")
     pred_dir, zip_path = Path(pred_dir), Path(zip_path)
     top = DEFAULT_ZIP_FOLDER[dataset.name] if folder is None else folder
-    samples = list(dataset.samples())
+    every = list(dataset.samples())
+    samples = [s for s in every if s.key not in omit]
     missing = check_predictions(pred_dir, samples, allow_missing)
     n_files = n_empty = 0
     with atomic_results_file(zip_path.parent if root is None else root, zip_path) as handle, \
@@ -73,5 +76,6 @@ def write_submission_zip(dataset: RVOSDataset, pred_dir: str | Path, zip_path: s
                             compress_type=zipfile.ZIP_DEFLATED)
                 n_files += 1
                 n_empty += was_missing
-    return {"zip": str(zip_path), "n_videos": len(dataset.video_ids()), "n_expressions": len(samples),
-            "n_files": n_files, "n_filled_empty": n_empty, "missing": missing.as_dict()}
+    return {"zip": str(zip_path), "n_videos": len(dataset.video_ids()), "n_expressions": len(every),
+            "n_omitted": len(every) - len(samples), "n_files": n_files, "n_filled_empty": n_empty,
+            "missing": missing.as_dict()}

@@ -25,7 +25,7 @@ __all__ = ["MODELS", "Pipeline", "load", "as_image", "as_frames", "cache_dir", "
 
 MODELS = ("glamm", "videoglamm")
 DEFAULT_CHECKPOINTS = {"glamm": "MBZUAI/GLaMM-RefSeg", "videoglamm": None}  # VideoGLaMM's weights are not on the Hub
-TINY_VERSION = "1"  # bump when the tiny writers change, so cached tiny checkpoints are rewritten
+TINY_VERSION = "2"  # bump when the tiny writers change, so cached tiny checkpoints are rewritten
 
 
 def cache_dir() -> Path:

@@ -28,7 +28,7 @@ MODELS = ("glamm", "videoglamm")
 DEFAULT_CHECKPOINTS = {"glamm": "MBZUAI/GLaMM-RefSeg", "videoglamm": None}  # VideoGLaMM's weights are not on the Hub
 TINY = "tiny"  # the checkpoint name of the embedded tiny checkpoints
 TINY_WEIGHTS = "RANDOM weights (embedded tiny checkpoint): the masks are meaningless, the pruning mechanics are real"
-TINY_VERSION = "1"  # bump when the tiny writers change, so cached tiny checkpoints are rewritten
+TINY_VERSION = "2"  # bump when the tiny writers change, so cached tiny checkpoints are rewritten
 # What each checkpoint is called in errors, and its huggingface_hub download patterns (litelvlm.hub.PATTERNS)
 _CHECKPOINT_NAMES = {"glamm": ("GLaMM checkpoint", "glamm"), "videoglamm": ("VideoGLaMM checkpoint", "videoglamm")}
 

@@ -1,7 +1,9 @@
 """``litelvlm serve``: a web page to segment an uploaded image or short video with visual-token pruning.
 
 Upload, type one or more expressions (one per line), pick the method and the budget: the page shows the mask
-overlay with a legend, the kept-token map, the number of visual tokens the LLM saw and the per-stage timings.
+overlay with a legend (overlapping masks striped, large pictures shown at most 1280 pixels a side), a kept-token
+map per expression, the number of visual tokens the LLM saw and the per-stage timings. A video browsers cannot
+play is previewed as an H.264 copy (``litelvlm.serve_preview``).
 By default it runs the embedded tiny checkpoints with RANDOM weights (said at the top of the page: the masks
 are meaningless, the mechanics are real); ``--checkpoint`` / ``--video-checkpoint`` take folders or Hub ids.
 A bad upload or request gets a message on the page, never a stack trace nor a server path. The page reads only
@@ -23,9 +25,10 @@ from typing import Callable
 
 from .serve_inputs import (FULL_TOKENS, MAX_VIDEO_FRAMES, DemoLimits, RequestRefused, UploadFolder, check_method, parse_budget,
                            parse_expressions, read_uploaded_image, read_uploaded_video)
+from .viz import DISPLAY_LONGEST
 
-__all__ = ["DemoModels", "DemoLimits", "build_app", "segment_image_request", "segment_video_request", "MAX_VIDEO_FRAMES",
-           "exposure_warning", "serve"]
+__all__ = ["DemoModels", "DemoLimits", "build_app", "segment_image_request", "segment_video_request", "preview_video_request",
+           "MAX_VIDEO_FRAMES", "exposure_warning", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -85,15 +88,15 @@ def _timings_table(timings: dict) -> str:
     return f"| stage | ms |\n|---|---|\n{rows}\n| **total** | **{1000 * timings.get('total', 0.0):.1f}** |"
 
 
-def _guard(handler: Callable, failure: tuple) -> Callable:
-    """Run ``handler``; a refused request (or a bad argument the models reject) becomes its message on the page, any
-    other error a message naming only its type (the traceback goes to the server log)."""
+def _guard(handler: Callable, failure: tuple, action: str = "segment") -> Callable:
+    """Run ``handler``; a refused request (or a bad argument the models reject) becomes its message on the page
+    ("**Cannot {action}:** ..."), any other error a message naming only its type (the traceback goes to the server log)."""
 
     def run(*args):
         try:
             return handler(*args)
         except ValueError as err:  # RequestRefused, or the segmenter's own argument checks: written for the user
-            return (*failure, f"**Cannot segment:** {err}")
+            return (*failure, f"**Cannot {action}:** {err}")
         except Exception as err:  # anything else may name server files: the operator's log only
             log.error("demo request failed:\n%s", traceback.format_exc())
             return (*failure, f"**Something went wrong** ({type(err).__name__}); the server log has the details.")
@@ -111,7 +114,8 @@ def _request(text, method, budget, methods: list[str], limits: DemoLimits) -> tu
 
 def segment_image_request(models: DemoModels, image, text, method, budget, *, uploads: UploadFolder,
                           limits: DemoLimits = DemoLimits()):
-    """(overlay, kept-token map, summary markdown, message) for one image request."""
+    """(overlay shown at most ``DISPLAY_LONGEST`` a side, a kept-token map per expression, summary markdown, message) for
+    one image request; each picture's title names its expression."""
     from .segment_cli import result_pictures
 
     expressions, tokens, method = _request(text, method, budget, image_methods(), limits)
@@ -121,13 +125,14 @@ def segment_image_request(models: DemoModels, image, text, method, budget, *, up
     overlay, maps, _ = result_pictures(image, result, expressions, pipe.segmenter.clip.vision.config, "the uploaded image")
     summary = (f"**{result.num_visual_tokens} visual tokens** of {FULL_TOKENS} reached the LLM per expression "
                f"(method {result.method}); {len(expressions)} expression(s).\n\n{_timings_table(result.timings)}")
-    return overlay.render(), maps[0].render(), summary, ""
+    return overlay.render(DISPLAY_LONGEST), [picture.render() for picture in maps], summary, ""
 
 
 def segment_video_request(models: DemoModels, video, text, method, budget, *, uploads: UploadFolder,
                           limits: DemoLimits = DemoLimits()):
-    """(overlay mp4 path, kept-token sheet of the first expression, summary markdown, message) for one video request.
-    The overlay is written in a temporary folder (removed, even on error) and kept in the upload folder."""
+    """(overlay mp4 path, a kept-token sheet per expression and clip, summary markdown, message) for one video request;
+    each sheet's title names its expression. The overlay is written in a temporary folder (removed, even on error) and
+    kept in the upload folder."""
     from video.io import write_overlay_mp4
     from video.kept_pictures import kept_token_figures
 
@@ -137,15 +142,27 @@ def segment_video_request(models: DemoModels, video, text, method, budget, *, up
     result = pipe(frames, expressions, budget=tokens, method=method)
     with tempfile.TemporaryDirectory(prefix="litelvlm-demo-") as folder:
         overlay = uploads.keep(write_overlay_mp4(frames, result.masks, Path(folder) / "overlay.mp4"))
-    _, _, sheet = kept_token_figures(frames, result, expressions[:1], pipe.segmenter.stream_geometry())[0]
+    sheets = [figure.render() for _, _, figure in kept_token_figures(frames, result, expressions, pipe.segmenter.stream_geometry())]
     summary = (f"**{result.visual_tokens_per_frame:.0f} visual tokens per frame** reached the LLM "
                f"({result.clip_tokens_per_frame:.0f} from CLIP + InternVideo2's); {len(frames)} frames; "
                f"[SEG] emitted: {', '.join('yes' if s else 'no' for s in result.has_seg)}.\n\n{_timings_table(result.timings)}")
-    return overlay, sheet.render(), summary, ""
+    return overlay, sheets, summary, ""
+
+
+def preview_video_request(video, *, uploads: UploadFolder, limits: DemoLimits = DemoLimits()):
+    """(the input box's new video, message) when a video is uploaded: an H.264 copy when browsers cannot play the
+    upload, else no change (``litelvlm.serve_preview``)."""
+    import gradio as gr
+
+    from .serve_preview import playable_preview
+
+    preview = playable_preview(uploads, video, limits)
+    return (gr.skip() if preview is None else preview), ""
 
 
 def build_app(models: DemoModels, limits: DemoLimits = DemoLimits(), uploads: UploadFolder | None = None):
-    """The Gradio page (``gr.Blocks``); its two API endpoints are ``/segment_image`` and ``/segment_video``. Files are
+    """The Gradio page (``gr.Blocks``); its API endpoints are ``/segment_image``, ``/segment_video`` and ``/preview_video``
+    (the video box's H.264 copy of an upload browsers cannot play). Files are
     read only from ``uploads`` (default: Gradio's upload folder); uploads and results are deleted after an hour."""
     import gradio as gr
 
@@ -175,7 +192,7 @@ def _image_tab(gr, models: DemoModels, limits: DemoLimits, uploads: UploadFolder
         with gr.Column():
             message = gr.Markdown(elem_id="image-message")
             overlay = gr.Image(label="masks", show_label=False, elem_id="image-overlay")  # the picture has its own title
-            kept_map = gr.Image(label="kept tokens", show_label=False, elem_id="image-kept")
+            kept_map = _kept_gallery(gr, "image-kept")
             summary = gr.Markdown(elem_id="image-summary")
     # preprocess=False: litelvlm reads the upload itself, from the upload folder only, bounded before decoding
     button.click(_guard(lambda *a: segment_image_request(models, *a, uploads=uploads, limits=limits), (None, None, "")),
@@ -187,6 +204,8 @@ def _video_tab(gr, models: DemoModels, limits: DemoLimits, uploads: UploadFolder
         with gr.Column():
             video = gr.Video(label=f"short video (mp4, at most {limits.max_video_frames} frames, each {limits.video_frame.describe()})",
                              elem_id="video-input")
+            gr.Markdown("A video your browser cannot play (e.g. OpenCV's mp4v) is converted to H.264 for the preview and "
+                        "the segmentation.", elem_id="video-note")
             text = _expressions_box(gr, limits, "video-expressions")
             method = gr.Dropdown(video_methods(), value="litelvlm", label="pruning method", elem_id="video-method")
             budget = gr.Slider(1, FULL_TOKENS, value=81, step=1, label="CLIP tokens kept per frame", elem_id="video-budget")
@@ -194,10 +213,18 @@ def _video_tab(gr, models: DemoModels, limits: DemoLimits, uploads: UploadFolder
         with gr.Column():
             message = gr.Markdown(elem_id="video-message")
             overlay = gr.Video(label="masks", elem_id="video-overlay")
-            kept = gr.Image(label="kept tokens", show_label=False, elem_id="video-kept")
+            kept = _kept_gallery(gr, "video-kept")
             summary = gr.Markdown(elem_id="video-summary")
     button.click(_guard(lambda *a: segment_video_request(models, *a, uploads=uploads, limits=limits), (None, None, "")),
                  [video, text, method, budget], [overlay, kept, summary, message], api_name="segment_video", preprocess=False)
+    video.upload(_guard(lambda v: preview_video_request(v, uploads=uploads, limits=limits), (gr.skip(),), "preview"),
+                 [video], [video, message], api_name="preview_video", preprocess=False)
+
+
+def _kept_gallery(gr, elem_id: str):
+    """One kept-token picture per expression (and clip), each shown whole, one per row; PNG keeps the cell frames' colours."""
+    return gr.Gallery(label="kept tokens per expression", show_label=False, columns=1, object_fit="contain", height="auto",
+                      format="png", elem_id=elem_id)
 
 
 def _expressions_box(gr, limits: DemoLimits, elem_id: str):

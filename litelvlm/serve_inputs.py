@@ -12,7 +12,7 @@ import numpy as np
 from .viz import PictureLimit
 
 __all__ = ["RequestRefused", "DemoLimits", "UploadFolder", "NOT_UPLOADED", "MAX_VIDEO_FRAMES", "FULL_TOKENS",
-           "parse_expressions", "parse_budget", "check_method", "read_uploaded_image", "read_uploaded_video"]
+           "parse_expressions", "parse_budget", "check_method", "read_uploaded_image", "read_uploaded_video", "read_uploaded_clip"]
 
 FULL_TOKENS = 576
 MAX_VIDEO_FRAMES = 96  # a short clip: the demo is interactive
@@ -140,14 +140,20 @@ def read_uploaded_image(uploads: UploadFolder, payload, limits: DemoLimits) -> n
 
 def read_uploaded_video(uploads: UploadFolder, payload, limits: DemoLimits) -> np.ndarray:
     """The uploaded video's frames (T, H, W, 3) uint8; frames counted and sized from the container before decoding."""
+    return read_uploaded_clip(uploads, payload, limits)[0]
+
+
+def read_uploaded_clip(uploads: UploadFolder, payload, limits: DemoLimits) -> tuple[np.ndarray, float]:
+    """(frames, frames per second) of the uploaded video, read as ``read_uploaded_video`` reads it."""
     from video.io import TooManyFrames, read_video
 
     if not payload:
         raise RequestRefused("upload a video first (mp4)")
     path = uploads.file(payload, limits.max_upload_bytes)
     try:
-        return read_video(path, max_frames=limits.max_video_frames, frame_limit=limits.video_frame, name="the uploaded video")[0]
+        frames, _, fps = read_video(path, max_frames=limits.max_video_frames, frame_limit=limits.video_frame, name="the uploaded video")
     except TooManyFrames as err:
         raise RequestRefused(f"the video has {err.counted}: the demo takes short clips of at most {err.limit} frames") from None
     except ValueError as err:  # its words name the upload, not its path
         raise RequestRefused(str(err)) from None
+    return frames, fps

@@ -10,8 +10,10 @@ from typing import Iterator, Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFile, ImageFont, UnidentifiedImageError
 
-__all__ = ["kept_token_map", "mask_overlay", "annotate", "text_font", "save_png", "save_annotated_png", "load_rgb", "to_rgb8",
-           "center_crop_square", "strict_image_loading", "SIXTEEN_BIT_MODES", "PictureLimit", "InputTooLarge", "Figure", "PALETTE", "PALETTE_NAMES", "KEPT_COLOUR", "HIGHLIGHT_COLOUR", "DROPPED_COLOUR"]
+__all__ = ["kept_token_map", "mask_overlay", "annotate", "text_font", "text_px", "wrap_text", "fit_display", "save_png",
+           "save_annotated_png", "load_rgb", "to_rgb8", "center_crop_square", "strict_image_loading", "SIXTEEN_BIT_MODES",
+           "PictureLimit", "InputTooLarge", "Figure", "PALETTE", "PALETTE_NAMES", "KEPT_COLOUR", "HIGHLIGHT_COLOUR",
+           "DROPPED_COLOUR", "DISPLAY_WIDTH", "DISPLAY_LONGEST"]
 
 PALETTE = np.array(
     [[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48], [145, 30, 180], [70, 240, 240], [240, 50, 230]],
@@ -23,6 +25,13 @@ HIGHLIGHT_COLOUR = (255, 40, 40)  # red tint: highlighted kept tokens (LiteLVLM'
 DROPPED_COLOUR = (50, 50, 50)  # dropped tokens are dimmed to a quarter of their brightness
 
 SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
+
+# Pictures are drawn to be read when shown DISPLAY_WIDTH pixels wide (a page's result column): their text is
+# READABLE_PX there, so it grows with the picture. A page shows large pictures at most DISPLAY_LONGEST on a side.
+DISPLAY_WIDTH = 600
+READABLE_PX = 14
+MIN_TEXT_PX = 13
+DISPLAY_LONGEST = 1280
 
 
 @contextlib.contextmanager
@@ -156,11 +165,40 @@ def kept_token_map(
 
 
 def mask_overlay(image: np.ndarray, masks: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    """``image`` (H, W, 3) with each boolean mask of ``masks`` (E, H, W) blended in its own colour."""
-    out = image.astype(np.float32).copy()
-    for i, mask in enumerate(np.asarray(masks, dtype=bool)):
-        out[mask] = (1 - alpha) * out[mask] + alpha * PALETTE[i % len(PALETTE)]
-    return out.clip(0, 255).astype(np.uint8)
+    """``image`` (H, W, 3) with each boolean mask of ``masks`` (E, H, W) blended in its own colour. Where masks
+    overlap, diagonal stripes take turns between their colours, so every expression stays visible even when
+    masks coincide (stripes ~1/160 of the longest side wide, at least 3 pixels)."""
+    masks = np.asarray(masks, dtype=bool)
+    out = np.array(image, dtype=np.uint8)
+    if not masks.size or not masks.any():
+        return out
+    h, w = image.shape[:2]
+    covering = masks.sum(axis=0, dtype=np.uint16)
+    stripe = max(3, round(max(h, w) / 160))
+    diagonal = (np.arange(h, dtype=np.int32)[:, None] + np.arange(w, dtype=np.int32)[None, :]) // stripe
+    turn = (diagonal % np.maximum(covering, 1)).astype(np.uint16)  # which of the covering masks shows here
+    seen = np.zeros((h, w), dtype=np.uint16)  # masks before this one covering each pixel
+    for i, mask in enumerate(masks):
+        shown = mask & (seen == turn)
+        seen += mask
+        out[shown] = ((1 - alpha) * out[shown] + alpha * PALETTE[i % len(PALETTE)]).clip(0, 255).astype(np.uint8)
+    return out
+
+
+def fit_display(picture: np.ndarray, longest: int = DISPLAY_LONGEST) -> np.ndarray:
+    """``picture`` downscaled (area averaging) so its longest side is at most ``longest``; smaller ones as they are."""
+    h, w = picture.shape[:2]
+    if max(h, w) <= longest:
+        return picture
+    scale = longest / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return np.asarray(Image.fromarray(np.asarray(picture, dtype=np.uint8)).resize(size, Image.BOX))
+
+
+def text_px(width: int) -> int:
+    """The text size (pixels) of a picture ``width`` pixels wide: ``READABLE_PX`` once it is shown ``DISPLAY_WIDTH``
+    wide, at least ``MIN_TEXT_PX``."""
+    return max(MIN_TEXT_PX, round(READABLE_PX * width / DISPLAY_WIDTH))
 
 
 def text_font(size: int = 13):
@@ -171,7 +209,7 @@ def text_font(size: int = 13):
         return ImageFont.load_default()
 
 
-def _wrap(text: str, font, width: int) -> list[str]:
+def wrap_text(text: str, font, width: int) -> list[str]:
     """``text`` broken at spaces into lines at most ``width`` pixels wide (a longer word stays whole)."""
     lines, line = [], ""
     for word in text.split(" "):
@@ -185,19 +223,21 @@ def _wrap(text: str, font, width: int) -> list[str]:
 
 
 def annotate(picture: np.ndarray, title: Sequence[str], legend: Sequence[tuple[Sequence[int], str]] = (), *,
-             min_width: int = 420, margin: int = 8) -> np.ndarray:
+             min_width: int = 420) -> np.ndarray:
     """``picture`` (H, W, 3) uint8 on a white page: ``title`` lines above it (the first larger and black, the
-    others dark grey; long lines wrapped) and below it the ``legend``, one (RGB colour, label) swatch per line."""
-    font, large = text_font(13), text_font(15)
+    others dark grey; long lines wrapped) and below it the ``legend``, one (RGB colour, label) swatch per line.
+    The text is sized to the page (``text_px``): readable once the page is shown ``DISPLAY_WIDTH`` wide."""
     picture = np.asarray(picture, dtype=np.uint8)
     h, w = picture.shape[:2]
+    size = text_px(max(w, min_width))
+    margin = max(8, size // 2)
     width = max(w, min_width) + 2 * margin
+    font, large = text_font(size), text_font(round(size * 1.15))
     text_width = width - 2 * margin
-    swatch = 12
+    swatch, step = size - 1, round(size * 1.4)
     heading = [(line, large if i == 0 else font, (0, 0, 0) if i == 0 else (60, 60, 60))
-               for i, text in enumerate(title) for line in _wrap(text, large if i == 0 else font, text_width)]
-    keys = [(colour, _wrap(label, font, text_width - swatch - 6)) for colour, label in legend]
-    step = 18
+               for i, text in enumerate(title) for line in wrap_text(text, large if i == 0 else font, text_width)]
+    keys = [(colour, wrap_text(label, font, text_width - swatch - size // 2)) for colour, label in legend]
     head_h = margin + step * len(heading) + (margin // 2 if heading else 0)
     foot_h = (margin + step * sum(len(lines) for _, lines in keys)) if keys else 0
     page = Image.new("RGB", (width, head_h + h + foot_h + margin), (255, 255, 255))
@@ -211,7 +251,7 @@ def annotate(picture: np.ndarray, title: Sequence[str], legend: Sequence[tuple[S
     for colour, lines in keys:
         draw.rectangle([margin, y + 2, margin + swatch, y + 2 + swatch], fill=tuple(int(c) for c in colour), outline=(0, 0, 0))
         for line in lines:
-            draw.text((margin + swatch + 6, y), line, fill=(0, 0, 0), font=font)
+            draw.text((margin + swatch + size // 2, y), line, fill=(0, 0, 0), font=font)
             y += step
     return np.asarray(page)
 
@@ -240,8 +280,11 @@ class Figure:
     title: Sequence[str]
     legend: Sequence[tuple[Sequence[int], str]] = ()
 
-    def render(self) -> np.ndarray:
-        return annotate(self.picture, self.title, self.legend)
+    def render(self, longest: int | None = None) -> np.ndarray:
+        """The titled page; ``longest``: the picture first downscaled to at most that many pixels a side (a page's
+        display size: its text is then sized for the smaller page)."""
+        picture = self.picture if longest is None else fit_display(self.picture, longest)
+        return annotate(picture, self.title, self.legend)
 
     def save(self, path: str | Path) -> Path:
         return save_annotated_png(self.picture, path, self.title, self.legend)

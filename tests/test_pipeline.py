@@ -5,14 +5,19 @@ import pytest
 from PIL import Image
 
 import litelvlm
-from litelvlm.pipeline import TINY_WEIGHTS, as_frames, as_image
+from litelvlm.pipeline import TINY_VERSION, TINY_WEIGHTS, as_frames, as_image
+from litelvlm.testing.videos import scene_clip
 
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
+    """A fresh cache folder, holding what an earlier litelvlm left: a v1 tiny VideoGLaMM (random answers), not to be reused."""
     import os
 
     folder = tmp_path_factory.mktemp("litelvlm_cache")
+    stale = folder / "tiny-videoglamm-v1"
+    stale.mkdir()
+    (stale / "paths.json").write_text('{"checkpoint": "/nonexistent/v1", "vision_tower": "/nonexistent/v1", "video_tower": "/nonexistent/v1.pt"}')
     old = os.environ.get("LITELVLM_CACHE")
     os.environ["LITELVLM_CACHE"] = str(folder)
     yield folder
@@ -34,7 +39,7 @@ def test_image_pipeline_takes_paths_pil_and_arrays(cache, tmp_path):
     assert np.array_equal(from_path.masks, from_array.masks) and np.array_equal(from_pil.masks, from_array.masks)
     assert set(from_array.timings) >= {"clip_vision", "llm_prefill", "total"} and from_array.kept[0].numel() == 64
     assert seg(pixels, ["the dog"], budget=None).num_visual_tokens == 576
-    assert (cache / "tiny-glamm-v1" / "paths.json").exists()
+    assert (cache / f"tiny-glamm-v{TINY_VERSION}" / "paths.json").exists()
 
 
 def test_video_pipeline_takes_a_folder_and_arrays(cache, tmp_path):
@@ -47,6 +52,14 @@ def test_video_pipeline_takes_a_folder_and_arrays(cache, tmp_path):
     b = seg(list(frames), "a car")
     assert seg.kind == "video" and a.masks.shape == (1, 4, 24, 32) and a.clip_tokens_per_frame == 21
     assert np.array_equal(a.masks, b.masks)
+
+
+def test_the_tiny_video_model_answers_with_seg_and_finds_masks(cache):
+    """Out of the box (generation, SAM2 propagation), as a newcomer runs it: "Sure, [SEG]." and non-empty masks."""
+    seg = litelvlm.load("videoglamm", "tiny", budget=81)
+    result = seg(scene_clip(5), ["the red car"])
+    assert result.answers == [["Sure, [SEG].<|end|>"]] and result.has_seg == [True] and result.masks.any()
+    assert (cache / f"tiny-videoglamm-v{TINY_VERSION}" / "paths.json").exists()
 
 
 def test_bad_requests_are_named_before_loading():

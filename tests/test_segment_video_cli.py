@@ -27,6 +27,21 @@ def test_segment_video_writes_masks_and_overlay(tmp_path, tiny_videoglamm_kwargs
     assert overlay.shape == (5, 36, 48, 3)
 
 
+def test_segment_video_on_the_tiny_checkpoint_generates_seg_and_masks(tmp_path, tiny_videoglamm_kwargs, capsys):
+    """No forced answer: the tiny model's own greedy answer carries [SEG] (by construction), so masks come out."""
+    from litelvlm.testing.videos import scene_clip
+
+    frames = scene_clip(5)
+    clip = write_mp4(frames, tmp_path / "clip.mp4", fps=5)
+    out = tmp_path / "out"
+    assert main(["segment-video", "--video", str(clip), "--text", "the red car", "--budget", "81", *_tiny_args(tiny_videoglamm_kwargs),
+                 "--out", str(out)]) == 0
+    row = json.loads((out / "result.json").read_text())["expressions"][0]
+    assert row["has_seg"] and row["answers"] == ["Sure, [SEG].<|end|>"] and "no: empty masks" not in capsys.readouterr().out
+    masks = np.stack([np.asarray(Image.open(png)) for png in sorted((out / "00_the_red_car").glob("*.png"))])
+    assert masks.shape == (5, 90, 120) and (masks == 255).any()  # the union over frames is not empty
+
+
 def test_segment_video_bad_input_is_one_line(tmp_path, tiny_videoglamm_kwargs, capsys):
     argv = ["segment-video", "--video", str(tmp_path / "none.mp4"), "--text", "x",
             "--checkpoint", str(tiny_videoglamm_kwargs["checkpoint"]), "--out", str(tmp_path / "o")]

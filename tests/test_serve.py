@@ -103,7 +103,7 @@ def test_files_not_uploaded_get_one_refusal(client, upload_folder, tmp_path):
 
 def test_image_request_returns_pictures_tokens_and_timings(client):
     overlay, kept, summary, message = _image_request(client, sample_image_path(), "the red car\nthe man on the right")
-    assert message == "" and Path(overlay).is_file() and Path(kept).is_file()
+    assert message == "" and Path(overlay).is_file() and len(kept) == 2 and all(Path(item["image"]).is_file() for item in kept)
     assert "**64 visual tokens** of 576" in summary and "llm_prefill" in summary and "2 expression(s)" in summary
     from PIL import Image
 
@@ -158,12 +158,26 @@ def test_video_request_returns_an_overlay_video(client, tmp_path):
 
     frames = np.stack([np.roll(load_rgb(sample_image_path()), 8 * t, axis=1)[::4, ::4] for t in range(6)])
     path = write_mp4(frames, tmp_path / "clip.mp4", fps=6)
-    video, kept, summary, message = client.predict(handle_file(str(path)), "the red car", "litelvlm", 81, api_name="/segment_video")
-    assert message == "" and "visual tokens per frame" in summary and Path(kept).is_file()
+    video, kept, summary, message = client.predict(handle_file(str(path)), "the red car\nthe dog", "litelvlm", 81,
+                                                   api_name="/segment_video")
+    assert message == "" and "visual tokens per frame" in summary and "[SEG] emitted: yes, yes" in summary
+    assert len(kept) == 2 and all(Path(item["image"]).is_file() for item in kept)  # a kept-token sheet per expression
     assert Path(video["video"] if isinstance(video, dict) else video).stat().st_size > 1000
     # a clip-level method through the page: the kept-token sheet of both streams
     _, kept, summary, message = client.predict(handle_file(str(path)), "the red car", "litelvlm-time", 81, api_name="/segment_video")
-    assert message == "" and Path(kept).is_file() and "85 visual tokens per frame" not in summary
+    assert message == "" and len(kept) == 1 and "85 visual tokens per frame" not in summary
+
+
+def test_video_uploads_browsers_cannot_play_are_previewed_as_h264(client, tmp_path):
+    import av
+    from gradio_client import handle_file
+
+    from litelvlm.testing.videos import scene_clip, write_opencv_mp4
+
+    preview, message = client.predict(handle_file(str(write_opencv_mp4(scene_clip(8), tmp_path / "opencv.mp4"))),
+                                      api_name="/preview_video")
+    with av.open(preview["video"] if isinstance(preview, dict) else preview) as container:
+        assert message == "" and container.streams.video[0].codec_context.name == "h264"
 
 
 def _browser(tmp_path):
@@ -179,12 +193,29 @@ def _browser(tmp_path):
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
 
 
-def test_a_real_browser_uploads_the_sample_and_sees_masks_and_tokens(server, tmp_path):
-    """Headless Chromium (Debian's, with its driver; .ci/run installs them): upload, type, click, see the result."""
+def _require_browser():
     if not (CHROMIUM and CHROMEDRIVER):
         if os.environ.get("LITELVLM_REQUIRE_BROWSER"):
             pytest.fail("chromium and chromedriver are required here (LITELVLM_REQUIRE_BROWSER is set): apt-get install chromium chromium-driver")
         pytest.skip("no chromium / chromedriver on this machine: apt-get install chromium chromium-driver (CI installs them)")
+
+
+READABLE_ON_SCREEN = 9  # pixels: the smallest text height accepted on the page
+
+
+def _shown_text_px(driver, selector: str) -> list[float]:
+    """Per picture matching ``selector``: its text size (``viz.text_px`` of its width) at the size the page shows it."""
+    from litelvlm.viz import text_px
+
+    sizes = driver.execute_script(f"return Array.from(document.querySelectorAll('{selector}'))"
+                                  ".map(i => [i.naturalWidth, i.naturalHeight, i.clientWidth, i.clientHeight])")
+    return [(text_px(w) - 1) * min(cw / w, ch / h) for w, h, cw, ch in sizes]
+
+
+def test_a_real_browser_uploads_the_sample_and_sees_masks_and_tokens(server, tmp_path):
+    """Headless Chromium (Debian's, with its driver; .ci/run installs them): upload, type, click, see the result: the
+    overlay and a kept-token map per expression, their text readable at the size the page shows them."""
+    _require_browser()
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -195,15 +226,48 @@ def test_a_real_browser_uploads_the_sample_and_sees_masks_and_tokens(server, tmp
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#image-input input[type=file]"))
         assert "RANDOM weights" in driver.find_element(By.ID, "header").text
         driver.find_element(By.CSS_SELECTOR, "#image-input input[type=file]").send_keys(str(sample_image_path()))
-        driver.find_element(By.CSS_SELECTOR, "#image-expressions textarea").send_keys("the red car on the left")
+        driver.find_element(By.CSS_SELECTOR, "#image-expressions textarea").send_keys("the red car on the left\nthe dog")
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#image-input img"))
         driver.find_element(By.ID, "image-segment").click()
         wait.until(lambda d: "visual tokens" in d.find_element(By.ID, "image-summary").text)
         assert "192 visual tokens of 576" in driver.find_element(By.ID, "image-summary").text
         sources = [img.get_attribute("src") for img in driver.find_elements(By.CSS_SELECTOR, "#image-overlay img, #image-kept img")]
-        assert len(sources) == 2 and all(src and "file=" in src for src in sources)
+        assert len(sources) == 3 and all(src and "file=" in src for src in sources)
+        assert all(px >= READABLE_ON_SCREEN for px in _shown_text_px(driver, "#image-overlay img, #image-kept img"))
         shot = os.environ.get("LITELVLM_SCREENSHOT") or str(tmp_path / "page.png")
         driver.save_screenshot(shot)
         assert Path(shot).stat().st_size > 10_000
+    finally:
+        driver.quit()
+
+
+def test_a_real_browser_plays_the_preview_of_an_opencv_mp4_and_segments_it(server, tmp_path):
+    """OpenCV's default mp4 (mp4v) is not playable in a browser: the video box gets an H.264 copy that plays. Then
+    segment it: a kept-token sheet per expression, its text readable at the size the page shows it."""
+    _require_browser()
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from litelvlm.testing.videos import scene_clip, write_opencv_mp4
+
+    upload = write_opencv_mp4(scene_clip(8), tmp_path / "opencv.mp4")
+    driver = _browser(tmp_path)
+    try:
+        driver.get(server)
+        wait = WebDriverWait(driver, 120)
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "button[role=tab]"))
+        driver.execute_script("Array.from(document.querySelectorAll('button[role=tab]')).find(b => b.textContent.trim() == 'Video').click()")
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#video-input input[type=file]"))
+        driver.find_element(By.CSS_SELECTOR, "#video-input input[type=file]").send_keys(str(upload))
+        state = "return Array.from(document.querySelectorAll('#video-input video')).map(v => [v.readyState, v.videoWidth, v.src])"
+        wait.until(lambda d: any(ready >= 2 and width == 120 and "preview.mp4" in src for ready, width, src in d.execute_script(state)))
+        assert "not playable" not in driver.find_element(By.ID, "video-input").text.lower()
+        assert driver.find_element(By.ID, "video-message").text == ""
+        driver.find_element(By.CSS_SELECTOR, "#video-expressions textarea").send_keys("the red car\nthe dog")
+        driver.find_element(By.ID, "video-segment").click()
+        wait.until(lambda d: "visual tokens per frame" in d.find_element(By.ID, "video-summary").text)
+        assert "[SEG] emitted: yes, yes" in driver.find_element(By.ID, "video-summary").text
+        shown = _shown_text_px(driver, "#video-kept img")
+        assert len(shown) == 2 and all(px >= READABLE_ON_SCREEN for px in shown), shown
     finally:
         driver.quit()

@@ -13,11 +13,13 @@ from PIL import Image
 pytest.importorskip("gradio", reason="the demo extra (gradio) is installed by scripts/setup.sh")
 
 from litelvlm.demo import sample_image_path  # noqa: E402
-from litelvlm.serve import DemoModels, _guard, segment_image_request, segment_video_request  # noqa: E402
+from litelvlm.serve import DemoModels, _guard, preview_video_request, segment_image_request, segment_video_request  # noqa: E402
 from litelvlm.serve_inputs import NOT_UPLOADED, DemoLimits, RequestRefused, UploadFolder  # noqa: E402
+from litelvlm.serve_preview import browser_playable  # noqa: E402
 from litelvlm.testing.decoding import DecodeCounter  # noqa: E402
-from litelvlm.viz import PictureLimit  # noqa: E402
-from video.io import write_mp4  # noqa: E402
+from litelvlm.testing.videos import scene_clip, write_opencv_mp4  # noqa: E402
+from litelvlm.viz import DISPLAY_LONGEST, PictureLimit  # noqa: E402
+from video.io import read_video, write_mp4  # noqa: E402
 
 HANDLERS = {"image": segment_image_request, "video": segment_video_request}
 SERVER_PATH = re.compile(r"(?<![\w.])/(?:[\w.-]+/)+")  # /a/b/...: a path on the server
@@ -241,3 +243,102 @@ def test_gradio_refuses_uploads_over_the_byte_limit(monkeypatch, tmp_path):
         assert not [p for p in (tmp_path / "gradio").rglob("*") if p.is_file() and p.stat().st_size > 10_000]
     finally:
         app.close()
+
+
+class _Recording:
+    """A page's pipeline that keeps the results it returns."""
+
+    def __init__(self, pipe):
+        self.pipe, self.results = pipe, []
+
+    def __getattr__(self, name):
+        return getattr(self.pipe, name)
+
+    def __call__(self, *args, **kwargs):
+        self.results.append(self.pipe(*args, **kwargs))
+        return self.results[-1]
+
+
+def _recording(models: DemoModels, kind: str) -> _Recording:
+    models._pipes[kind] = _Recording(models.pipeline(kind))
+    return models._pipes[kind]
+
+
+def test_video_requests_show_masks_and_a_kept_token_sheet_per_expression(video_models, uploads, tmp_path, monkeypatch):
+    """On the tiny checkpoint the model answers with [SEG], so the overlay has masks; each expression gets its own
+    kept-token sheet, numbered out of all of them."""
+    import video.kept_pictures
+
+    titles, figures = [], video.kept_pictures.kept_token_figures
+    monkeypatch.setattr(video.kept_pictures, "kept_token_figures",
+                        lambda *a: [titles.append(f.title) or (e, c, f) for e, c, f in figures(*a)])
+    recorder = _recording(video_models, "video")
+    frames = scene_clip()
+    payload = _upload(uploads, write_mp4(frames, tmp_path / "scene.mp4", fps=6))
+    overlay, sheets, summary, message = segment_video_request(video_models, payload, "the red car\nthe dog", "litelvlm", 81,
+                                                              uploads=uploads)
+    assert message == "" and "[SEG] emitted: yes, yes" in summary
+    (result,) = recorder.results
+    assert result.masks.shape == (2, 6, 90, 120) and all(mask.any() for mask in result.masks)
+    shown, original = read_video(overlay)[0], read_video(payload["path"])[0]
+    assert np.abs(shown.astype(int) - original.astype(int)).max(axis=-1)[result.masks.any(0)].mean() > 20  # masks drawn
+    assert len(sheets) == 2 and not np.array_equal(sheets[0], sheets[1])
+    assert [(t[0].split(", ")[-1], t[1]) for t in titles] == [("expression 1 of 2", "'the red car'"), ("expression 2 of 2", "'the dog'")]
+
+
+@pytest.fixture(scope="module")
+def image_models(tiny_glamm_dirs):
+    return DemoModels(image_checkpoint=str(tiny_glamm_dirs["glamm"]), vision_tower=str(tiny_glamm_dirs["clip"]), video_checkpoint=None)
+
+
+def test_image_requests_show_a_kept_token_map_per_expression(image_models, uploads, monkeypatch):
+    import litelvlm.segment_cli
+
+    titles, pictures = [], litelvlm.segment_cli.result_pictures
+    monkeypatch.setattr(litelvlm.segment_cli, "result_pictures",
+                        lambda *a: (lambda out: titles.extend(m.title for m in out[1]) or out)(pictures(*a)))
+    overlay, maps, summary, message = segment_image_request(image_models, _upload(uploads, sample_image_path()),
+                                                            "the red car\nthe dog\nthe sun", "litelvlm", 64, uploads=uploads)
+    assert message == "" and "3 expression(s)" in summary
+    assert len(maps) == 3 and all(picture.shape[1] >= 336 for picture in maps) and not np.array_equal(maps[0], maps[1])
+    assert [t[:2] for t in titles] == [[f"Kept visual tokens, expression {i} of 3", f"'{text}'"]
+                                       for i, text in enumerate(["the red car", "the dog", "the sun"], 1)]
+
+
+def test_large_uploads_come_back_at_display_size(image_models, uploads, tmp_path):
+    """The largest photo the demo takes (4096x3072): its overlay is shown at most DISPLAY_LONGEST pixels a side."""
+    big = tmp_path / "big.jpg"
+    Image.open(sample_image_path()).resize((4096, 3072)).save(big, quality=85)
+    overlay, _, _, message = segment_image_request(image_models, _upload(uploads, big), "the red car\nthe dog", "litelvlm", 64,
+                                                   uploads=uploads)
+    assert message == "" and DISPLAY_LONGEST <= overlay.shape[1] <= DISPLAY_LONGEST + 80 and overlay.shape[0] < 1280
+
+
+def test_uploads_browsers_cannot_play_are_previewed_as_h264(uploads, tmp_path):
+    import av
+    import gradio as gr
+
+    frames = scene_clip(8)
+    payload = _upload(uploads, write_opencv_mp4(frames, tmp_path / "opencv.mp4"))
+    assert not browser_playable(payload["path"])
+    preview, message = preview_video_request(payload, uploads=uploads)
+    assert message == "" and Path(preview).is_relative_to(uploads.root) and browser_playable(preview)
+    with av.open(preview) as container:
+        assert container.streams.video[0].codec_context.name == "h264"
+    copy = read_video(preview)[0]
+    assert copy.shape == frames.shape and np.abs(copy.astype(int) - frames.astype(int)).mean() < 8
+    playable = _upload(uploads, write_mp4(frames, tmp_path / "h264.mp4"))
+    assert preview_video_request(playable, uploads=uploads) == (gr.skip(), "")  # left as it is
+
+
+def test_previews_are_bounded_as_requests_are(uploads, tmp_path, monkeypatch):
+    payload = _upload(uploads, write_opencv_mp4(scene_clip(8), tmp_path / "opencv.mp4"))
+    counter = DecodeCounter().install(monkeypatch)
+    with pytest.raises(RequestRefused, match="the video has 8 frames: the demo takes short clips of at most 3 frames"):
+        preview_video_request(payload, uploads=uploads, limits=DemoLimits(max_video_frames=3))
+    assert counter.decoded == 0
+    for path in _not_uploaded(uploads, tmp_path):
+        with pytest.raises(RequestRefused, match="that file was not uploaded"):
+            preview_video_request({"path": path}, uploads=uploads)
+    page = _guard(lambda v: preview_video_request(v, uploads=uploads, limits=DemoLimits(max_video_frames=3)), (None,), "preview")
+    assert page(payload) == (None, "**Cannot preview:** the video has 8 frames: the demo takes short clips of at most 3 frames")

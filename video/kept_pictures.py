@@ -13,7 +13,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from litelvlm.pruning import cell_tokens
-from litelvlm.viz import DROPPED_COLOUR, HIGHLIGHT_COLOUR, KEPT_COLOUR, Figure, center_crop_square, kept_token_map, text_font
+from litelvlm.viz import (DROPPED_COLOUR, HIGHLIGHT_COLOUR, KEPT_COLOUR, Figure, center_crop_square, kept_token_map, text_font,
+                          text_px, wrap_text)
 
 __all__ = ["StreamGeometry", "FrameTokens", "frame_tokens", "kept_token_figures", "kept_token_sheet"]
 
@@ -77,26 +78,33 @@ def _count(value: float) -> str:
     return f"{value:g}" if float(value).is_integer() else f"{value:.1f}"
 
 
+def _frame_label(tokens: FrameTokens, geometry: StreamGeometry) -> list[str]:
+    reused = f", {len(tokens.clip_reused) // (geometry.clip_grid // geometry.image_grid) ** 2} reused" if len(tokens.clip_reused) else ""
+    return [f"frame {tokens.frame}", f"{_count(tokens.image_tokens)} CLIP + {len(tokens.video_sent)} video{reused}"]
+
+
 def kept_token_sheet(video: np.ndarray, frames: list[FrameTokens], geometry: StreamGeometry, per_row: int = 4) -> np.ndarray:
     """The tiles of ``frames`` (two per frame: CLIP stream, video stream), ``per_row`` frames a row, each pair
-    labelled with the frame index and its token counts."""
-    font = text_font(12)
-    gap, label = 12, 18
-    pair_w = 2 * TILE + 4
+    labelled with the frame index and its token counts in text sized to the sheet (``litelvlm.viz.text_px``)."""
+    gap, pair_w = 12, 2 * TILE + 4
     cols = min(per_row, len(frames))
+    width = cols * pair_w + (cols - 1) * gap
+    font = text_font(text_px(width))
+    step = round(text_px(width) * 1.3)
+    labels = [[line for text in _frame_label(tokens, geometry) for line in wrap_text(text, font, pair_w)] for tokens in frames]
+    label = step * max(len(lines) for lines in labels) + 4
     rows = -(-len(frames) // cols)
-    sheet = Image.new("RGB", (cols * pair_w + (cols - 1) * gap, rows * (label + TILE) + (rows - 1) * gap), (255, 255, 255))
+    sheet = Image.new("RGB", (width, rows * (label + TILE) + (rows - 1) * gap), (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
-    for i, tokens in enumerate(frames):
+    for i, (tokens, lines) in enumerate(zip(frames, labels)):
         x, y = (i % cols) * (pair_w + gap), (i // cols) * (label + TILE + gap)
         image = video[tokens.frame]
         clip_view = center_crop_square(image, geometry.clip_crop)
         video_view = np.asarray(Image.fromarray(image).resize((geometry.video_size, geometry.video_size), Image.BILINEAR))
         sheet.paste(Image.fromarray(_tile(clip_view, geometry.clip_grid, tokens.clip_sent, tokens.clip_reused)), (x, y + label))
         sheet.paste(Image.fromarray(_tile(video_view, geometry.video_grid, tokens.video_sent, np.zeros(0))), (x + TILE + 4, y + label))
-        reused = f", {len(tokens.clip_reused) // (geometry.clip_grid // geometry.image_grid) ** 2} reused" if len(tokens.clip_reused) else ""
-        text = f"frame {tokens.frame}: {_count(tokens.image_tokens)} CLIP + {len(tokens.video_sent)} video tokens{reused}"
-        draw.text((x, y + 2), text, fill=(0, 0, 0), font=font)
+        for n, line in enumerate(lines):
+            draw.text((x, y + 2 + n * step), line, fill=(0, 0, 0), font=font)
     return np.asarray(sheet)
 
 

@@ -5,6 +5,10 @@ names, Phi-3 sentencepiece tokenizer files with Phi-3's special tokens and ``[SE
 with an index, SAM2 under ``model.visual_model.`` in the original naming with VideoGLaMM's fuser
 spelling, the InternVideo2 tower copy under ``model.vision_tower.``), a CLIP folder and the
 InternVideo2-Stage2 ``.pt``.
+
+Its weights are random except for one planted chain: greedy decoding answers ``TINY_ANSWER`` ("Sure, [SEG].",
+then ``<|end|>``) whatever the video and question, so the [SEG] read-out, SAM2 and the masks run on it (the
+masks still mean nothing). See ``plant_answer``.
 """
 
 from __future__ import annotations
@@ -17,7 +21,11 @@ import torch
 from litelvlm.tiny_clip import make_tiny_clip
 from litelvlm.tiny_glamm import mlp_state, write_sharded
 
-__all__ = ["make_tiny_videoglamm"]
+__all__ = ["make_tiny_videoglamm", "plant_answer", "answer_chain", "TINY_ANSWER"]
+
+TINY_ANSWER = "Sure, [SEG]."  # what the tiny model answers by construction
+CHAIN_EMBEDDING = 1.0  # planted along one hidden axis per chain token: the random part of a row is ~0.16 long
+CHAIN_HEAD = 2.0  # the next token's logit is then ~2 x 8 (the final norm scales to sqrt(hidden)): others are < 1
 
 
 def _phi3_state(vocab: int, hidden: int, layers: int, heads: int, token_ids: dict, seed: int) -> dict[str, torch.Tensor]:
@@ -29,6 +37,33 @@ def _phi3_state(vocab: int, hidden: int, layers: int, heads: int, token_ids: dic
         num_attention_heads=heads, num_key_value_heads=heads, bos_token_id=1, eos_token_id=token_ids["<|endoftext|>"], pad_token_id=0,
     ))
     return dict(llm.state_dict())
+
+
+def answer_chain(checkpoint: Path, answer: str = TINY_ANSWER) -> list[int]:
+    """The token ids greedy decoding must walk: the prompt's last token (``<|assistant|>``), then ``answer`` and
+    ``<|end|>`` as the segmenter's chat tokenizes them (video/prompt.py)."""
+    from video.model import load_videoglamm_tokenizer
+    from video.prompt import build_chat, prompt_ids
+
+    tokenizer, _ = load_videoglamm_tokenizer(checkpoint)
+    prompt = prompt_ids(build_chat("?", 4), tokenizer)
+    chain = prompt[-1:] + prompt_ids(build_chat("?", 4, answer), tokenizer)[len(prompt):]
+    if len(set(chain)) != len(chain):
+        raise ValueError(f"the answer {answer!r} repeats a token: a next-token chain cannot spell it")
+    return chain
+
+
+def plant_answer(state: dict[str, torch.Tensor], chain: list[int]) -> None:
+    """Make each chain token predict the next one, whatever the context: token ``chain[i]``'s embedding gets
+    ``CHAIN_EMBEDDING`` on hidden axis i and ``chain[i + 1]``'s LM-head row ``CHAIN_HEAD`` on the same axis. The
+    residual stream of a chain token then points along its axis (the random layers add little), so after the
+    final norm the next token's logit dominates. Every other row stays random."""
+    embed, head = state["model.embed_tokens.weight"], state["lm_head.weight"]
+    if len(chain) - 1 > embed.shape[1]:
+        raise ValueError(f"a chain of {len(chain)} tokens needs a hidden size of at least {len(chain) - 1}")
+    for axis, (token, following) in enumerate(zip(chain, chain[1:])):
+        embed[token, axis] += CHAIN_EMBEDDING
+        head[following, axis] += CHAIN_HEAD
 
 
 def _video_tower_state(video_config, seed: int) -> dict[str, torch.Tensor]:
@@ -91,6 +126,7 @@ def make_tiny_videoglamm(out_dir: str | Path, *, weight_format: str = "bin", num
     out_dim = tiny_sam2_architecture().hidden_size
     generator = torch.Generator().manual_seed(seed)
     state = _phi3_state(vocab, hidden, layers, heads, ids, seed)
+    plant_answer(state, answer_chain(ckpt))
     state.update(mlp_state("model.image_mm_projector.", (clip_width, hidden, hidden), generator))
     state.update(mlp_state("model.mm_projector.", (video_config.width, hidden, hidden), generator))
     state.update(mlp_state("model.text_hidden_fcs.0.", (hidden, hidden, out_dim), generator))

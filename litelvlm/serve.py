@@ -53,8 +53,9 @@ class DemoModels:
 
     def weights(self, kind: str) -> str:
         checkpoint = self.image_checkpoint if kind == "image" else self.video_checkpoint
-        return "RANDOM weights (embedded tiny checkpoint): the masks are meaningless, the pruning mechanics are real" \
-            if checkpoint == "tiny" else f"weights: {checkpoint}"
+        from .pipeline import TINY_WEIGHTS, is_tiny
+
+        return TINY_WEIGHTS if is_tiny(checkpoint) else f"weights: {checkpoint}"
 
     def pipeline(self, kind: str):
         if kind not in self._pipes:

@@ -20,6 +20,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from eval.common.files import as_int
+from litelvlm.rle import mask_to_rle  # one encoder for the CLI and the harness (re-exported)
 
 __all__ = ["segmentation_to_mask", "segmentation_to_counts", "rle_to_mask", "mask_to_rle"]
 
@@ -95,10 +96,3 @@ def _count(value: Any, field: str) -> int:
     return number
 
 
-def mask_to_rle(mask: np.ndarray) -> dict:
-    """Compressed COCO RLE of an (H, W) mask (nonzero = foreground) with ``counts`` as a str (JSON ready)."""
-    mask = np.asarray(mask)
-    if mask.ndim != 2:
-        raise ValueError(f"mask must be (H, W), got shape {mask.shape}")
-    rle = mask_utils.encode(np.asfortranarray((mask != 0).astype(np.uint8)))
-    return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}

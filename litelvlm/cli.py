@@ -330,7 +330,8 @@ def _segment_video(args) -> int:
     _check_texts(args.text)
     preset = load_preset(args.preset)
     options = asdict(preset.segmenter)
-    options.update({k: v for k, v in (("layout", args.layout), ("answer", args.answer), ("mask_mode", args.mask_mode)) if v is not None})
+    options.update({k: v for k, v in (("layout", args.layout), ("answer", args.answer), ("mask_mode", args.mask_mode),
+                                      ("memory_budget", args.memory_budget), ("memory_selector", args.memory_selector)) if v is not None})
     dtype = _dtype(args.dtype) if args.dtype else preset.dtype(args.device)
     report = segment_video_to_folder(
         args.video, args.text, budget=args.budget, checkpoint=args.checkpoint, vision_tower=args.vision_tower,
@@ -374,6 +375,12 @@ def _add_segment_video(sub) -> None:
                    help="teacher-force this answer instead of generating, e.g. 'Sure, [SEG].' (default: the preset's; generate)")
     p.add_argument("--mask-mode", default=None, choices=["propagate", "framewise"],
                    help="SAM2: propagate the first frame's mask through the clip, or decode every frame (default: the preset's)")
+    p.add_argument("--memory-budget", type=int, default=None, metavar="N",
+                   help="SAM2 spatial memory tokens kept per memory frame and object, 1 to 4096 at 1024 px (default: the "
+                        "preset's; all, as released)")
+    p.add_argument("--memory-selector", default=None, metavar="NAME",
+                   help="which memory tokens --memory-budget keeps: mask (the object's mask and its surroundings) or grid "
+                        "(default: the preset's; mask)")
     p.add_argument("--clip-budget", type=int, default=None, metavar="N",
                    help="total LLM visual tokens per clip, both streams together, for a clip-level --method such as "
                         "litelvlm-time (default: none; --budget then optional)")

@@ -163,7 +163,7 @@ def test_segmenter_follows_the_preset(tiny_video_segmenter, monkeypatch):
     monkeypatch.setattr(tiny_video_segmenter, "_encode_clip", lambda sampled, timer: (seen.append(sampled), original(sampled, timer))[1])
     objects = {}
 
-    def fake_segment(frames, prompts, size, mode):
+    def fake_segment(frames, prompts, size, mode, **memory_options):
         masks = np.zeros((prompts.shape[0], len(frames), *size), dtype=bool)
         for k in range(prompts.shape[0]):
             masks[k, :, k :: prompts.shape[0]] = True  # object k covers rows k, k + n, ...

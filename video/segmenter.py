@@ -5,7 +5,8 @@ batched CLIP forward, one InternVideo2 forward); every expression's CLIP text em
 once per video and reused for every frame, clip and decoding step; each sampled frame keeps exactly
 ``budget`` CLIP tokens (the shared pruning core), which reach the LLM through ``layout``
 (video/layout.py); each ``[SEG]`` prompts SAM2 on the clip's first frame and is propagated through
-all its frames (or decoded frame by frame).
+all its frames (or decoded frame by frame); ``memory_budget`` keeps that many spatial tokens of each SAM2
+memory frame (video/sam2/memory_select.py), off by default.
 
 ``method="fastv"`` prunes inside the LLM instead (video/fastv.py): every frame's 576 CLIP tokens enter
 the LLM through ``layout`` (``cells`` or ``unpooled``; ``regrid`` is rejected) and from decoder layer K
@@ -61,6 +62,8 @@ class VideoSegmenterConfig:
     prune_text: str = "question"  # question | expression: what the CLIP text tower scores
     expression_text: str = "strip"  # strip | lower | collapse (video/prompt.py expression_text)
     seed: int | None = None  # sampling: a generator seeded per call; None uses torch's global generator
+    memory_budget: int | None = None  # SAM2 spatial memory tokens kept per memory frame and object; None: all (released)
+    memory_selector: str = "mask"  # which ones (video/sam2/memory_select.py): mask | grid
 
     def __post_init__(self):
         choices = {"layout": LAYOUTS, "mask_mode": ("propagate", "framewise", "none"), "prune_text": ("question", "expression"),
@@ -75,6 +78,17 @@ class VideoSegmenterConfig:
             raise ValueError(f"clip_length must be a positive number of frames or null (whole video), got {self.clip_length}")
         if self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        self._check_memory_pruning()
+
+    def _check_memory_pruning(self) -> None:
+        from .sam2.memory_select import get_memory_selector
+
+        get_memory_selector(self.memory_selector)
+        budget = self.memory_budget
+        if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int) or budget < 1):
+            raise ValueError(f"memory_budget must be a positive number of SAM2 memory tokens per frame or null (all), got {budget!r}")
+        if budget is not None and self.mask_mode == "framewise":
+            raise ValueError("memory_budget prunes SAM2's memory bank: it needs mask_mode propagate, not framewise")
 
 
 def load_segmenter_config(path, benchmark: str | None = None) -> VideoSegmenterConfig:
@@ -348,7 +362,7 @@ class VideoSegmenter:
         for e, states in enumerate(seg_states):
             call.seg_counts[e] += states.shape[0]
         with call.timer("mask_decoder"):
-            masks = self._clip_masks(clip_frames, seg_states)
+            masks = self._clip_masks(clip_frames, seg_states, call.timer)
         return masks, kept, answers, [v.frames for v in visual]
 
     def _run_llm(self, sampled, visual, questions, plans, call: _Call):
@@ -370,16 +384,19 @@ class VideoSegmenter:
                 call.forward_passes += gen.forward_passes
         return seg_states, answers, (fastv_kept if isinstance(plans[0], VideoFastVPlan) else None)
 
-    def _clip_masks(self, clip_frames: np.ndarray, seg_states: list[torch.Tensor]) -> np.ndarray:
+    def _clip_masks(self, clip_frames: np.ndarray, seg_states: list[torch.Tensor], timer: StageTimer | None = None) -> np.ndarray:
         """(E, T, H, W): each expression's mask, the union of its [SEG] objects (``seg_objects="first"``:
-        object 0 only, every object still propagated as released); empty where it has none."""
+        object 0 only, every object still propagated as released); empty where it has none. ``timer`` gets
+        SAM2's own stages (video.sam2.decoder.SAM2_STAGES)."""
         num, (t, h, w) = len(seg_states), clip_frames.shape[:3]
         masks = np.zeros((num, t, h, w), dtype=bool)
         counts = [s.shape[0] for s in seg_states]
         if sum(counts) == 0 or self.config.mask_mode == "none":
             return masks
         prompts = self.model.seg_prompts(torch.cat([s for s in seg_states if s.shape[0]]))
-        objects = self.model.pixel_decoder.segment(clip_frames, prompts, (h, w), mode=self.config.mask_mode)
+        objects = self.model.pixel_decoder.segment(clip_frames, prompts, (h, w), mode=self.config.mask_mode,
+                                                   memory_budget=self.config.memory_budget,
+                                                   memory_selector=self.config.memory_selector, timer=timer)
         objects = objects.cpu().numpy() if isinstance(objects, torch.Tensor) else np.asarray(objects)
         start = 0
         take = 1 if self.config.seg_objects == "first" else None  # released: object 0 of several [SEG]
@@ -401,6 +418,8 @@ class VideoSegmenter:
         saved = self.config
         self.config = replace(self.config, **overrides) if overrides else self.config
         try:
+            if self.config.mask_mode == "propagate":  # a budget above the decoder's memory tokens fails before any work
+                self.model.pixel_decoder.check_memory_options(self.config.memory_budget, self.config.memory_selector)
             return self._segment(frames, expressions, budget, method, clip_budget, timer)
         finally:
             self.config = saved

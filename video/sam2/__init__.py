@@ -43,6 +43,10 @@ What VideoGLaMM does (mbzuai-oryx/VideoGLaMM, commit 6b15b1e "code release"):
   clips of up to 64 frames, ``eval_mevis.py`` (MeViS, Ref-YouTube-VOS) whole videos. Frames are
   preprocessed by ``utils/sam_transforms.py`` (``SAM_v2_Preprocess``; see ``video.sam2.preprocess``).
 
+litelvlm's own additions: memory attention over keys/values projected once per memory frame
+(``memory_attention``, equal to transformers' module up to float rounding) and, off by default, memory
+pruning to ``memory_budget`` spatial tokens per memory frame (``memory_select``).
+
 Differences kept on purpose: everything runs in the decoder's dtype (VideoGLaMM wraps inference in
 fp16 autocast); masks are computed for all objects as one batch (numerically the same as SAM2's
 per-object loop).
@@ -64,7 +68,9 @@ from .convert import (
     extract_sam2_state_dict,
     to_original_sam2_state_dict,
 )
-from .decoder import NO_OBJECT_SCORE, FrameFeatures, HeadOutput, Sam2PixelDecoder
+from .decoder import NO_OBJECT_SCORE, SAM2_STAGES, FrameFeatures, HeadOutput, Sam2PixelDecoder
+from .flops import memory_attention_flops
+from .memory_select import available_memory_selectors, get_memory_selector, register_memory_selector
 from .preprocess import SAM2_PIXEL_MEAN, SAM2_PIXEL_STD, longest_side_shape, preprocess_frames
 from .tiny import random_sam2_tensors, tiny_sam2_architecture, write_tiny_sam2_state_dict
 
@@ -85,6 +91,11 @@ __all__ = [
     "FrameFeatures",
     "HeadOutput",
     "Sam2PixelDecoder",
+    "SAM2_STAGES",
+    "memory_attention_flops",
+    "available_memory_selectors",
+    "get_memory_selector",
+    "register_memory_selector",
     "SAM2_PIXEL_MEAN",
     "SAM2_PIXEL_STD",
     "longest_side_shape",

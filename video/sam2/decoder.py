@@ -4,12 +4,17 @@ transformers' ``Sam2VideoInferenceSession`` only takes points, boxes and masks, 
 written here around the model's own modules (vision encoder, prompt encoder, mask decoder, memory
 attention, memory encoder, object-pointer projection). All E objects of a video share one image
 encoder pass per frame and are decoded, memory-attended and memory-encoded as one batch.
+
+Memory attention runs through ``MemoryAttentionRunner`` (each memory frame's keys and values projected once,
+layer 0 shared by all objects; ``memory_attention_impl = "module"`` calls transformers' module instead, as the
+reference) and may keep only ``memory_budget`` spatial tokens per memory frame (``memory_select``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Mapping
+import contextlib
+from dataclasses import dataclass, field
+from typing import Iterator, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -17,12 +22,17 @@ from torch import nn
 
 from .architecture import sam2_config_from_state_dict
 from .convert import convert_sam2_state_dict
+from .memory_attention import MemoryAttentionRunner, ProjectedMemory
+from .memory_select import check_memory_budget, get_memory_selector, memory_grid_logits, select_memory_tokens
 from .preprocess import as_uint8_frames, preprocess_frames
 
-__all__ = ["Sam2PixelDecoder", "FrameFeatures", "HeadOutput", "NO_OBJECT_SCORE"]
+__all__ = ["Sam2PixelDecoder", "FrameFeatures", "HeadOutput", "NO_OBJECT_SCORE", "SAM2_STAGES"]
 
 NO_OBJECT_SCORE = -1024.0  # SAM2's logit for "object absent" (sam2_base.NO_OBJ_SCORE)
 MODES = ("propagate", "framewise")
+MEMORY_ATTENTION_IMPLS = ("cached", "module")
+# StageTimer stages of segment(), nested inside the caller's
+SAM2_STAGES = ("sam2_image_encoder", "sam2_memory_attention", "sam2_memory_encoder", "sam2_mask_decoder")
 
 
 @dataclass
@@ -48,6 +58,23 @@ class _Memory:
     features: torch.Tensor  # (h*w, E, 64) bfloat16, as SAM2's video predictor stores them
     position: torch.Tensor  # (h*w, E, 64)
     pointer: torch.Tensor  # (E, C)
+    grid_logits: torch.Tensor  # (E, h, w) the frame's mask logits at the memory grid (memory_select)
+
+
+@dataclass
+class _Track:
+    """One propagation: the memory bank, and with the cached runner each memory frame's projected keys/values."""
+
+    bank: dict[int, _Memory]
+    runner: MemoryAttentionRunner | None  # None: transformers' module (the reference path)
+    budget: int | None
+    selector: str
+    projected: dict[int, ProjectedMemory] = field(default_factory=dict)
+
+
+def _stage(timer, name: str):
+    """``timer(name)`` (a ``litelvlm.timing.StageTimer``), or nothing without a timer."""
+    return timer(name) if timer is not None else contextlib.nullcontext()
 
 
 def _state_dict_dtype(sd: Mapping[str, torch.Tensor]) -> torch.dtype:
@@ -81,14 +108,19 @@ class ShapeCachedSinePositionEmbedding(nn.Module):
 class Sam2PixelDecoder(nn.Module):
     """SAM2 (transformers ``Sam2VideoModel``) turning [SEG] prompt embeddings into video masks, as VideoGLaMM does."""
 
-    def __init__(self, config):
+    def __init__(self, config, image_batch: int | None = None):
         super().__init__()
         from transformers import Sam2VideoModel
+
+        from .hiera import drop_unused_attention_weights
 
         self.config = config
         self.model = Sam2VideoModel(config).eval().requires_grad_(False)
         neck = self.model.vision_encoder.neck
         neck.position_encoding = ShapeCachedSinePositionEmbedding(neck.position_encoding)
+        drop_unused_attention_weights(self.model.vision_encoder)
+        self.image_batch = image_batch
+        self.memory_attention_impl = "cached"  # "module": transformers' Sam2VideoMemoryAttention (reference, no budget)
 
     @classmethod
     def from_original_state_dict(cls, sd: Mapping[str, torch.Tensor], dtype: torch.dtype | None = None, **overrides):
@@ -122,6 +154,35 @@ class Sam2PixelDecoder(nn.Module):
     def device(self) -> torch.device:
         return self.model.no_memory_embedding.device
 
+    @property
+    def image_batch(self) -> int:
+        """Frames per image-encoder call (same features as one at a time): set an int, or None for 1 on CPU (no gain
+        there) and 8 on an accelerator."""
+        return self._image_batch or (1 if self.device.type == "cpu" else 8)
+
+    @image_batch.setter
+    def image_batch(self, value: int | None) -> None:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"image_batch must be a positive number of frames or None (automatic), got {value!r}")
+        self._image_batch = value
+
+    @property
+    def memory_tokens(self) -> int:
+        """Spatial memory tokens per frame (64 x 64 = 4096 at 1024 px): the largest ``memory_budget``."""
+        h, w = self.config.vision_config.backbone_feature_sizes[-1]
+        return h * w
+
+    def check_memory_options(self, memory_budget: int | None, memory_selector: str, mode: str = "propagate") -> None:
+        """One-line ValueErrors for a bad memory budget or selector, before any work."""
+        if self.memory_attention_impl not in MEMORY_ATTENTION_IMPLS:
+            raise ValueError(f"memory_attention_impl must be one of {MEMORY_ATTENTION_IMPLS}, got {self.memory_attention_impl!r}")
+        check_memory_budget(memory_budget, self.memory_tokens)
+        get_memory_selector(memory_selector)
+        if memory_budget is not None and mode != "propagate":
+            raise ValueError(f"memory_budget prunes SAM2's memory bank: it needs mode 'propagate', got {mode!r}")
+        if memory_budget is not None and self.memory_attention_impl == "module":
+            raise ValueError("memory_budget needs memory_attention_impl 'cached' (transformers' module attends to every token)")
+
     def preprocess(self, frames) -> torch.Tensor:
         """(T, H, W, 3) uint8 RGB -> (T, 3, S, S) float32 pixel values (VideoGLaMM's SAM2 preprocessing)."""
         return preprocess_frames(frames, self.image_size)
@@ -129,12 +190,25 @@ class Sam2PixelDecoder(nn.Module):
     # ------------------------------------------------------------------ per-frame pieces
 
     @torch.no_grad()
-    def encode_frame(self, pixel_values: torch.Tensor) -> FrameFeatures:
-        """Image encoder (Hiera + FPN, conv_s0/conv_s1 applied) on one (1, 3, S, S) frame."""
+    def encode_frames(self, pixel_values: torch.Tensor) -> list[FrameFeatures]:
+        """Image encoder (Hiera + FPN, conv_s0/conv_s1 applied) on (B, 3, S, S) frames in one call -> one each."""
         out = self.model.get_image_features(pixel_values.to(self.device, self.dtype), return_dict=True)
-        sizes = self.config.vision_config.backbone_feature_sizes
-        high_res = [x.permute(1, 2, 0).reshape(1, -1, *size) for x, size in zip(out.fpn_hidden_states[:-1], sizes)]
-        return FrameFeatures(out.fpn_hidden_states[-1], out.fpn_position_encoding[-1], high_res)
+        sizes, count = self.config.vision_config.backbone_feature_sizes, len(pixel_values)
+        high_res = [x.permute(1, 2, 0).reshape(count, -1, *size) for x, size in zip(out.fpn_hidden_states[:-1], sizes)]
+        top, top_pos = out.fpn_hidden_states[-1], out.fpn_position_encoding[-1]
+        return [FrameFeatures(top[:, i : i + 1], top_pos[:, i : i + 1], [x[i : i + 1] for x in high_res]) for i in range(count)]
+
+    def encode_frame(self, pixel_values: torch.Tensor) -> FrameFeatures:
+        """``encode_frames`` on one (1, 3, S, S) frame."""
+        return self.encode_frames(pixel_values)[0]
+
+    def _encoded_frames(self, pixel_values: torch.Tensor, timer=None) -> Iterator[FrameFeatures]:
+        """Every frame's features in order, ``image_batch`` frames per image-encoder call."""
+        step = self.image_batch
+        for start in range(0, len(pixel_values), step):
+            with _stage(timer, "sam2_image_encoder"):
+                frames = self.encode_frames(pixel_values[start : start + step])
+            yield from frames
 
     def _top_map(self, features: torch.Tensor) -> torch.Tensor:
         """(h*w, B, C) -> (B, C, h, w)."""
@@ -209,19 +283,17 @@ class Sam2PixelDecoder(nn.Module):
             absent = (head.object_score <= 0).to(features.dtype)
             features = features + absent[..., None, None] * model.occlusion_spatial_embedding_parameter[..., None, None]
         flat = lambda x: x.flatten(2).permute(2, 0, 1)  # noqa: E731
-        return _Memory(flat(features).to(torch.bfloat16), flat(position).to(self.dtype), head.object_pointer)
+        grid_logits = memory_grid_logits(head.low_res, tuple(features.shape[-2:]))
+        return _Memory(flat(features).to(torch.bfloat16), flat(position).to(self.dtype), head.object_pointer, grid_logits)
 
-    def _spatial_memories(self, bank: dict[int, _Memory], frame_idx: int) -> tuple[list, list]:
-        """Prompted frame 0 (temporal slot num_maskmem-1) plus the last num_maskmem-1 tracked frames."""
+    def _spatial_slots(self, frame_idx: int) -> list[tuple[int, int]]:
+        """(memory frame, temporal slot): prompted frame 0 at slot num_maskmem-1, then the last num_maskmem-1 tracked frames."""
         num_maskmem = self.config.num_maskmem
-        temporal = self.model.memory_temporal_positional_encoding
-        chosen = [(bank[0], num_maskmem - 1)]
+        slots = [(0, num_maskmem - 1)]
         for offset in range(num_maskmem - 1, 0, -1):
             if frame_idx - offset >= 1:  # frame 0 is the conditioning frame, already included
-                chosen.append((bank[frame_idx - offset], offset - 1))
-        features = [m.features.to(self.dtype) for m, _ in chosen]
-        positions = [m.position + temporal[slot] for m, slot in chosen]
-        return features, positions
+                slots.append((frame_idx - offset, offset - 1))
+        return slots
 
     def _pointer_memories(self, bank: dict[int, _Memory], frame_idx: int, num_frames: int) -> tuple[torch.Tensor, ...]:
         """Object pointers of frame 0 and of up to max-1 preceding tracked frames, split into memory-width tokens."""
@@ -247,24 +319,44 @@ class Sam2PixelDecoder(nn.Module):
             position = pointers.new_zeros(num, num_objects, mem_dim)
         splits = channels // mem_dim
         pointers = pointers.reshape(num, num_objects, splits, mem_dim).permute(0, 2, 1, 3).flatten(0, 1)
-        return pointers, position.repeat_interleave(splits, dim=0)
+        return pointers.to(self.dtype), position.repeat_interleave(splits, dim=0).to(self.dtype)
 
     @torch.no_grad()
-    def _memory_conditioned(
-        self, frame: FrameFeatures, bank: dict[int, _Memory], frame_idx: int, num_frames: int
-    ) -> torch.Tensor:
-        """Memory attention of the frame's top features over the memory bank -> (E, C, h, w)."""
-        num_objects = bank[0].pointer.shape[0]
-        features, positions = self._spatial_memories(bank, frame_idx)
-        pointers, pointer_positions = self._pointer_memories(bank, frame_idx, num_frames)
+    def _module_memory_attention(self, frame: FrameFeatures, bank: dict[int, _Memory], frame_idx: int, pointers) -> torch.Tensor:
+        """transformers' ``Sam2VideoMemoryAttention`` over every memory token (the reference path) -> (h*w, E, C)."""
+        pointers, pointer_positions = pointers
+        num_objects = pointers.shape[1]
+        temporal = self.model.memory_temporal_positional_encoding
+        slots = self._spatial_slots(frame_idx)
+        features = [bank[f].features.to(self.dtype) for f, _ in slots]
+        positions = [bank[f].position + temporal[slot] for f, slot in slots]
         out = self.model.memory_attention(
             current_vision_features=frame.top.expand(-1, num_objects, -1),
-            memory=torch.cat([*features, pointers.to(self.dtype)], dim=0),
+            memory=torch.cat([*features, pointers], dim=0),
             current_vision_position_embeddings=frame.top_pos.expand(-1, num_objects, -1),
-            memory_posision_embeddings=torch.cat([*positions, pointer_positions.to(self.dtype)], dim=0),
+            memory_posision_embeddings=torch.cat([*positions, pointer_positions], dim=0),
             num_object_pointer_tokens=pointers.shape[0],
         )  # (1, E, h*w, C)
-        return self._top_map(out[0].transpose(0, 1))
+        return out[0].transpose(0, 1)
+
+    def _projected(self, track: _Track, frame_idx: int) -> ProjectedMemory:
+        """A memory frame's keys and values, at the tokens the selector keeps when there is a budget."""
+        memory, rows = track.bank[frame_idx], None
+        if track.budget is not None:
+            rows = select_memory_tokens(track.selector, memory.grid_logits, memory.features.to(self.dtype), track.budget)
+        return track.runner.project(memory.features, memory.position, rows)
+
+    @torch.no_grad()
+    def _memory_conditioned(self, frame: FrameFeatures, track: _Track, frame_idx: int, num_frames: int) -> torch.Tensor:
+        """Memory attention of the frame's top features over the memory bank -> (E, C, h, w)."""
+        pointers = self._pointer_memories(track.bank, frame_idx, num_frames)
+        if track.runner is None:
+            return self._top_map(self._module_memory_attention(frame, track.bank, frame_idx, pointers))
+        slots = self._spatial_slots(frame_idx)
+        track.projected = {f: track.projected[f] if f in track.projected else self._projected(track, f) for f, _ in slots}
+        memories = [(track.projected[f], slot) for f, slot in slots]
+        temporal = self.model.memory_temporal_positional_encoding
+        return self._top_map(track.runner(frame.top, frame.top_pos, memories, temporal, *pointers))
 
     # ------------------------------------------------------------------ whole videos
 
@@ -277,33 +369,39 @@ class Sam2PixelDecoder(nn.Module):
         return pixel_values
 
     @torch.no_grad()
-    def propagate_logits(self, pixel_values: torch.Tensor, first_frame_tokens: torch.Tensor) -> torch.Tensor:
+    def propagate_logits(self, pixel_values: torch.Tensor, first_frame_tokens: torch.Tensor, memory_budget: int | None = None,
+                         memory_selector: str = "mask", timer=None) -> torch.Tensor:
         """Prompt every object on frame 0 with ``first_frame_tokens`` (E, 1, N, C) and track it with memory.
 
         Returns low-resolution mask logits (E, T, 4h, 4w) (VideoGLaMM's ``inference_video_branch``).
+        ``memory_budget``: spatial tokens each memory frame keeps per object (None: all), chosen by
+        ``memory_selector`` (``memory_select``); ``timer``: a ``StageTimer`` for the ``SAM2_STAGES``.
         """
         pixel_values = self._check_pixel_values(pixel_values)
+        self.check_memory_options(memory_budget, memory_selector)
         num_frames, num_objects = len(pixel_values), first_frame_tokens.shape[0]
         keep = max(self.config.num_maskmem, self.config.max_object_pointers_in_encoder)
-        bank: dict[int, _Memory] = {}
+        runner = MemoryAttentionRunner(self.model.memory_attention, self.dtype) if self.memory_attention_impl == "cached" else None
+        track = _Track({}, runner, memory_budget, memory_selector)
         logits = []
-        for t in range(num_frames):
-            frame = self.encode_frame(pixel_values[t : t + 1])
+        for t, frame in enumerate(self._encoded_frames(pixel_values, timer)):
             if t == 0:
                 pixels = self._top_map(frame.top + self.model.no_memory_embedding).expand(num_objects, -1, -1, -1)
-                tokens = first_frame_tokens
             else:
-                pixels = self._memory_conditioned(frame, bank, t, num_frames)
-                tokens = self.empty_prompt_tokens(num_objects)
-            head = self.decode_heads(pixels, frame.high_res, tokens, self._use_multimask(t == 0))
-            bank[t] = self._encode_memory(frame, head, binarize=t == 0)
+                with _stage(timer, "sam2_memory_attention"):
+                    pixels = self._memory_conditioned(frame, track, t, num_frames)
+            with _stage(timer, "sam2_mask_decoder"):
+                tokens = first_frame_tokens if t == 0 else self.empty_prompt_tokens(num_objects)
+                head = self.decode_heads(pixels, frame.high_res, tokens, self._use_multimask(t == 0))
+            with _stage(timer, "sam2_memory_encoder"):
+                track.bank[t] = self._encode_memory(frame, head, binarize=t == 0)
             if t - keep >= 1:  # out of reach of both memory windows; frame 0 always stays
-                del bank[t - keep]
+                del track.bank[t - keep]
             logits.append(head.low_res)
         return torch.stack(logits, dim=1)
 
     @torch.no_grad()
-    def framewise_logits(self, pixel_values: torch.Tensor, prompt_embeddings: torch.Tensor) -> torch.Tensor:
+    def framewise_logits(self, pixel_values: torch.Tensor, prompt_embeddings: torch.Tensor, timer=None) -> torch.Tensor:
         """Decode every frame on its own with the same [SEG] embeddings (E, C) -> logits (E, T, 4h, 4w).
 
         VideoGLaMM's ``inference_framewise``: features + no-memory embedding, sparse = [SEG] only,
@@ -313,19 +411,19 @@ class Sam2PixelDecoder(nn.Module):
         tokens = prompt_embeddings[None, :, None, :].to(self.device, self.dtype)  # (1, E, 1, C)
         pe = self.model.get_image_wide_positional_embeddings()
         logits = []
-        for t in range(len(pixel_values)):
-            frame = self.encode_frame(pixel_values[t : t + 1])
-            pixels = self._top_map(frame.top + self.model.no_memory_embedding)
-            h, w = pixels.shape[-2:]
-            dense = self.model.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(1, -1, h, w)
-            masks = self.model.mask_decoder(
-                image_embeddings=pixels,
-                image_positional_embeddings=pe,
-                sparse_prompt_embeddings=tokens,
-                dense_prompt_embeddings=dense,
-                multimask_output=False,
-                high_resolution_features=frame.high_res,
-            )[0]
+        for frame in self._encoded_frames(pixel_values, timer):
+            with _stage(timer, "sam2_mask_decoder"):
+                pixels = self._top_map(frame.top + self.model.no_memory_embedding)
+                h, w = pixels.shape[-2:]
+                dense = self.model.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(1, -1, h, w)
+                masks = self.model.mask_decoder(
+                    image_embeddings=pixels,
+                    image_positional_embeddings=pe,
+                    sparse_prompt_embeddings=tokens,
+                    dense_prompt_embeddings=dense,
+                    multimask_output=False,
+                    high_resolution_features=frame.high_res,
+                )[0]
             logits.append(masks[0, :, 0].float())
         return torch.stack(logits, dim=1)
 
@@ -357,23 +455,26 @@ class Sam2PixelDecoder(nn.Module):
             out[:, t] = resized[:, 0] > 0
         return out
 
-    def segment(
-        self, frames_or_pixel_values, prompt_embeddings: torch.Tensor, original_size=None, mode: str = "propagate"
-    ) -> torch.Tensor:
+    def segment(self, frames_or_pixel_values, prompt_embeddings: torch.Tensor, original_size=None, mode: str = "propagate",
+                memory_budget: int | None = None, memory_selector: str = "mask", timer=None) -> torch.Tensor:
         """Masks (E, T, H, W) bool at the original video size, one object per [SEG] embedding (E, C).
 
         ``frames_or_pixel_values``: uint8 (T, H, W, 3) frames, or float (T, 3, S, S) pixel values from
         ``preprocess`` (then ``original_size`` (H, W) is required). ``mode``: "propagate" (prompt on
         frame 0, track with memory, as VideoGLaMM) or "framewise" (decode every frame independently).
+        ``memory_budget`` (propagate only): spatial memory tokens kept per memory frame and object, an int
+        in [1, ``memory_tokens``] or None (all, exact), chosen by ``memory_selector`` (``memory_select``).
+        ``timer``: a ``litelvlm.timing.StageTimer`` timing the ``SAM2_STAGES`` (nested in the caller's stage).
         """
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        self.check_memory_options(memory_budget, memory_selector, mode)
         pixel_values, original_size = self._inputs(frames_or_pixel_values, original_size)
         prompts = self._check_prompts(prompt_embeddings)
         if len(prompts) == 0:
             return torch.zeros(0, len(pixel_values), *original_size, dtype=torch.bool, device=self.device)
         if mode == "propagate":
-            logits = self.propagate_logits(pixel_values, self.object_tokens(prompts))
+            logits = self.propagate_logits(pixel_values, self.object_tokens(prompts), memory_budget, memory_selector, timer)
         else:
-            logits = self.framewise_logits(pixel_values, prompts)
+            logits = self.framewise_logits(pixel_values, prompts, timer)
         return self.masks_at(logits, original_size)

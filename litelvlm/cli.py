@@ -132,10 +132,39 @@ def _bench(args) -> int:
     )
     if args.clip_budget and not any(method_from_spec(m).stage == "clip" for m in settings.video_methods):
         raise ValueError("--clip-budget needs a clip-level --method in the video section (e.g. litelvlm-time)")
+    _set_sam2_options(args, settings)
     for note in notes:
         print(note)
     run_bench(settings, video=not args.no_video, out_dir=args.out, json_path=args.json)
     return 0
+
+
+def _set_sam2_options(args, settings) -> None:
+    """``--memory-budget`` and ``--sam2-long-clip`` into the bench settings, checked before any work."""
+    from .bench.video import SAM2_MEMORY_TOKENS
+
+    if (args.memory_budget or args.sam2_long_clip is not None) and (not args.video_masks or args.no_video):
+        raise ValueError(f"{'--memory-budget' if args.memory_budget else '--sam2-long-clip'} sets SAM2 rows of --video-masks: "
+                         "add --video-masks")
+    if args.sam2_long_clip is not None:
+        if args.sam2_long_clip < 0:
+            raise ValueError(f"--sam2-long-clip must be a number of frames (0: no long-clip row), got {args.sam2_long_clip}")
+        settings.sam2_long_frames = args.sam2_long_clip or None
+    if args.memory_budget:
+        largest = max(b or 0 for b in args.memory_budget)
+        if largest > SAM2_MEMORY_TOKENS:
+            raise ValueError(f"--memory-budget goes up to {SAM2_MEMORY_TOKENS} (every SAM2 memory token of a frame: 'all'), "
+                             f"got {largest}")
+        settings.memory_budgets = tuple(dict.fromkeys([None, *args.memory_budget]))  # all: the reference of the agreement
+
+
+def _memory_budget(value: str) -> int | None:
+    """``--memory-budget``: 'all' (None) or a positive number of tokens."""
+    if value == "all":
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number of tokens or 'all', got {value!r}")
+    return int(value)
 
 
 def _add_bench(sub) -> None:
@@ -161,7 +190,13 @@ def _add_bench(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help=_default("seed of the random weights and inputs"))
     p.add_argument("--no-video", action="store_true", help="skip the video section")
     p.add_argument("--video-masks", action="store_true",
-                   help="also time SAM2 mask propagation over the 16 frames once (budget-independent; minutes on a CPU)")
+                   help="also profile SAM2 mask propagation per stage, objects, clip length and memory budget (each "
+                        "propagation is minutes of CPU time at 1024 px, at every scale; docs/benchmarks.md lists the cost)")
+    p.add_argument("--memory-budget", type=_memory_budget, nargs="+", action="extend", metavar="N|all",
+                   help="with --video-masks: SAM2 spatial memory tokens kept per memory frame, 'all' = every one (default: "
+                        "all 1024 512 256; 'all' always runs as the reference)")
+    p.add_argument("--sam2-long-clip", type=int, default=None, metavar="FRAMES",
+                   help="with --video-masks: frames of the long-clip SAM2 row (default: 64, Ref-DAVIS17's clips; 0: none)")
     p.add_argument("--json", default=None, help="write the results as JSON here (default: not written)")
     p.add_argument("--out", default=None, help="folder for report.md, bench.png and bench.json (default: none written)")
     p.set_defaults(func=_bench)

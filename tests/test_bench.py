@@ -169,3 +169,141 @@ def test_video_total_counts_the_released_loops_nested_encoders_once(tiny_video_s
     stages = {k: v for k, v in result.timings.items() if k != "total"}
     assert result.forward_passes == 3 and top < sum(stages.values())  # encoders re-ran inside llm_generate
     assert top >= stages["llm_generate"] and result.wall_timings["total"] >= result.wall_timings["llm_generate"]
+
+
+def _counted_flops(fn):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def test_sam_mask_decoder_flops_match_the_operations_it_runs():
+    from litelvlm.bench.image import architecture_for
+    from litelvlm.sam.encoder import GroundingEncoder
+
+    arch = architecture_for("quick")
+    sam = GroundingEncoder(arch.sam.to_sam_config()).eval()
+    sam.sam.set_attn_implementation("eager")  # attention as matmuls, which the counter sees
+    g, d = sam.embedding_size, sam.embed_dim
+    image, pe, dense = torch.randn(1, d, g, g), sam.dense_positional_embedding(), sam.no_mask_dense_embedding()
+    with torch.no_grad():
+        counted = _counted_flops(lambda: sam.sam.mask_decoder(image_embeddings=image, image_positional_embeddings=pe,
+                                                              sparse_prompt_embeddings=torch.randn(1, 1, 1, d),
+                                                              dense_prompt_embeddings=dense, multimask_output=False))
+    # transposed convs with kernel = stride = 2 touch one input pixel per output pixel (counted 4x before)
+    assert glamm_stage_flops(arch, visual_tokens=64, text_tokens=10)["mask_decoder"] == counted
+
+
+def test_sam2_stage_flops_match_the_operations_each_stage_runs():
+    from dataclasses import replace
+
+    from litelvlm.bench.flops import sam2_image_encoder_flops, sam2_mask_decoder_flops, sam2_memory_encoder_flops
+    from video.sam2 import Sam2PixelDecoder, tiny_sam2_architecture
+    from video.sam2.decoder import HeadOutput
+
+    arch = replace(tiny_sam2_architecture(hidden_size=256), image_size=128)  # 14-wide windows on an 8x8 stage: padded
+    decoder = Sam2PixelDecoder(arch.to_transformers())
+    decoder.model.set_attn_implementation("eager")
+    side = arch.image_size // 4
+    # transformers' Hiera attention also multiplies (tokens, heads, C) by its transpose before pooling (a product
+    # whose result it never uses); subtract it to compare with the architecture's own count
+    unused = []
+
+    def record_unused(attn, args, kwargs):
+        tokens = kwargs["hidden_states"].shape[:3].numel()  # windows x window tokens, padding included
+        unused.append(2 * tokens * attn.num_attention_heads * attn.dim_out)
+
+    for block in decoder.model.vision_encoder.backbone.blocks:
+        block.attn.register_forward_pre_hook(record_unused, with_kwargs=True)
+    x = torch.randn(1, 3, arch.image_size, arch.image_size)
+    with torch.no_grad():
+        counted = _counted_flops(lambda: decoder.encode_frame(x))
+        assert counted - sum(unused) == sam2_image_encoder_flops(arch)
+        frame = decoder.encode_frame(x)
+        head = HeadOutput(torch.randn(1, side, side), torch.randn(1, 256), torch.ones(1, 1))
+        assert _counted_flops(lambda: decoder._encode_memory(frame, head, binarize=True)) == sam2_memory_encoder_flops(arch)
+        tokens, pixels = decoder.empty_prompt_tokens(1), decoder._top_map(frame.top)
+        table = _counted_flops(decoder.model.get_image_wide_positional_embeddings)  # the prompt encoder's, not the decoder's
+        counted = _counted_flops(lambda: decoder.decode_heads(pixels, frame.high_res, tokens, True)) - table
+        assert counted == sam2_mask_decoder_flops(arch, prompt_tokens=2)
+    from video.model import hiera_large_sam2
+
+    assert 1.7e12 < sam2_image_encoder_flops(hiera_large_sam2()) < 1.9e12  # ~0.9 T multiply-adds for Hiera-L at 1024 px
+
+
+def test_sam2_cases_clips_and_agreement():
+    import numpy as np
+
+    from video.bench_sam2 import Sam2Case, mask_agreement, sam2_cases, small_object_frames, steady_frame_seconds
+
+    cases = sam2_cases((256, None, 1024, 512), frames=16, objects=4, long_frames=64)
+    assert cases[:6] == [Sam2Case("bench", 16, 1), Sam2Case("bench", 16, 4), Sam2Case("bench", 16, 4, 1024),
+                         Sam2Case("bench", 16, 4, 512), Sam2Case("bench", 16, 4, 256), Sam2Case("bench", 64, 1)]
+    assert [c.memory_budget for c in cases[6:]] == [None, 1024, 512, 256] and {c.clip for c in cases[6:]} == {"small object"}
+    assert cases[4].reference == cases[1] and len(sam2_cases((None,), long_frames=None)) == 3
+    from litelvlm.bench.image import SCALES
+    from litelvlm.bench.video import SAM2_MEMORY_TOKENS
+    from video.model import VideoGLaMMArchitecture
+
+    for width, depth in SCALES.values():  # the CLI's bound on --memory-budget holds at every scale
+        assert (VideoGLaMMArchitecture.full().scaled(width, depth).sam2.image_size // 16) ** 2 == SAM2_MEMORY_TOKENS
+    frames = small_object_frames(6, size=(90, 120), radius=4)
+    assert frames.shape == (6, 90, 120, 3) and frames.dtype == np.uint8
+    white = [np.argwhere((f == 255).all(-1)) for f in frames]
+    assert all(20 <= len(w) <= 60 for w in white)  # the disc (sample scene pixels are never pure white there)
+    assert white[-1][:, 1].mean() - white[0][:, 1].mean() > 80  # it crosses the scene
+    masks = np.zeros((2, 3, 4, 4), dtype=bool)
+    masks[:, :, :2] = True
+    other = masks.copy()
+    other[0, 0] = False  # frame 0 is not compared
+    other[1, 1:, :1] = False  # object 1: half the pixels on frames 1 and 2
+    assert mask_agreement(masks, masks) == 1.0 and mask_agreement(other, masks) == 0.75
+    calls = [("sam2_image_encoder", 1.0), ("sam2_mask_decoder", 0.5), ("sam2_memory_encoder", 0.25), ("other", 9.0),
+             ("sam2_image_encoder", 2.0), ("sam2_memory_attention", 1.0), ("sam2_mask_decoder", 0.5),
+             ("sam2_memory_encoder", 0.5), ("sam2_image_encoder", 2.0)]  # the last frame unfinished
+    assert steady_frame_seconds(calls, 0) == [1.75, 4.0] and steady_frame_seconds(calls, 1) == [4.0]
+
+
+def _sam2_row(objects, budget, ms, reference_ms, clip="bench"):
+    return {"clip": clip, "frames": 16, "objects": objects, "memory_budget": budget, "propagation_ms": ms,
+            "speedup_vs_all": {"propagation": reference_ms / ms}}
+
+
+def test_whole_clip_rows_and_sam2_goals_come_from_the_measured_parts():
+    from litelvlm.bench.report import check_goals, whole_clip_rows, whole_clip_table
+
+    video = [{"method": "none", "budget": 576, "clip_budget": None, "e2e_ms": 500.0, "e2e_uncached_ms": 4000.0},
+             {"method": "litelvlm", "budget": 81, "clip_budget": None, "e2e_ms": 200.0},
+             {"method": "litelvlm-time", "budget": 81, "clip_budget": None, "e2e_ms": 150.0}]
+    sam2 = {"frames": 16, "objects": 4, "rows": [_sam2_row(1, None, 300.0, 300.0), _sam2_row(4, None, 900.0, 900.0),
+                                                  _sam2_row(4, 512, 250.0, 900.0), _sam2_row(1, 512, 100.0, 200.0, "small object")]}
+    rows = whole_clip_rows({"video": video, "sam2": sam2})
+    assert [(r["method"], r["cache"], r["memory_budget"], r["ms"]) for r in rows] == [
+        ("none", False, None, 4900.0), ("none", True, None, 1400.0), ("litelvlm", True, None, 1100.0),
+        ("litelvlm", True, 512, 450.0)]
+    assert rows[-1]["speedup"] == 4900.0 / 450.0 and whole_clip_table(rows)[1][2] == "released no-cache loop"
+    goals = {g["what"]: g for g in check_goals({"video": video, "sam2": sam2})}
+    propagation = goals["SAM2 propagation x with memory budget 512 (16 frames, 4 objects, vs all memory tokens)"]
+    assert propagation["value"] == 900.0 / 250.0 and propagation["met"] and propagation["bound"] == 3.0
+    whole = goals["whole clip x: litelvlm 81 + memory budget 512 vs the unpruned model with the released no-cache loop (4 objects)"]
+    assert whole["value"] == 4900.0 / 450.0 and whole["met"] and whole["bound"] == 2.5
+    assert check_goals({"video": video}) == [] and whole_clip_rows({"video": video, "sam2": None}) == []
+
+
+def test_memory_budget_option_is_checked_before_any_work(capsys):
+    import pytest
+
+    from litelvlm.cli import main
+
+    for argv, message in [(["--memory-budget", "512"], "--memory-budget sets SAM2 rows of --video-masks"),
+                          (["--sam2-long-clip", "0"], "--sam2-long-clip sets SAM2 rows of --video-masks"),
+                          (["--video-masks", "--sam2-long-clip", "-1"], "--sam2-long-clip must be a number of frames"),
+                          (["--video-masks", "--memory-budget", "all", "5000"], "--memory-budget goes up to 4096")]:
+        assert main(["bench", "--quick", *argv]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err
+    with pytest.raises(SystemExit):
+        main(["bench", "--quick", "--video-masks", "--memory-budget", "0"])
+    assert "expected a positive number of tokens or 'all', got '0'" in capsys.readouterr().err

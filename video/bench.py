@@ -3,9 +3,10 @@
 Per (method, CLIP budget per frame, clip budget): the LLM visual tokens of the clip, encoder, selection and
 LLM prefill time (teacher-forced answer), the prefill's activation memory, and one clip end to end with an
 8-token answer decoded with the KV cache (its prompt pass and its token passes timed apart), also with SAM2
-propagation when asked (timed once: it does not depend on the tokens). Every case runs in the same interleaved rounds, so the ratios against per-frame LiteLVLM
-at the same CLIP budget come from one run. For the unpruned model and per-frame LiteLVLM the released no-cache
-decoding loop (encoders and the whole prefill re-run for every token) is timed too.
+propagation when asked (the SAM2 section, ``video.bench_sam2``: it does not depend on the tokens). Every case runs
+in the same interleaved rounds, so the ratios against per-frame LiteLVLM at the same CLIP budget come from one run.
+For the unpruned model and per-frame LiteLVLM the released no-cache decoding loop (encoders and the whole prefill
+re-run for every token) is timed too, once.
 """
 
 from __future__ import annotations
@@ -20,10 +21,12 @@ import numpy as np
 
 from litelvlm.clip import random_clip_towers
 
-__all__ = ["VideoCase", "video_cases", "bench_selector", "build_random_video_segmenter", "bench_frames", "measure_video_cases", "ANSWER_TOKENS",
-           "REFERENCE_METHOD"]
+__all__ = ["VideoCase", "video_cases", "bench_selector", "build_random_video_segmenter", "sample_scene", "bench_frames",
+           "measure_video_section", "measure_video_cases", "measure_sam2_section", "sam2_case_list", "add_masks_time",
+           "ANSWER_TOKENS", "CLIP_FRAMES", "REFERENCE_METHOD"]
 
 ANSWER_TOKENS = 8  # the short answer decoded in the end-to-end run
+CLIP_FRAMES = 16  # frames of the bench clip (VideoGLaMM samples 16)
 REFERENCE_METHOD = "litelvlm"  # the ratios are against per-frame LiteLVLM at the same CLIP budget
 FULL = 576
 FULL_LLM_LAYERS = 32  # Phi-3-mini, VideoGLaMM's LLM
@@ -97,14 +100,22 @@ def build_random_video_segmenter(scale: str, device="cpu", dtype=None, seed: int
                           dtype=dtype, config=VideoSegmenterConfig(**config)), arch
 
 
-def bench_frames(num_frames: int = 16, size: tuple[int, int] = (360, 480)) -> np.ndarray:
-    """A synthetic clip: the bundled sample scene panning right, ``num_frames`` frames."""
+def sample_scene(size: tuple[int, int] | None = None) -> np.ndarray:
+    """The bundled sample scene as (H, W, 3) uint8, resized to ``size`` (H, W) when given."""
     from PIL import Image
 
     from litelvlm.demo import sample_image_path
     from litelvlm.viz import load_rgb
 
     scene = load_rgb(sample_image_path())
+    return scene if size is None else np.asarray(Image.fromarray(scene).resize((size[1], size[0])))
+
+
+def bench_frames(num_frames: int = 16, size: tuple[int, int] = (360, 480)) -> np.ndarray:
+    """A synthetic clip: the bundled sample scene panning right, ``num_frames`` frames."""
+    from PIL import Image
+
+    scene = sample_scene()
     frames = []
     for t in range(num_frames):
         shifted = np.roll(scene, shift=3 * t, axis=1)
@@ -151,20 +162,67 @@ class _Runner:
         return pair
 
 
-def measure_video_cases(settings, progress=None) -> list[dict]:
+def measure_video_section(settings, progress=None, segmenter=None) -> dict:
+    """``{"video": rows, "sam2": section or None}``: the video cases, and with ``settings.video_masks`` the SAM2
+    section (``video.bench_sam2``), whose one-object unpruned propagation of the bench clip is added to every
+    row's end-to-end time (SAM2 work does not depend on the tokens). ``segmenter`` None: a random one at
+    ``settings.scale``."""
+    if segmenter is None:
+        segmenter, _ = build_random_video_segmenter(settings.scale, settings.device, settings.dtype, settings.seed)
+    rows = measure_video_cases(settings, progress, segmenter=segmenter)
+    if not settings.video_masks:
+        return {"video": rows, "sam2": None}
+    sam2 = measure_sam2_section(segmenter, settings, progress)
+    one_object = next(r for r in sam2["rows"] if r["objects"] == 1 and r["memory_budget"] is None
+                      and r["frames"] == sam2["frames"] and r["clip"] == "bench")
+    add_masks_time(rows, one_object["propagation_ms"])
+    return {"video": rows, "sam2": sam2}
+
+
+def sam2_case_list(settings) -> list:
+    """The SAM2 section's cases for the bench ``settings`` (``video.bench_sam2.sam2_cases``)."""
+    from .bench_sam2 import sam2_cases
+
+    return sam2_cases(settings.memory_budgets, CLIP_FRAMES, settings.sam2_objects, settings.sam2_long_frames)
+
+
+def measure_sam2_section(segmenter, settings, progress=None) -> dict:
+    """The SAM2 rows of ``segmenter``'s pixel decoder (``video.bench_sam2.measure_sam2_cases``) and what they ran on."""
+    from litelvlm.timing import StageTimer
+
+    from .bench_sam2 import MEMORY_SELECTOR, measure_sam2_cases, seg_prompt_embeddings
+
+    cases = sam2_case_list(settings)
+    prompts = seg_prompt_embeddings(segmenter.model, max(c.objects for c in cases), settings.seed)
+    decoder = segmenter.model.pixel_decoder
+    cost = StageTimer(settings.device)
+    with cost("sam2_section"):
+        rows = measure_sam2_cases(decoder, prompts, cases, settings, progress)
+    side = decoder.image_size // 16
+    return {"rows": rows, "frames": CLIP_FRAMES, "objects": settings.sam2_objects, "image_size": decoder.image_size,
+            "memory_tokens_per_frame": side * side, "memory_selector": MEMORY_SELECTOR, "cost_s": cost.total,
+            "wall_s": cost.wall_total}
+
+
+def add_masks_time(rows: list[dict], masks_ms: float) -> None:
+    """Add one object's SAM2 propagation to every row's end-to-end time (and its ratio)."""
+    for row in rows:
+        row["e2e_with_masks_ms"] = row["e2e_ms"] + masks_ms
+        row["mask_decoder_ms_all_cases"] = masks_ms
+    _add_ratios(rows)
+
+
+def measure_video_cases(settings, progress=None, segmenter=None) -> list[dict]:
     """One row per case of ``video_cases(settings.video_methods, settings.video_budgets, settings.clip_budgets)``;
-    ``settings`` is the bench's ``ImageBenchSettings``. Rows carry ``ratios_vs_litelvlm`` (same CLIP budget)."""
+    ``settings`` is the bench's ``ImageBenchSettings``; ``segmenter`` None: a random one at ``settings.scale``.
+    Rows carry ``ratios_vs_litelvlm`` (same CLIP budget)."""
     from litelvlm.bench.image import measure_rounds, spread
     from litelvlm.bench.memory import MemoryProbe
 
-    segmenter, _ = build_random_video_segmenter(settings.scale, settings.device, settings.dtype, settings.seed)
+    if segmenter is None:
+        segmenter, _ = build_random_video_segmenter(settings.scale, settings.device, settings.dtype, settings.seed)
     cases = video_cases(settings.video_methods, settings.video_budgets, settings.clip_budgets)
-    runner = _Runner(segmenter, bench_frames(), cases, progress)
-    # SAM2 work does not depend on the tokens: timed once when asked and added to every end-to-end time
-    masks_ms = None
-    if settings.video_masks:
-        masks = segmenter.segment(runner.frames, runner.EXPRESSION, budget=None, answer="Sure, [SEG].")
-        masks_ms = 1000 * masks.timings["mask_decoder"]
+    runner = _Runner(segmenter, bench_frames(CLIP_FRAMES), cases, progress)
     for case in cases:
         for _ in range(settings.warmup):
             runner.round(case)
@@ -177,14 +235,14 @@ def measure_video_cases(settings, progress=None) -> list[dict]:
         uncached = None
         if case.method in ("none", REFERENCE_METHOD):  # the released no-cache loop, once
             uncached = runner.generated(case, use_cache=False)
-        rows.append(_row(case, pairs, probe, uncached, masks_ms, spread))
+        rows.append(_row(case, pairs, probe, uncached, spread))
         rows[-1]["llm_layer"] = getattr(runner.selectors[case.method], "layer", None)  # None: a name, no LLM layer
         rows[-1]["warnings"] = runner.warnings.get(case, [])
     _add_ratios(rows)
     return rows
 
 
-def _row(case: VideoCase, pairs, probe, uncached, masks_ms, spread) -> dict:
+def _row(case: VideoCase, pairs, probe, uncached, spread) -> dict:
     forced = [p[0].timings for p in pairs]
     generated = [p[1].timings for p in pairs]
     first = pairs[0][0]
@@ -197,14 +255,15 @@ def _row(case: VideoCase, pairs, probe, uncached, masks_ms, spread) -> dict:
         "selection_ms": _ms(forced, "selection"), "llm_prefill_ms": _ms(forced, "llm_prefill"),
         "generate_prompt_ms": _ms(generated, "generate_prompt"), "decode_ms": _ms(generated, "generate_tokens"),
         "decode_cached_ms": _ms(generated, "llm_generate"), "e2e_ms": e2e,
-        "e2e_with_masks_ms": None if masks_ms is None else e2e + masks_ms,
-        "mask_decoder_ms_all_cases": masks_ms, "answer_tokens": ANSWER_TOKENS,
+        "e2e_with_masks_ms": None, "mask_decoder_ms_all_cases": None,  # SAM2: add_masks_time
+        "answer_tokens": ANSWER_TOKENS,
         "activation_mib": probe.activation_bytes.get("llm_prefill", 0) / 2**20,
         "spread": spread([f["total"] + g["total"] for f, g in zip(forced, generated)]), "rounds": len(pairs),
         "decode_forward_passes": {"cached": pairs[0][1].forward_passes},
     }
     if uncached is not None:
         row["decode_uncached_ms"] = 1000 * uncached.timings["llm_generate"]
+        row["e2e_uncached_ms"] = 1000 * uncached.timings["total"]
         row["decode_forward_passes"]["uncached"] = uncached.forward_passes
         row["kv_cache_decode_speedup"] = row["decode_uncached_ms"] / row["decode_cached_ms"]
     return row

@@ -11,7 +11,8 @@ from pathlib import Path
 import torch
 
 from .image import SCALES, ImageBenchSettings, architecture_for, image_calls, run_image_bench
-from .report import check_goals, goal_value, image_table, markdown_report, render, video_table, write_chart
+from .report import (WHOLE_CLIP_NOTE, check_goals, goal_value, image_table, markdown_report, render, sam2_columns, sam2_cost_line,
+                     sam2_table, video_table, whole_clip_rows, whole_clip_table, write_chart)
 
 __all__ = ["run_bench", "SCALES", "ImageBenchSettings", "architecture_for", "describe_device", "check_outputs", "measurement_setup"]
 
@@ -72,13 +73,16 @@ def run_bench(settings: ImageBenchSettings, *, video: bool = True, out_dir: str 
     """Run the benchmark sections, print tables, write JSON / Markdown / PNG where asked."""
     from tqdm.auto import tqdm
 
-    from .video import run_video_bench, video_available, video_case_count, video_summary
+    from .video import run_video_bench, sam2_case_count, video_available, video_case_count, video_summary
 
     check_outputs(out_dir, json_path)
     n_image = image_calls(settings) if settings.methods else 0
-    n_video = video_case_count(settings) * (settings.warmup + settings.repeats) if video and video_available() else 0
+    n_video = 0
+    if video and video_available():
+        n_video = video_case_count(settings) * (settings.warmup + settings.repeats) + sam2_case_count(settings)
     result = {"device": describe_device(settings.device), "scale": settings.scale, "dtype": str(settings.dtype).replace("torch.", ""),
-              "expressions": settings.expressions, "repeats": settings.repeats, "weights": "random", "image": [], "video": []}
+              "expressions": settings.expressions, "repeats": settings.repeats, "weights": "random", "image": [], "video": [],
+              "sam2": None}
     load_before = os.getloadavg()[0]
     with measurement_setup(settings.device) as setup, tqdm(total=n_image + n_video, desc="litelvlm bench", unit="run") as bar:
         result.update(setup, device=describe_device(settings.device))  # after the thread count is set
@@ -87,8 +91,8 @@ def run_bench(settings: ImageBenchSettings, *, video: bool = True, out_dir: str 
             result.update({"image": image["rows"], "architecture": image["architecture"],
                            "flops_shares_at_576": image["flops_shares_at_576"], "weights_mib": image["weights_mib"]})
         if n_video:
-            result["video"] = run_video_bench(settings, progress=bar)
-            result["video_summary"] = video_summary(result["video"])
+            section = run_video_bench(settings, progress=bar)
+            result.update(video=section["video"], sam2=section["sam2"], video_summary=video_summary(section["video"]))
     result["load_average"] = [load_before, os.getloadavg()[0]]
     result["load_note"] = _load_note(load_before, result["load_average"][1], result["image"])
     result["goals"] = check_goals(result)
@@ -116,12 +120,27 @@ def _print_results(result: dict, echo) -> None:
         for row in result["video"]:
             for message in row.get("warnings", []):
                 echo(f"note: {row['method']} at {row['budget']} CLIP tokens/frame: {message}")
+    if result.get("sam2"):
+        _print_sam2(result, echo)
     echo("")
     if result.get("load_note"):
         echo(result["load_note"])
     for goal in result["goals"]:
         echo(f"goal {goal['what']}: {goal['op']} {goal['bound']} -> {goal_value(goal['value'])} "
              f"[{'met' if goal['met'] else 'NOT met'}]")
+
+
+def _print_sam2(result: dict, echo) -> None:
+    sam2 = result["sam2"]
+    echo("")
+    echo(f"SAM2 (VideoGLaMM's pixel decoder, random weights, {result['scale']} scale): " + sam2_columns(sam2))
+    echo(render(sam2_table(sam2["rows"])))
+    echo(sam2_cost_line(sam2))
+    whole = whole_clip_rows(result)
+    if whole:
+        echo("")
+        echo(f"Whole clip with SAM2 ({sam2['objects']} objects): " + WHOLE_CLIP_NOTE)
+        echo(render(whole_clip_table(whole)))
 
 
 def _write_outputs(result: dict, out_dir, json_path) -> list[Path]:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["IMAGE_GOALS", "VIDEO_GOALS", "VIDEO_ROW_GOALS", "goal_value", "video_columns", "check_goals", "image_table",
-           "video_table", "markdown_report", "write_chart"]
+__all__ = ["IMAGE_GOALS", "VIDEO_GOALS", "VIDEO_ROW_GOALS", "SAM2_GOALS", "WHOLE_CLIP_GOALS", "goal_value", "video_columns",
+           "check_goals", "image_table", "video_table", "sam2_table", "sam2_columns", "whole_clip_rows", "whole_clip_table",
+           "markdown_report", "write_chart"]
 
 # (method, budget, ratio name, minimum): the issue's targets, measured as ratios within one run.
 IMAGE_GOALS = (
@@ -20,6 +21,14 @@ VIDEO_ROW_GOALS = (
     ("litelvlm-time", 81, "llm_visual_tokens", "<=", 500),
     ("litelvlm-time", 81, "prefill_speedup", ">=", 2.5),
 )
+
+# (memory budget, minimum): SAM2 propagation of the bench clip with the section's objects, unpruned / this budget
+SAM2_GOALS = ((512, 3.0),)
+# (litelvlm CLIP budget per frame, memory budget, minimum): the whole clip against the unpruned model with the released
+# no-cache loop and unpruned SAM2 memories
+WHOLE_CLIP_GOALS = ((81, 512, 2.5),)
+SAM2_STAGE_NAMES = {"sam2_image_encoder": "image enc", "sam2_memory_attention": "mem attn",
+                    "sam2_memory_encoder": "mem enc", "sam2_mask_decoder": "mask dec"}
 
 
 def _goal(section: str, what: str, op: str, bound: float, value: float) -> dict:
@@ -48,7 +57,61 @@ def check_goals(result: dict) -> list[dict]:
             what = f"video {name} at {budget} CLIP tokens/frame ({method}" + (" vs per-frame litelvlm)" if name in
                                                                               row.get("ratios_vs_litelvlm", {}) else ")")
             goals.append(_goal("video", what, op, bound, value))
+    return goals + _sam2_goals(result)
+
+
+def _main_sam2_rows(sam2: dict | None) -> dict:
+    """The SAM2 rows of the bench clip with the section's objects, by memory budget."""
+    if not sam2:
+        return {}
+    return {r["memory_budget"]: r for r in sam2["rows"] if r["clip"] == "bench" and r["frames"] == sam2["frames"]
+            and r["objects"] == sam2["objects"]}
+
+
+def _sam2_goals(result: dict) -> list[dict]:
+    sam2 = result.get("sam2")
+    goals = []
+    main = _main_sam2_rows(sam2)
+    for budget, minimum in SAM2_GOALS:
+        row = main.get(budget)
+        if row is not None and "speedup_vs_all" in row:
+            goals.append(_goal("sam2", f"SAM2 propagation x with memory budget {budget} ({sam2['frames']} frames, "
+                                       f"{sam2['objects']} objects, vs all memory tokens)", ">=", minimum,
+                               row["speedup_vs_all"]["propagation"]))
+    whole = whole_clip_rows(result)
+    for clip_budget, memory_budget, minimum in WHOLE_CLIP_GOALS:
+        row = next((r for r in whole if r["method"] == "litelvlm" and r["budget"] == clip_budget
+                    and r["memory_budget"] == memory_budget and r["cache"]), None)
+        if row is not None:
+            goals.append(_goal("sam2", f"whole clip x: litelvlm {clip_budget} + memory budget {memory_budget} vs the unpruned "
+                                       f"model with the released no-cache loop ({sam2['objects']} objects)", ">=", minimum,
+                               row["speedup"]))
     return goals
+
+
+def whole_clip_rows(result: dict) -> list[dict]:
+    """One clip end to end (encoders, selection, the short answer, SAM2 propagation of the section's objects), each
+    part measured in this run: the unpruned model with the released no-cache loop and with the KV cache (all memory
+    tokens), then per-frame litelvlm at each pruned CLIP budget with the KV cache and each memory budget.
+    ``speedup``: the first row / this row. Empty unless both the video and the SAM2 sections ran."""
+    main = _main_sam2_rows(result.get("sam2"))
+    video = [r for r in result.get("video", []) if r.get("clip_budget") is None]
+    unpruned = next((r for r in video if r["method"] == "none"), None)
+    if not main or None not in main or unpruned is None or unpruned.get("e2e_uncached_ms") is None:
+        return []
+    rows = [_whole(unpruned, "e2e_uncached_ms", False, main[None]), _whole(unpruned, "e2e_ms", True, main[None])]
+    for row in (r for r in video if r["method"] == "litelvlm"):
+        rows += [_whole(row, "e2e_ms", True, sam2) for sam2 in main.values()]
+    for row in rows:
+        row["speedup"] = rows[0]["ms"] / row["ms"]
+    return rows
+
+
+def _whole(video_row: dict, key: str, cache: bool, sam2_row: dict) -> dict:
+    llm = video_row[key]
+    return {"method": video_row["method"], "budget": video_row["budget"], "cache": cache,
+            "memory_budget": sam2_row["memory_budget"], "llm_ms": llm, "sam2_ms": sam2_row["propagation_ms"],
+            "ms": llm + sam2_row["propagation_ms"]}
 
 
 def video_columns(answer_tokens: int) -> str:
@@ -105,6 +168,55 @@ def video_table(rows: list[dict]) -> list[list[str]]:
     return table
 
 
+def sam2_columns(sam2: dict) -> str:
+    """What the SAM2 table's columns mean."""
+    return (f"SAM2 ({sam2['image_size']} px here: {sam2['memory_tokens_per_frame']} spatial memory tokens per memory frame; memory selector "
+            f"'{sam2['memory_selector']}'): prop s = one pixel_decoder.segment call (CPU seconds); x = the unpruned row of the "
+            "same clip and objects / this row; per stage, ms per frame (image encoder, shared by the objects) or per frame "
+            "and object (memory attention: per propagated frame), next to GF = its analytic GFLOPs at full scale (Hiera-L, "
+            "same frames and budget); share = memory attention / propagation; IoU = mean IoU of the masks with the "
+            "unpruned propagation's over objects and frames 1..T-1 (RANDOM weights: how much pruning changes the "
+            "output, not accuracy); spread over the steady frames' per-frame times (bank full), else over the rounds.")
+
+
+def _budget(value) -> str:
+    return "all" if value is None else str(value)
+
+
+def sam2_table(rows: list[dict]) -> list[list[str]]:
+    stages = list(SAM2_STAGE_NAMES)
+    header = ["clip", "frames", "objects", "memory tokens", "prop s", "x", *[c for s in stages for c in
+              (f"{SAM2_STAGE_NAMES[s]} ms", "GF")], "mem attn x", "share", "IoU vs all", "spread", "rounds"]
+    table = [header]
+    for r in rows:
+        speed = r.get("speedup_vs_all", {})
+        per_stage = [c for s in stages for c in (_fmt(r["stage_ms_per_unit"][s]), _fmt(r["full_scale_gflops_per_unit"][s]))]
+        table.append([r["clip"], str(r["frames"]), str(r["objects"]), _budget(r["memory_budget"]),
+                      _fmt(r["propagation_ms"] / 1000), _fmt(speed.get("propagation"), 2), *per_stage,
+                      _fmt(speed.get("memory_attention"), 2), _pct(r["stage_share"]["sam2_memory_attention"]),
+                      _fmt(r.get("agreement_iou"), 3), _pct(r.get("spread")), str(r["rounds"])])
+    return table
+
+
+def whole_clip_table(rows: list[dict]) -> list[list[str]]:
+    table = [["LLM side", "CLIP/frame", "decoding", "memory tokens", "encoders + LLM ms", "SAM2 ms", "clip ms", "x"]]
+    for r in rows:
+        table.append([r["method"], str(r["budget"]), "KV cache" if r["cache"] else "released no-cache loop",
+                      _budget(r["memory_budget"]), _fmt(r["llm_ms"]), _fmt(r["sam2_ms"]), _fmt(r["ms"]), _fmt(r["speedup"], 2)])
+    return table
+
+
+WHOLE_CLIP_NOTE = ("One clip end to end = encoders + selection + the short answer (the video section's e2e, or the released "
+                   "no-cache loop's whole call) + SAM2 propagation of the objects on the bench clip (the SAM2 section); each "
+                   "part measured in this run. x = the first row / this row.")
+
+
+def sam2_cost_line(sam2: dict) -> str:
+    """What the SAM2 section cost."""
+    return (f"SAM2 section: {len(sam2['rows'])} cases, {sam2['cost_s'] / 60:.1f} min of CPU time "
+            f"({sam2['wall_s'] / 60:.1f} min wall), warm-up included.")
+
+
 def render(table: list[list[str]]) -> str:
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     lines = ["  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in table]
@@ -140,6 +252,13 @@ def markdown_report(result: dict) -> str:
                   _md_table(video_table(result["video"]))]
         notes = [f"- {row['method']} at {row['budget']}: {message}" for row in result["video"] for message in row.get("warnings", [])]
         parts += ["", *notes] if notes else []
+    if result.get("sam2"):
+        parts += ["", "## SAM2 propagation per stage and memory budget", "", sam2_columns(result["sam2"]), "",
+                  _md_table(sam2_table(result["sam2"]["rows"])), "", sam2_cost_line(result["sam2"])]
+        whole = whole_clip_rows(result)
+        if whole:
+            parts += ["", f"## Whole clip with SAM2 ({result['sam2']['objects']} objects)", "", WHOLE_CLIP_NOTE, "",
+                      _md_table(whole_clip_table(whole))]
     parts += ["", "## Goals", ""]
     parts.append(_md_table([["goal", "target", "measured", "met"]] + [
         [g["what"], f"{g['op']} {g['bound']}", goal_value(g["value"]), "yes" if g["met"] else "no"] for g in result.get("goals", [])]))
@@ -147,9 +266,11 @@ def markdown_report(result: dict) -> str:
 
 
 def write_chart(result: dict, path: str | Path) -> Path | None:
-    """PNG: LLM prefill time, per-expression time and activation memory against the budget."""
+    """PNG: LLM prefill time, per-expression time and activation memory against the budget (image section), and the
+    SAM2 stage times per memory budget (SAM2 section); None when neither ran."""
     rows = result.get("image") or []
-    if not rows:
+    sam2_rows = list(_main_sam2_rows(result.get("sam2")).values())
+    if not rows and not sam2_rows:
         return None
     import matplotlib
 
@@ -157,12 +278,29 @@ def write_chart(result: dict, path: str | Path) -> Path | None:
     import matplotlib.pyplot as plt
 
     clock = result.get("clock", "wall time")
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.9))
+    panels = (3 if rows else 0) + (1 if sam2_rows else 0)
+    fig, axes = plt.subplots(1, panels, figsize=(max(6.5, 4.4 * panels), 4.2), squeeze=False)
+    if rows:
+        _image_panels(axes[0][:3], rows, clock)
+    if sam2_rows:
+        _sam2_panel(axes[0][-1], sam2_rows, result["sam2"], clock)
+    fig.suptitle(f"litelvlm bench on RANDOM WEIGHTS (speed and memory only)\n{result['scale']} scale, {result['device']}",
+                 fontsize=11)
+    fig.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def _image_panels(axes, rows: list[dict], clock: str) -> None:
     for method in sorted({r["method"] for r in rows}):
         mine = sorted((r for r in rows if r["method"] == method), key=lambda r: r["budget"])
         budgets = [r["budget"] for r in mine]
         for ax, key, label, unit in zip(axes, ("llm_prefill_ms", "per_expression_ms", "activation_mib"),
-                                        ("LLM prefill, all expressions", "per expression, end to end", "LLM activation memory"),
+                                        ("GLaMM: LLM prefill, all expressions", "GLaMM: per expression, end to end",
+                                         "GLaMM: LLM activation memory"),
                                         (f"ms ({clock})", f"ms ({clock})", "MiB")):
             ax.plot(budgets, [r[key] for r in mine], marker="o", label=method)
             ax.set_title(label, fontsize=10)
@@ -170,11 +308,19 @@ def write_chart(result: dict, path: str | Path) -> Path | None:
             ax.set_ylabel(unit)
     for ax in axes:
         ax.legend(title="method", fontsize=8)
-    fig.suptitle(f"litelvlm bench on RANDOM WEIGHTS (speed and memory only) — GLaMM at the {result['scale']} scale, "
-                 f"{result['device']}", fontsize=11)
-    fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+
+
+def _sam2_panel(ax, rows: list[dict], sam2: dict, clock: str) -> None:
+    """Stacked bars: each SAM2 stage's seconds in one propagation, per memory budget."""
+    rows = sorted(rows, key=lambda r: -(r["memory_budget"] or 10**9))
+    labels = [_budget(r["memory_budget"]) for r in rows]
+    bottom = [0.0] * len(rows)
+    for stage, name in SAM2_STAGE_NAMES.items():
+        seconds = [r["stage_ms"][stage] / 1000 for r in rows]
+        ax.bar(labels, seconds, bottom=bottom, label=name)
+        bottom = [b + s for b, s in zip(bottom, seconds)]
+    ax.set_title(f"VideoGLaMM SAM2: {sam2['frames']} frames, {sam2['objects']} objects", fontsize=10)
+    ax.set_xlabel("memory tokens kept per memory frame")
+    ax.set_ylabel(f"s ({clock})")
+    ax.set_ylim(0, 1.35 * max(bottom))  # room for the legend above the bars
+    ax.legend(title="stage", fontsize=8, ncol=2, loc="upper center")

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import importlib.util
 
-__all__ = ["video_available", "run_video_bench", "video_summary", "video_case_count", "split_methods"]
+__all__ = ["video_available", "run_video_bench", "video_summary", "video_case_count", "sam2_case_count", "split_methods",
+           "SAM2_MEMORY_TOKENS"]
+
+SAM2_MEMORY_TOKENS = 64 * 64  # spatial memory tokens per SAM2 memory frame: 1024 px at every bench scale
 
 
 def video_available() -> bool:
@@ -41,10 +44,18 @@ def video_case_count(settings) -> int:
     return len(video_cases(settings.video_methods, settings.video_budgets, settings.clip_budgets))
 
 
-def run_video_bench(settings, progress=None) -> list[dict]:
-    from video.bench import measure_video_cases
+def sam2_case_count(settings) -> int:
+    """Propagations of the SAM2 section (``--video-masks``) in its first round, its warm-up included."""
+    from video.bench import sam2_case_list
 
-    return measure_video_cases(settings, progress=progress)
+    return len(sam2_case_list(settings)) + 1 if settings.video_masks else 0
+
+
+def run_video_bench(settings, progress=None) -> dict:
+    """``{"video": rows, "sam2": SAM2 section or None}`` (``video.bench.measure_video_section``)."""
+    from video.bench import measure_video_section
+
+    return measure_video_section(settings, progress=progress)
 
 
 def video_summary(rows: list[dict]) -> dict:

@@ -151,7 +151,7 @@ def test_frame_tokens_restate_the_result(tiny_video_segmenter):
 def test_segment_video_clip_budget_errors_are_one_line(tmp_path, tiny_videoglamm_kwargs, capsys):
     base = ["segment-video", "--video", str(tmp_path / "missing.mp4"), "--text", "x", "--out", str(tmp_path / "o"),
             *_tiny_args(tiny_videoglamm_kwargs)]
-    for extra, message in [(["--clip-budget", "300"], "--clip-budget 300 needs a clip-level --method: dycoke, fastvid, litelvlm-time, prunevid"),
+    for extra, message in [(["--clip-budget", "300"], "--clip-budget 300 needs a clip-level --method: dycoke, fastvid, holitom, litelvlm-time, prunevid, sttm"),
                            (["--clip-budget", "300", "--method", "litelvlm"], "a clip budget needs a clip-level method"),
                            (["--clip-budget", "0", "--method", "litelvlm-time"], "positive number of LLM visual tokens per clip")]:
         assert main(base + extra) == 2

@@ -92,14 +92,15 @@ def test_teacher_forced_seg_states_equal_the_per_expression_run(tiny_video_segme
 
 def _generated(seg, frames, method, budget, steps, decoding):
     """The shared and the per-expression generation (greedy, or the checkpoint's sampling seeded), compared."""
-    original, runs = seg.model.llm.lm_head, []
+    original, eos, runs = seg.model.llm.lm_head, seg.eos_token_ids, []
+    seg.eos_token_ids = set()  # every run decodes all ``steps`` tokens (the tiny model's planted answer ends early)
     try:
         for share in (True, False):
             seg.model.llm.lm_head = EveryNthHead(original, seg.seg_token_id)
             runs.append(_run(seg, frames, method, budget, EXPRESSIONS[:2], share_prefix=share, decoding=decoding, seed=3,
                              max_new_tokens=steps))
     finally:
-        seg.model.llm.lm_head = original
+        seg.model.llm.lm_head, seg.eos_token_ids = original, eos
     _compare(*runs)
     assert runs[0][0].forward_passes == runs[1][0].forward_passes == 2 * steps
 

@@ -93,8 +93,8 @@ class TokenSelector:
         else:
             check_budget(budget, features.num_tokens)
 
-    def __repr__(self) -> str:
-        opts = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+    def __repr__(self) -> str:  # the settings only, not private state or the last clip's (``_...``, ``last_...``)
+        opts = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith(("_", "last_")))
         return f"{type(self).__name__}({opts})"
 
 

@@ -506,10 +506,6 @@ class STTMSelector(ClipSelector):
         self._pending: dict | None = None
         self.last_stats: STTMStats | None = None
 
-    def __repr__(self) -> str:  # the settings only, not the last clip's state
-        opts = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith(("_", "last_")))
-        return f"{type(self).__name__}({opts})"
-
     def clip_budget_conflict(self) -> str | None:
         if self.spatial_threshold is None:
             return None

@@ -7,16 +7,13 @@ clip and prompts. The [SEG] prompts are the model's own ``text_hidden_fcs`` appl
 random weights the masks mean nothing, so the agreement says how much memory pruning changes the output, not
 whether it stays right.
 
-Cost: a propagation is measured whole, so one round is already long (minutes per case at 1024 px); a case's spread is
-therefore taken over the per-frame times of its steady frames (from frame ``num_maskmem`` on every frame does the
-same work: the memory bank is full), pooled over rounds, and a second round runs only when that spread is over the
-target. The per-frame times vary more than their sum does, so this is the stricter test.
+Cost: one round is minutes per case at 1024 px, so the cases run the fewest rounds the spread rule can judge: two
+(interleaved, as the other sections), a third only for cases whose two propagation times differ by more than the
+target spread (``sam2_max_repeats`` caps them).
 """
 
 from __future__ import annotations
 
-import contextlib
-import statistics
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -24,10 +21,11 @@ import torch
 
 from litelvlm.timing import StageTimer
 
-__all__ = ["SAM2_STAGES", "Sam2Case", "sam2_cases", "small_object_frames", "seg_prompt_embeddings", "measure_sam2_cases",
-           "StageCalls", "steady_frame_seconds", "mask_agreement", "propagation_flops"]
+from .sam2.decoder import SAM2_STAGES
 
-SAM2_STAGES = ("sam2_image_encoder", "sam2_memory_attention", "sam2_memory_encoder", "sam2_mask_decoder")
+__all__ = ["Sam2Case", "sam2_cases", "sam2_rounds", "small_object_frames", "seg_prompt_embeddings", "measure_sam2_cases",
+           "mask_agreement", "propagation_flops"]
+
 PROPAGATION = "sam2_propagation"  # the whole pixel_decoder.segment call (preprocessing and resizing included)
 BENCH_CLIP, SMALL_OBJECT_CLIP = "bench", "small object"
 MEMORY_SELECTOR = "mask"  # which memory tokens a budget keeps (video.sam2.memory_select; the decoder's default)
@@ -47,10 +45,6 @@ class Sam2Case:
     def reference(self) -> "Sam2Case":
         """The unpruned propagation of the same clip and prompts."""
         return replace(self, memory_budget=None)
-
-    @property
-    def label(self) -> str:
-        return f"{self.clip}, {self.frames} frames, {self.objects} object{'s' if self.objects > 1 else ''}"
 
 
 def sam2_cases(memory_budgets, frames: int = 16, objects: int = 4, long_frames: int | None = 64) -> list[Sam2Case]:
@@ -90,34 +84,6 @@ def seg_prompt_embeddings(model, objects: int, seed: int = 0) -> torch.Tensor:
     states = torch.randn(objects, model.hidden_size, generator=generator)
     with torch.no_grad():
         return model.seg_prompts(states)
-
-
-class StageCalls(StageTimer):
-    """A ``StageTimer`` that also keeps each call's seconds in call order: ``calls`` = [(stage, seconds), ...]."""
-
-    def __init__(self, device="cpu", clock: str | None = None):
-        super().__init__(device, clock)
-        self.calls: list[tuple[str, float]] = []
-
-    @contextlib.contextmanager
-    def __call__(self, stage: str):
-        before = self.seconds[stage]
-        with super().__call__(stage):
-            yield
-        self.calls.append((stage, self.seconds[stage] - before))
-
-
-def steady_frame_seconds(calls: list[tuple[str, float]], steady_from: int) -> list[float]:
-    """Per-frame seconds of the SAM2 stages, frames ``steady_from`` on: a frame ends with its memory-encoder call
-    (one per tracked frame) and holds the stage calls since the previous frame's."""
-    frames, current = [], 0.0
-    for stage, seconds in calls:
-        if stage in SAM2_STAGES:
-            current += seconds
-        if stage == "sam2_memory_encoder":
-            frames.append(current)
-            current = 0.0
-    return frames[steady_from:]
 
 
 def mask_agreement(masks: np.ndarray, reference: np.ndarray) -> float:
@@ -164,18 +130,11 @@ def _per_unit(case: Sam2Case, stage: str, value: float) -> float:
     return value / max(frames * case.objects, 1)
 
 
-@dataclass
-class _Run:
-    seconds: dict[str, float]  # per stage, and PROPAGATION for the whole call
-    steady: list[float]  # the steady frames' seconds
-
-
 class _Sam2Runner:
     """Runs the cases' propagations with one decoder and one set of prompts; keeps the first masks of each case."""
 
     def __init__(self, decoder, prompts: torch.Tensor, clips: dict, progress=None):
         self.decoder, self.prompts, self.clips, self.progress = decoder, prompts, clips, progress
-        self.steady_from = decoder.config.num_maskmem
         self.masks: dict[Sam2Case, np.ndarray] = {}
 
     def propagate(self, case: Sam2Case, timer=None) -> np.ndarray:
@@ -184,31 +143,27 @@ class _Sam2Runner:
                                      memory_selector=MEMORY_SELECTOR, timer=timer)
         return masks.cpu().numpy()
 
-    def __call__(self, case: Sam2Case) -> _Run:
-        timer = StageCalls(self.decoder.device)
+    def __call__(self, case: Sam2Case) -> dict[str, float]:
+        """Seconds per stage, and ``PROPAGATION`` for the whole call."""
+        timer = StageTimer(self.decoder.device)
         with timer(PROPAGATION):
             masks = self.propagate(case, timer)
         if case not in self.masks:
             self.masks[case] = masks
         if self.progress is not None:
             self.progress.update(1)
-        return _Run(dict(timer.seconds), steady_frame_seconds(timer.calls, self.steady_from))
+        return dict(timer.seconds)
 
 
-def _case_spread(runs: list[_Run]) -> tuple[float, str]:
-    """(spread, basis): over the steady frames' per-frame times of every round when there are at least 4 of them,
-    else over the rounds' propagation times."""
-    from litelvlm.bench.image import spread
-
-    steady = [s for r in runs for s in r.steady]
-    if len(steady) >= 4:
-        return spread(steady), "steady frames"
-    return spread([r.seconds[PROPAGATION] for r in runs]), "rounds"
+def sam2_rounds(settings):
+    """The bench ``settings`` with the SAM2 section's rounds: two (or ``sam2_max_repeats`` if fewer), at most
+    ``sam2_max_repeats``."""
+    return replace(settings, repeats=min(2, settings.sam2_max_repeats), max_repeats=settings.sam2_max_repeats)
 
 
 def measure_sam2_cases(decoder, prompts: torch.Tensor, cases: list[Sam2Case], settings, progress=None) -> list[dict]:
-    """One row per case (see the module docstring). ``settings``: the bench's ``ImageBenchSettings`` (at least one
-    round, more up to ``sam2_max_repeats`` until every case's spread is within ``target_spread``)."""
+    """One row per case (see the module docstring); ``settings``: the bench's ``ImageBenchSettings`` (rounds:
+    ``sam2_rounds``). The stage times are those of the round with the median propagation time."""
     from litelvlm.bench.image import measure_rounds
 
     from .bench import bench_frames
@@ -219,22 +174,22 @@ def measure_sam2_cases(decoder, prompts: torch.Tensor, cases: list[Sam2Case], se
     decoder.segment(clips[(cases[0].clip, cases[0].frames)][:2], prompts[:1])  # warm-up: allocations, cached tables
     if progress is not None:
         progress.update(1)
-    rounds = replace(settings, repeats=1, max_repeats=settings.sam2_max_repeats)
-    runs = measure_rounds(runner, cases, rounds, key=None, progress=progress, spread_of=lambda rs: _case_spread(rs)[0])
+    runs = measure_rounds(runner, cases, sam2_rounds(settings), key=lambda seconds: seconds[PROPAGATION], progress=progress)
     rows = [_row(decoder, case, case_runs, runner.masks) for case, case_runs in zip(cases, runs)]
     _add_speedups(rows)
     return rows
 
 
-def _row(decoder, case: Sam2Case, runs: list[_Run], masks: dict) -> dict:
+def _row(decoder, case: Sam2Case, runs: list[dict], masks: dict) -> dict:
+    from litelvlm.bench.image import spread
     from video.model import hiera_large_sam2
 
-    ms = {s: 1000 * statistics.median(r.seconds.get(s, 0.0) for r in runs) for s in (PROPAGATION, *SAM2_STAGES)}
+    median = sorted(runs, key=lambda r: r[PROPAGATION])[(len(runs) - 1) // 2]  # its stages add up to its total
+    ms = {s: 1000 * median.get(s, 0.0) for s in (PROPAGATION, *SAM2_STAGES)}
     side = decoder.image_size // 16
     tokens = side * side if case.memory_budget is None else min(case.memory_budget, side * side)
     full = hiera_large_sam2()
     flops = propagation_flops(full, case, case.memory_budget or (full.image_size // 16) ** 2, full.hidden_size // full.memory_dim)
-    spread_value, basis = _case_spread(runs)
     reference = masks.get(case.reference)
     return {
         "clip": case.clip, "frames": case.frames, "objects": case.objects, "memory_budget": case.memory_budget,
@@ -244,7 +199,8 @@ def _row(decoder, case: Sam2Case, runs: list[_Run], masks: dict) -> dict:
         "stage_share": {s: ms[s] / ms[PROPAGATION] for s in SAM2_STAGES},
         "full_scale_gflops_per_unit": {s: _per_unit(case, s, flops[s]) / 1e9 for s in SAM2_STAGES},
         "agreement_iou": None if case.memory_budget is None or reference is None else mask_agreement(masks[case], reference),
-        "spread": spread_value, "spread_basis": basis, "rounds": len(runs),
+        "spread": spread([r[PROPAGATION] for r in runs]), "rounds": len(runs),
+        "round_ms": [1000 * r[PROPAGATION] for r in runs],
     }
 
 

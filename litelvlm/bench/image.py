@@ -44,7 +44,7 @@ class ImageBenchSettings:
     memory_budgets: tuple[int | None, ...] = (None, 1024, 512, 256)  # SAM2 memory tokens per memory frame (None: all)
     sam2_objects: int = 4  # objects of the SAM2 multi-object and memory-budget rows
     sam2_long_frames: int | None = 64  # frames of the SAM2 long-clip row (None: no such row)
-    sam2_max_repeats: int = 3  # SAM2 rounds at most (one round is minutes per case on a CPU)
+    sam2_max_repeats: int = 3  # SAM2 rounds: 2, a third where they differ by more than target_spread (minutes per case on a CPU)
     repeats: int = 3  # rounds at least; more (up to max_repeats) until every case's spread is within target_spread
     max_repeats: int = 9
     target_spread: float = 0.10  # interquartile range / median of a case's per-round times (see spread)
@@ -67,11 +67,10 @@ def spread(values: list[float]) -> float:
     return (q3 - q1) / middle
 
 
-def measure_rounds(run_case, cases, settings: ImageBenchSettings, key, progress=None, spread_of=None) -> list[list]:
+def measure_rounds(run_case, cases, settings: ImageBenchSettings, key, progress=None) -> list[list]:
     """Results of ``run_case(case)`` for every case, round-robin (drift and other processes hit every case
-    alike): at least ``repeats`` rounds, more until each case's spread (``spread_of(results)``, default the
-    spread of ``key(result)`` over the rounds) is within ``target_spread`` or ``max_repeats`` rounds ran."""
-    spread_of = spread_of or (lambda results: spread([key(r) for r in results]))
+    alike): at least ``repeats`` rounds, more until each case's ``key(result)`` spread is within
+    ``target_spread`` or ``max_repeats`` rounds ran."""
     runs: list[list] = [[] for _ in cases]
     rounds = 0
     while True:
@@ -80,7 +79,7 @@ def measure_rounds(run_case, cases, settings: ImageBenchSettings, key, progress=
         rounds += 1
         if rounds < settings.repeats:
             continue
-        if rounds >= max(settings.repeats, settings.max_repeats) or all(spread_of(rs) <= settings.target_spread for rs in runs):
+        if rounds >= max(settings.repeats, settings.max_repeats) or all(spread([key(r) for r in rs]) <= settings.target_spread for rs in runs):
             return runs
         if progress is not None:  # one more round than announced
             progress.total += len(cases)

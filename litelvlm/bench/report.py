@@ -118,8 +118,9 @@ def video_columns(answer_tokens: int) -> str:
     """What the video table's columns mean."""
     return (f"CLIP/frame: CLIP tokens kept per frame (576: unpruned); LLM visual tokens: both streams, whole clip; decode: "
             f"the {answer_tokens - 1} token passes after the prompt pass of an {answer_tokens}-token answer (KV cache); e2e: one "
-            f"clip end to end (encoders, selection, the {answer_tokens}-token answer); e2e+SAM2: plus SAM2 propagation over the "
-            "16 frames (with --video-masks; timed once, it does not depend on the tokens); act: LLM prefill activation "
+            f"clip end to end (encoders, selection, the {answer_tokens}-token answer); e2e+SAM2: plus SAM2 propagation of one "
+            "object over the 16 frames (with --video-masks: the SAM2 section's unpruned one-object row; it does not depend on "
+            "the tokens); act: LLM prefill activation "
             "memory; x: per-frame litelvlm at the same CLIP budget / this row (higher is better); no-cache decode x: the "
             "released no-cache loop / KV-cache decoding.")
 
@@ -170,13 +171,13 @@ def video_table(rows: list[dict]) -> list[list[str]]:
 
 def sam2_columns(sam2: dict) -> str:
     """What the SAM2 table's columns mean."""
-    return (f"SAM2 ({sam2['image_size']} px here: {sam2['memory_tokens_per_frame']} spatial memory tokens per memory frame; memory selector "
-            f"'{sam2['memory_selector']}'): prop s = one pixel_decoder.segment call (CPU seconds); x = the unpruned row of the "
+    return (f"{sam2['image_size']} px, {sam2['memory_tokens_per_frame']} spatial memory tokens per memory frame, memory selector "
+            f"'{sam2['memory_selector']}'; prop s = one pixel_decoder.segment call, seconds; x = the unpruned row of the "
             "same clip and objects / this row; per stage, ms per frame (image encoder, shared by the objects) or per frame "
             "and object (memory attention: per propagated frame), next to GF = its analytic GFLOPs at full scale (Hiera-L, "
             "same frames and budget); share = memory attention / propagation; IoU = mean IoU of the masks with the "
             "unpruned propagation's over objects and frames 1..T-1 (RANDOM weights: how much pruning changes the "
-            "output, not accuracy); spread over the steady frames' per-frame times (bank full), else over the rounds.")
+            "output, not accuracy); spread over the rounds' propagation times; the stage times are the median round's.")
 
 
 def _budget(value) -> str:

@@ -45,10 +45,11 @@ def video_case_count(settings) -> int:
 
 
 def sam2_case_count(settings) -> int:
-    """Propagations of the SAM2 section (``--video-masks``) in its first round, its warm-up included."""
+    """Propagations of the SAM2 section (``--video-masks``) in its announced rounds, its warm-up included."""
     from video.bench import sam2_case_list
+    from video.bench_sam2 import sam2_rounds
 
-    return len(sam2_case_list(settings)) + 1 if settings.video_masks else 0
+    return len(sam2_case_list(settings)) * sam2_rounds(settings).repeats + 1 if settings.video_masks else 0
 
 
 def run_video_bench(settings, progress=None) -> dict:

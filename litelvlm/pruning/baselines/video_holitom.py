@@ -81,7 +81,7 @@ import torch.nn.functional as F
 from ..clip_level import ClipSelector, ClipTokens, FrameSelection, clip_target
 from ..methods import register_method
 from .common import producing_layer_qk, ranked, released_settings, upcast
-from .video_prunevid import density_noise, dpc_knn
+from .video_prunevid import MergedWindow, density_noise, dpc_knn
 
 __all__ = [
     "HoliTomSelector",
@@ -93,7 +93,6 @@ __all__ = [
     "adjusted_ratio",
     "static_mask",
     "merge_static",
-    "HoliTomWindow",
     "HoliTomStream",
     "holitom_stream",
     "holitom_count",
@@ -182,35 +181,17 @@ def merge_static(static: torch.Tensor, clusters: int, beta: float = 0.6, k: int 
 
 
 @dataclass
-class HoliTomWindow:
-    """One window of one stream: frames ``start .. start + length - 1``, ``static_mask`` (N,), ``static`` (s, C) tokens
-    for ``static_cells`` (their centres), per frame ``dynamic[i]`` (d, C) for ``dynamic_cells[i]``."""
-
-    start: int
-    length: int
-    static_mask: torch.Tensor
-    static: torch.Tensor
-    static_cells: torch.Tensor
-    dynamic: list[torch.Tensor]
-    dynamic_cells: list[torch.Tensor]
-
-    @property
-    def num_tokens(self) -> int:
-        return self.static.shape[0] + sum(d.shape[0] for d in self.dynamic)
-
-
-@dataclass
 class HoliTomStream:
     """One stream after HoliTom's pre-LLM merging: its ``windows``, the tokens the segmentation saved (``reduced``)
     and the adjusted ratio r' (``ratio``)."""
 
-    windows: list[HoliTomWindow]
+    windows: list[MergedWindow]  # PruneVid's window: static tokens, then each frame's dynamic tokens
     reduced: float
     ratio: float
 
     @property
     def num_tokens(self) -> int:
-        return sum(w.num_tokens for w in self.windows)
+        return sum(sum(w.group_sizes) for w in self.windows)
 
 
 def _segmentation(tokens: torch.Tensor, tau: float, max_window_size: int):
@@ -248,7 +229,7 @@ def holitom_stream(tokens: torch.Tensor, attention: torch.Tensor, retain_ratio: 
         dynamic_cells = cells[~mask]
         keep = math.ceil(dynamic_cells.numel() * ratio)
         kept = [dynamic_cells[ranked(attention[f, dynamic_cells])[:keep].sort().values] for f in range(first, last + 1)]
-        out.append(HoliTomWindow(first, last - first + 1, mask, static, cells[mask][centres],
+        out.append(MergedWindow(first, last - first + 1, mask, static, cells[mask][centres],
                                  [x[first + i, c] for i, c in enumerate(kept)], kept))
     return HoliTomStream(out, reduced, ratio)
 

@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
 
 from litelvlm.ivc_prune_llm import ivc_prefill
 from litelvlm.lvlm import splice_and_pad
+from litelvlm.testing.llm import tiny_llama_pair
 from litelvlm.pruning import ClipFrameFeatures, available_methods, get_method
 from litelvlm.pruning.baselines.cdpruner import dpp_greedy_map
 from litelvlm.pruning.baselines.common import max_min_order
@@ -240,19 +240,10 @@ def test_ivc_keep_at_the_released_count_is_the_released_selection(seed):
 PLACEHOLDER, NUM_IMAGE, LAYERS = -200, 24, 3
 
 
-def _llm(attn_implementation):
-    config = LlamaConfig(vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=LAYERS, num_attention_heads=4,
-                         num_key_value_heads=2, max_position_embeddings=256, initializer_range=0.3)
-    config._attn_implementation = attn_implementation
-    torch.manual_seed(0)
-    return LlamaForCausalLM(config).eval()
-
-
 @pytest.fixture(scope="module")
 def llms():
-    sdpa, eager = _llm("sdpa"), _llm("eager")
-    eager.load_state_dict(sdpa.state_dict())
-    return sdpa, eager
+    """The same random weights with SDPA (what the in-LLM methods run on) and eager attention (the reference)."""
+    return tiny_llama_pair(LAYERS)
 
 
 @pytest.fixture(scope="module")

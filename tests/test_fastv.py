@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
 
 from litelvlm.fastv import fastv_prefill, last_position_attention
 from litelvlm.lvlm import splice_and_pad
+from litelvlm.testing.llm import tiny_llama_pair
 from litelvlm.pruning import available_methods, get_method
 
 PLACEHOLDER = -200
@@ -14,20 +14,10 @@ NUM_IMAGE = 12
 LAYERS = 3
 
 
-def _llm(attn_implementation: str) -> LlamaForCausalLM:
-    config = LlamaConfig(vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=LAYERS, num_attention_heads=4,
-                         num_key_value_heads=2, max_position_embeddings=256, initializer_range=0.3)
-    config._attn_implementation = attn_implementation
-    torch.manual_seed(0)
-    return LlamaForCausalLM(config).eval()
-
-
 @pytest.fixture(scope="module")
 def llms():
-    """The same random weights with SDPA (what FastV runs on) and eager attention (the reference)."""
-    sdpa, eager = _llm("sdpa"), _llm("eager")
-    eager.load_state_dict(sdpa.state_dict())
-    return sdpa, eager
+    """The same random weights with SDPA (what the in-LLM methods run on) and eager attention (the reference)."""
+    return tiny_llama_pair(LAYERS)
 
 
 @pytest.fixture(scope="module")

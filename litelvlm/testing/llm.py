@@ -1,11 +1,11 @@
-"""A tiny random Phi-3 (grouped-query attention, partial rotary, a sliding window) and a scripted LM head, for
-tests of methods that act inside the LLM."""
+"""A tiny random Phi-3 (grouped-query attention, partial rotary, a sliding window), a tiny random LLaMA pair (SDPA and
+eager, same weights) and a scripted LM head, for tests of methods that act inside the LLM."""
 
 from __future__ import annotations
 
 import torch
 
-__all__ = ["tiny_phi3", "ScriptedHead", "EveryNthHead", "sliding_mask", "eager_layers"]
+__all__ = ["tiny_phi3", "tiny_llama_pair", "ScriptedHead", "EveryNthHead", "sliding_mask", "eager_layers"]
 
 
 def tiny_phi3(attn_implementation: str, layers: int = 3, window: int = 9, seed: int = 0):
@@ -19,6 +19,23 @@ def tiny_phi3(attn_implementation: str, layers: int = 3, window: int = 9, seed: 
     config._attn_implementation = attn_implementation
     torch.manual_seed(seed)
     return Phi3ForCausalLM(config).eval()
+
+
+def tiny_llama_pair(layers: int = 3):
+    """(sdpa, eager): one seeded ``LlamaForCausalLM`` of ``layers`` layers (width 32, 4 query / 2 key-value heads,
+    vocabulary 50) with SDPA (what the in-LLM methods run on) and the same weights with eager attention (the reference)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    def build(attn_implementation: str):
+        config = LlamaConfig(vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=layers, num_attention_heads=4,
+                             num_key_value_heads=2, max_position_embeddings=256, initializer_range=0.3)
+        config._attn_implementation = attn_implementation
+        torch.manual_seed(0)
+        return LlamaForCausalLM(config).eval()
+
+    sdpa, eager = build("sdpa"), build("eager")
+    eager.load_state_dict(sdpa.state_dict())
+    return sdpa, eager
 
 
 class ScriptedHead(torch.nn.Module):

@@ -300,6 +300,21 @@ def _add_segment_video(sub) -> None:
     p.set_defaults(func=_segment_video)
 
 
+def _sweep(args) -> int:
+    from eval.sweep.cli import run
+
+    return run(args)
+
+
+def _add_sweep(sub) -> None:
+    from eval.sweep.cli import add_arguments  # argparse and run_options only: no model code
+
+    p = sub.add_parser("sweep", help="compare pruning methods: every --method at every --budget on one benchmark, one model "
+                                     "load, resumable; leaderboard.md/json and pareto.png")
+    add_arguments(p)
+    p.set_defaults(func=_sweep)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="litelvlm", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", help="run `litelvlm COMMAND --help` for its options")
@@ -309,6 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_bench(sub)
     _add_precision(sub)
     _add_serve(sub)
+    _add_sweep(sub)
     return parser
 
 

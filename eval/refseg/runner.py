@@ -34,7 +34,7 @@ from .model import build_segmenter
 from .protocols import SCORING, UNION_SCORING, ImageTask, Scoring, build_tasks
 from .sources import MaskSource, ModelSource, PredictionSource, load_predictions, missing_predictions
 
-__all__ = ["KEY_FIELDS", "SegmenterFactory", "ShardWork", "run_refseg", "make_source", "evaluate_shard"]
+__all__ = ["KEY_FIELDS", "SegmenterFactory", "ShardWork", "run_meta", "run_refseg", "make_source", "evaluate_shard"]
 
 KEY_FIELDS = ("ref_id", "sent_id")
 SegmenterFactory = Callable[[RefSegConfig], Any]
@@ -63,7 +63,9 @@ def make_source(config: RefSegConfig, tasks: list[ImageTask], factory: Segmenter
 
 
 def _task_records(split: ReferSplit, task: ImageTask, masks: np.ndarray, visual_tokens: int | None,
-                  save_masks: bool, scoring: Scoring) -> list[dict]:
+                  save_masks: bool, scoring: Scoring, timings: dict[str, float] | None = None) -> list[dict]:
+    """One record per expression of ``task``; ``timings`` (the model's seconds per stage for the whole image, one
+    ``segment`` call of ``call_expressions`` expressions) go on each, as the video harness records them."""
     records = []
     for expr, question, mask in zip(task.expressions, task.questions, masks):
         inter, union = scoring.intersection_union(split, expr, task.image, mask)
@@ -72,6 +74,8 @@ def _task_records(split: ReferSplit, task: ImageTask, masks: np.ndarray, visual_
                   "intersection": inter, "union": union}
         if visual_tokens is not None:
             record["visual_tokens"] = visual_tokens
+        if timings:
+            record.update(call_expressions=len(task.expressions), timings=timings)
         if save_masks:
             record["rle"] = mask_to_rle(mask)
         records.append(record)
@@ -94,7 +98,8 @@ def evaluate_shard(tasks: list[ImageTask], split: ReferSplit, store: RecordStore
         for task in todo:
             image = split.load_image(task.image, allow_truncated) if source.needs_image else None
             pred = source.predict(task, image)
-            for record in _task_records(split, task, pred.masks, pred.num_visual_tokens, save_masks, scoring):
+            for record in _task_records(split, task, pred.masks, pred.num_visual_tokens, save_masks, scoring,
+                                        pred.timings):
                 if not store.has(store.key(record)):
                     store.add(record)
             for stage, seconds in pred.timings.items():
@@ -104,7 +109,7 @@ def evaluate_shard(tasks: list[ImageTask], split: ReferSplit, store: RecordStore
     return work
 
 
-def _run_meta(config: RefSegConfig) -> dict:
+def run_meta(config: RefSegConfig) -> dict:
     """The inputs pinned for --resume: the config's, plus the ground-truth rule when it is not the union rule
     (so records of a glamm run made before glamm scored against the released summed polygons are refused)."""
     meta = config.run_meta()
@@ -115,7 +120,7 @@ def _run_meta(config: RefSegConfig) -> dict:
 
 
 def _open_store(config: RefSegConfig, info: DistInfo) -> RecordStore:
-    return open_run_store(config.results_path, config.run_id, KEY_FIELDS, _run_meta(config), resume=config.resume,
+    return open_run_store(config.results_path, config.run_id, KEY_FIELDS, run_meta(config), resume=config.resume,
                           info=info)
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 __all__ = ["IMAGE_GOALS", "VIDEO_GOALS", "VIDEO_ROW_GOALS", "SAM2_GOALS", "WHOLE_CLIP_GOALS", "goal_value", "video_columns",
            "check_goals", "image_table", "video_table", "sam2_table", "sam2_columns", "whole_clip_rows", "whole_clip_table",
-           "markdown_report", "write_chart"]
+           "markdown_report", "markdown_table", "write_chart"]
 
 # (method, budget, ratio name, minimum): the issue's targets, measured as ratios within one run.
 IMAGE_GOALS = (
@@ -225,7 +225,8 @@ def render(table: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def _md_table(table: list[list[str]]) -> str:
+def markdown_table(table: list[list[str]]) -> str:
+    """A Markdown table of ``table`` (header row first, cells as strings)."""
     lines = ["| " + " | ".join(table[0]) + " |", "|" + "---|" * len(table[0])]
     lines += ["| " + " | ".join(row) + " |" for row in table[1:]]
     return "\n".join(lines)
@@ -242,26 +243,26 @@ def markdown_report(result: dict) -> str:
     if result.get("load_note"):
         parts += ["", result["load_note"]]
     if result.get("image"):
-        parts += ["", "## Image (GLaMM)", "", _md_table(image_table(result["image"]))]
+        parts += ["", "## Image (GLaMM)", "", markdown_table(image_table(result["image"]))]
         shares = result.get("flops_shares_at_576", {})
         if shares:
             parts += ["", "FLOPs share per stage at 576 tokens (full vs this scale):", ""]
             names = list(next(iter(shares.values())))
-            parts.append(_md_table([["scale", *names]] + [[k, *[f"{v[n]:.3f}" for n in names]] for k, v in shares.items()]))
+            parts.append(markdown_table([["scale", *names]] + [[k, *[f"{v[n]:.3f}" for n in names]] for k, v in shares.items()]))
     if result.get("video"):
         parts += ["", "## Video (VideoGLaMM, 16-frame clip)", "", video_columns(result["video"][0]["answer_tokens"]), "",
-                  _md_table(video_table(result["video"]))]
+                  markdown_table(video_table(result["video"]))]
         notes = [f"- {row['method']} at {row['budget']}: {message}" for row in result["video"] for message in row.get("warnings", [])]
         parts += ["", *notes] if notes else []
     if result.get("sam2"):
         parts += ["", "## SAM2 propagation per stage and memory budget", "", sam2_columns(result["sam2"]), "",
-                  _md_table(sam2_table(result["sam2"]["rows"])), "", sam2_cost_line(result["sam2"])]
+                  markdown_table(sam2_table(result["sam2"]["rows"])), "", sam2_cost_line(result["sam2"])]
         whole = whole_clip_rows(result)
         if whole:
             parts += ["", f"## Whole clip with SAM2 ({result['sam2']['objects']} objects)", "", WHOLE_CLIP_NOTE, "",
-                      _md_table(whole_clip_table(whole))]
+                      markdown_table(whole_clip_table(whole))]
     parts += ["", "## Goals", ""]
-    parts.append(_md_table([["goal", "target", "measured", "met"]] + [
+    parts.append(markdown_table([["goal", "target", "measured", "met"]] + [
         [g["what"], f"{g['op']} {g['bound']}", goal_value(g["value"]), "yes" if g["met"] else "no"] for g in result.get("goals", [])]))
     return "\n".join(parts) + "\n"
 

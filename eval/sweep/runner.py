@@ -1,0 +1,93 @@
+"""The runs of a sweep, one after the other, through the harnesses' own runners with one shared model.
+
+Each (method, budget) is one ``eval.refseg.run_refseg`` / ``eval.rvos.run_rvos`` call resuming its records in
+``--out/runs``: an image or video already recorded is not segmented again, so a rerun skips finished runs and a crash
+loses nothing finished. The harnesses build their model only when some item still needs it, through the factory they
+are given; ``SharedSegmenter`` builds it on the first such call and hands the same model to every later run, so a
+sweep loads the model at most once (and not at all when every run is finished). A run's own output (its table, its
+progress bar, notes) goes to ``--out/logs/<run_id>.log``; the terminal shows one progress bar over the runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from eval.common.progress import progress_bar
+
+__all__ = ["SharedSegmenter", "RunResult", "run_sweep"]
+
+
+class SharedSegmenter:
+    """A harness ``segmenter_factory`` that builds the model once (``build(config)``) and returns it on every call."""
+
+    def __init__(self, build: Callable[[Any], Any]):
+        self._build = build
+        self.model = None
+        self.loads = 0
+
+    def __call__(self, config: Any) -> Any:
+        if self.model is None:
+            self.model = self._build(config)
+            self.loads += 1
+        return self.model
+
+
+@dataclass
+class RunResult:
+    """One run: its harness config, its stats entry (None when it failed before scoring) and its error line."""
+
+    config: Any
+    entry: dict | None
+    error: str | None = None
+
+
+def _harness(media: str) -> tuple[Callable, Callable, tuple[type[BaseException], ...]]:
+    """(run function, default model builder, errors that end one run but not the sweep) of ``media``."""
+    if media == "image":
+        from eval.refseg.model import build_segmenter
+        from eval.refseg.runner import run_refseg
+
+        return run_refseg, build_segmenter, ()
+    from eval.rvos.model import build_video_segmenter
+    from eval.rvos.report import SampleFailuresError
+    from eval.rvos.runner import run_rvos
+
+    return run_rvos, build_video_segmenter, (SampleFailuresError,)
+
+
+def _log_path(logs: Path, config: Any) -> Path:
+    logs.mkdir(parents=True, exist_ok=True)
+    return logs / f"{config.run_id}.log"
+
+
+def _one_run(run: Callable, config: Any, factory: SharedSegmenter, logs: Path,
+             run_errors: tuple[type[BaseException], ...]) -> RunResult:
+    """``run(config)`` with its stdout and stderr in its log; a sample failure ends this run only."""
+    with open(_log_path(logs, config), "a", encoding="utf-8") as log, contextlib.redirect_stdout(log), \
+            contextlib.redirect_stderr(log):
+        try:
+            return RunResult(config, run(config, segmenter_factory=factory))
+        except run_errors as err:
+            print(f"error: {err}", flush=True)
+            return RunResult(config, getattr(err, "entry", None), str(err).splitlines()[0])
+
+
+def run_sweep(configs: list, media: str, logs: Path, build: Callable | None = None) -> tuple[list[RunResult], SharedSegmenter]:
+    """Every run of ``configs`` (one harness config each) with one shared model (``build``: the harness's builder by
+    default); returns the results in order and the factory (``loads``: how often the model was built)."""
+    run, default_build, run_errors = _harness(media)
+    factory = SharedSegmenter(build or default_build)
+    results = []
+    with progress_bar(total=len(configs), desc="sweep", unit="run") as bar:
+        for config in configs:
+            bar.set_postfix_str(f"{config.method} @ {config.budget}", refresh=True)
+            result = _one_run(run, config, factory, logs, run_errors)
+            if result.error:
+                bar.write(f"run {config.run_id} failed: {result.error} (log: {_log_path(logs, config)})", file=sys.stderr)
+            results.append(result)
+            bar.update(1)
+    return results, factory

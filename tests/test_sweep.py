@@ -1,0 +1,180 @@
+"""``litelvlm sweep``: every method x budget on the synthetic data with the tiny checkpoints, one model load, a
+leaderboard consistent with the runs' records, a Pareto picture, resumed runs not segmented again, bad inputs refused
+before the model loads."""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from eval.common.records import read_jsonl, run_record_paths
+from litelvlm.cli import main
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # pycocotools under numpy 2
+
+
+@pytest.fixture(scope="module")
+def tiny_cache(tmp_path_factory):
+    """``$LITELVLM_CACHE`` for this module: the tiny checkpoints are written here once."""
+    folder = tmp_path_factory.mktemp("litelvlm_cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LITELVLM_CACHE", str(folder))
+        yield folder
+
+
+class SegmentCounter:
+    """Counts the model's loads and ``segment`` calls of one sweep (the real tiny model underneath)."""
+
+    def __init__(self, monkeypatch, build_path: str, segmenter_cls):
+        import importlib
+
+        module, name = build_path.rsplit(".", 1)
+        build = getattr(importlib.import_module(module), name)
+        segment = segmenter_cls.segment
+        self.loads = self.calls = 0
+
+        def counted_build(config):
+            self.loads += 1
+            return build(config)
+
+        def counted_segment(seg, *args, **kwargs):
+            self.calls += 1
+            return segment(seg, *args, **kwargs)
+
+        monkeypatch.setattr(build_path, counted_build)
+        monkeypatch.setattr(segmenter_cls, "segment", counted_segment)
+
+
+def _image_counter(monkeypatch) -> SegmentCounter:
+    from litelvlm.glamm.segmenter import GLaMMSegmenter
+
+    return SegmentCounter(monkeypatch, "eval.refseg.model.build_segmenter", GLaMMSegmenter)
+
+
+def _records(out: Path, run_id: str) -> list[dict]:
+    return [r for path in run_record_paths(out / "runs", run_id) for r in read_jsonl(path)[0]]
+
+
+def _md_rows(out: Path) -> list[list[str]]:
+    lines = [line for line in (out / "leaderboard.md").read_text().splitlines() if line.startswith("| ")]
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[1:]]
+
+
+IMAGE_SWEEP = ["sweep", "--benchmark", "synthetic", "--checkpoint", "tiny", "--method", "litelvlm", "--method", "random",
+               "--method", "none", "--budget", "64", "--budget", "144", "--limit", "1"]
+
+
+def test_image_sweep_writes_a_leaderboard_of_its_runs_and_resumes_without_the_model(tiny_cache, tmp_path, monkeypatch,
+                                                                                     capsys):
+    out = tmp_path / "sweep"
+    counter = _image_counter(monkeypatch)
+    assert main([*IMAGE_SWEEP, "--out", str(out)]) == 0
+    stdout = capsys.readouterr().out
+    assert "RANDOM weights" in stdout and "model loaded 1 time(s) for 5 runs" in stdout
+    assert counter.loads == 1 and counter.calls == 5  # one image, five runs (none runs once, at 576)
+
+    board = json.loads((out / "leaderboard.json").read_text())
+    assert board["random_weights"] and board["model"] == "GLaMM tiny" and board["data"].startswith("synthetic refcoco|val")
+    rows = board["rows"]
+    assert [(r["method"], r["budget"]) for r in rows] == [("litelvlm", 64), ("litelvlm", 144), ("random", 64),
+                                                          ("random", 144), ("none", 576)]
+    stats = {e["run_id"]: e for e in json.loads((out / "runs" / "stats.json").read_text())}
+    for row in rows:
+        records = _records(out, row["run_id"])
+        assert row["visual_tokens"] == row["budget"] == records[0]["visual_tokens"]
+        ciou = 100 * sum(r["intersection"] for r in records) / sum(r["union"] for r in records)
+        assert math.isclose(row["cIoU"], ciou) and math.isclose(row["gIoU"], 100 * stats[row["run_id"]]["giou"])
+        assert math.isclose(row["e2e_ms"], 1000 * records[0]["timings"]["total"])
+        assert math.isclose(row["prefill_ms"], 1000 * records[0]["timings"]["llm_prefill"])
+        assert row["timed"] == 1 and row["gflops"] > 0 and row["text_tokens"] > 0
+    flops = {(r["method"], r["budget"]): r["gflops"] for r in rows}
+    assert flops[("litelvlm", 64)] < flops[("litelvlm", 144)] < flops[("none", 576)]
+    assert flops[("litelvlm", 64)] == flops[("random", 64)]  # same tokens, same count
+    md = _md_rows(out)
+    assert [(r[0], r[1]) for r in md] == [(r["method"], str(r["budget"])) for r in rows]
+    assert [r[3] for r in md] == [f"{r['cIoU']:.2f}" for r in rows]
+    assert "RANDOM WEIGHTS" in (out / "leaderboard.md").read_text()
+    title = Image.open(out / "pareto.png").text["Title"]
+    assert title.startswith("GLaMM tiny on synthetic refcoco|val") and "RANDOM WEIGHTS" in title
+
+    # a rerun: every run is finished, nothing is segmented, the model is not even built
+    counter = _image_counter(monkeypatch)
+    assert main([*IMAGE_SWEEP, "--out", str(out)]) == 0
+    assert counter.loads == 0 and counter.calls == 0
+    assert "model loaded 0 time(s) for 5 runs (5 finished before)" in capsys.readouterr().out
+    assert json.loads((out / "leaderboard.json").read_text())["rows"] == rows
+
+    # a crash in the middle of one run: only its missing records are made again, the finished runs are kept
+    path = run_record_paths(out / "runs", "refcoco_val_random_b144_all")[0]
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text(lines[0] + lines[1][:10])  # the first record and a torn second one
+    counter = _image_counter(monkeypatch)
+    assert main([*IMAGE_SWEEP, "--out", str(out)]) == 0
+    assert counter.loads == 1 and counter.calls == 1
+    assert json.loads((out / "leaderboard.json").read_text())["rows"][3]["cIoU"] == rows[3]["cIoU"]
+
+
+def test_video_sweep_scores_j_and_f_per_run(tiny_cache, tmp_path, capsys):
+    out = tmp_path / "video"
+    assert main(["sweep", "--benchmark", "synthetic-video", "--checkpoint", "tiny", "--method", "litelvlm",
+                 "--budget", "64", "--limit", "1", "--out", str(out)]) == 0
+    board = json.loads((out / "leaderboard.json").read_text())
+    [row] = board["rows"]
+    [entry] = json.loads((out / "runs" / "stats.json").read_text())
+    assert board["model"] == "VideoGLaMM tiny" and board["data"].startswith("synthetic davis valid")
+    assert math.isclose(row["J&F"], 100 * entry["J&F"]) and math.isclose(row["J"], 100 * entry["J"])
+    assert row["visual_tokens"] == entry["visual_tokens_per_frame"] and row["timed"] == 1
+    assert row["prefill_ms"] > 0 and row["e2e_ms"] > row["prefill_ms"] and row["gflops"] is None
+    assert "RANDOM WEIGHTS" in Image.open(out / "pareto.png").text["Title"]
+
+
+def _never(*args, **kwargs):
+    raise AssertionError("the model must not be built for bad input")
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--benchmark", "synthetic", "--method", "nosuch", "--budget", "64"], "unknown pruning method 'nosuch'"),
+    (["--benchmark", "synthetic", "--method", "litelvlm-time", "--budget", "64"], "does not run on images"),
+    (["--benchmark", "synthetic-video", "--method", "ivcprune", "--budget", "64"], "does not run on videos"),
+    (["--benchmark", "synthetic", "--method", "litelvlm"], "give at least one --budget"),
+    (["--benchmark", "synthetic", "--method", "litelvlm", "--budget", "577"], "choose 1 to 576"),
+    (["--benchmark", "synthetic", "--method", "litelvlm", "--budget", "0"], "positive number"),
+    (["--benchmark", "cocoa", "--method", "litelvlm", "--budget", "64"], "'cocoa' is not a benchmark"),
+    (["--benchmark", "refcoco|vall", "--method", "litelvlm", "--budget", "64"], "unknown split 'vall' in --benchmark"),
+    (["--benchmark", "synthetic", "--split", "valid", "--method", "litelvlm", "--budget", "64"], "--split does not apply"),
+    (["--benchmark", "refcoco|val", "--dataset-dir", "{tmp}/nodata", "--method", "litelvlm", "--budget", "64"],
+     "nodata"),
+    (["--benchmark", "synthetic-video", "--preset", "released", "--method", "litelvlm", "--budget", "99"],
+     "--num_retain_tokens 99 with layout 'regrid'"),
+])
+def test_bad_input_is_one_line_before_the_model(tiny_cache, tmp_path, monkeypatch, capsys, extra, message):
+    monkeypatch.setattr("eval.refseg.model.build_segmenter", _never)
+    monkeypatch.setattr("eval.rvos.model.build_video_segmenter", _never)
+    argv = ["sweep", "--checkpoint", "tiny", "--out", str(tmp_path / "out"),
+            *[a.replace("{tmp}", str(tmp_path)) for a in extra]]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("litelvlm sweep: error:") and message in err and "\n" not in err
+    assert not (tmp_path / "out" / "runs").exists()
+
+
+def test_records_of_other_inputs_in_out_are_refused_before_the_model(tiny_cache, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("eval.refseg.model.build_segmenter", _never)
+    records = tmp_path / "out" / "runs" / "records"
+    records.mkdir(parents=True)
+    (records / "refcoco_val_litelvlm_b64_all.meta.json").write_text(json.dumps({"checkpoint": "/another/glamm"}))
+    (records / "refcoco_val_litelvlm_b64_all.rank0.jsonl").write_text("")
+    assert main(["sweep", "--benchmark", "synthetic", "--checkpoint", "tiny", "--method", "litelvlm", "--budget", "64",
+                 "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "made with other inputs" in err and "pass another --out" in err
+
+
+def test_out_that_is_a_file_is_refused(tmp_path, capsys):
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    assert main(["sweep", "--benchmark", "synthetic", "--checkpoint", "tiny", "--method", "litelvlm", "--budget", "64",
+                 "--out", str(a_file)]) == 2
+    assert "existing file" in capsys.readouterr().err

@@ -4,6 +4,9 @@ before the model loads."""
 
 import json
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -178,3 +181,14 @@ def test_out_that_is_a_file_is_refused(tmp_path, capsys):
     assert main(["sweep", "--benchmark", "synthetic", "--checkpoint", "tiny", "--method", "litelvlm", "--budget", "64",
                  "--out", str(a_file)]) == 2
     assert "existing file" in capsys.readouterr().err
+
+
+def test_cheap_mistakes_are_refused_before_torch_is_imported(tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    code = ("import sys; from litelvlm.cli import main; "
+            "rc = main(['sweep', '--benchmark', 'refcoco|val', '--checkpoint', 'tiny', '--method', 'nosuch', '--budget', '64', "
+            f"'--out', {str(tmp_path / 'out')!r}]); print(rc, 'torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(root)})
+    assert done.stdout.split() == ["2", "False"] and "unknown pruning method 'nosuch'" in done.stderr
+    assert not (tmp_path / "out").exists()

@@ -7,7 +7,9 @@ numbers. The protocol's ``Scoring`` (``protocols.SCORING``) decides the ground t
 (I, U) rule of the records (``all``: union of polygons; ``glamm``: the released summed polygons and
 ``intersectionAndUnionGPU``) and the gIoU denominator; stats.json names both, and ``records_digest`` of the merged
 records, so that a ``--resume`` of a finished run does not append its entry twice. A symbolic link on the way to any
-file the run writes is refused before any work (``eval.common.lock.results_session``).
+file the run writes is refused before any work (``eval.common.lock.results_session``). A model run's records also
+carry the image's stage timings (``timings``: seconds of its one ``segment`` call of ``call_expressions``
+expressions), as the video harness's do, so that a resumed run keeps its costs (``litelvlm sweep`` reads them).
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ have none.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from pathlib import Path
@@ -79,15 +80,21 @@ def _flops_g(method: str, visual_tokens: float | None, text_tokens: float | None
     return sum(stages.values()) / 1e9
 
 
+@functools.lru_cache(maxsize=2)
+def _tokenizer(checkpoint: str):
+    from litelvlm.tokenizer import ReleasedLlamaTokenizer
+
+    return ReleasedLlamaTokenizer.from_pretrained(checkpoint)
+
+
 def prompt_tokens(checkpoint: str, questions: list[str]) -> float | None:
     """Mean text tokens of the single-turn prompts of ``questions`` with the checkpoint's tokenizer (as the bench
     counts them: the prompt without its image placeholder)."""
     if not questions:
         return None
     from litelvlm.glamm.prompt import DEFAULT_ANSWER, build_conversation, tokenize_with_image
-    from litelvlm.tokenizer import ReleasedLlamaTokenizer
 
-    tokenizer = ReleasedLlamaTokenizer.from_pretrained(checkpoint)
+    tokenizer = _tokenizer(checkpoint)
     counts = {q: len(tokenize_with_image(build_conversation([q], [DEFAULT_ANSWER]), tokenizer)) - 1 for q in set(questions)}
     return math.fsum(counts[q] for q in questions) / len(questions)
 

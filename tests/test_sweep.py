@@ -192,3 +192,33 @@ def test_cheap_mistakes_are_refused_before_torch_is_imported(tmp_path):
                           env={**os.environ, "PYTHONPATH": str(root)})
     assert done.stdout.split() == ["2", "False"] and "unknown pruning method 'nosuch'" in done.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_pareto_front_keeps_the_runs_no_other_run_beats():
+    from eval.sweep.leaderboard import pareto_front
+
+    rows = [{"method": "a", "t": 1.0, "acc": 50.0}, {"method": "b", "t": 2.0, "acc": 40.0},  # b: slower and worse
+            {"method": "c", "t": 3.0, "acc": 60.0}, {"method": "d", "t": 3.0, "acc": 55.0},  # d: as slow as c, worse
+            {"method": "e", "t": None, "acc": 99.0}]  # not timed: not on the front
+    assert [r["method"] for r in pareto_front(rows, "t", "acc")] == ["a", "c"]
+
+
+def test_readme_compare_methods_command_and_picture():
+    import shlex
+
+    from litelvlm.cli import build_parser
+
+    root = Path(__file__).resolve().parents[1]
+    section = (root / "README.md").read_text().split("## Compare methods", 1)[1]
+    command = section.split("```bash", 1)[1].split("```", 1)[0].replace("\\\n", " ")
+    args = build_parser().parse_args(shlex.split(command)[1:])
+    assert (args.command, args.benchmark, args.checkpoint) == ("sweep", "synthetic", "tiny")
+    picture = section.split("](", 1)[1].split(")", 1)[0]
+    assert picture == "docs/sweep_synthetic.png" and "RANDOM WEIGHTS" in Image.open(root / picture).text["Title"]
+
+
+def test_the_rvos_benchmark_names_are_the_harness_s():
+    from eval.rvos.config import BENCHMARKS
+    from eval.sweep.plan import RVOS_BENCHMARKS
+
+    assert sorted(RVOS_BENCHMARKS) == sorted(BENCHMARKS)

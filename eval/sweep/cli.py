@@ -55,7 +55,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _plan(args):
     from .plan import SweepPlan, parse_benchmark
 
-    check_device_name(args.device) if args.device != "auto" else None
+    if args.device != "auto":
+        check_device_name(args.device)  # the spelling; whether this machine has it is the harness config's check
     return SweepPlan(parse_benchmark(args.benchmark), tuple(args.method or ()), tuple(args.budget or ()),
                      Path(args.out), args.checkpoint, vision_tower=args.vision_tower, video_tower=args.video_tower,
                      dataset_dir=args.dataset_dir, split=args.split, protocol=args.protocol, preset=args.preset,

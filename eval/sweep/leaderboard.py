@@ -156,7 +156,8 @@ def write_leaderboard(rows: list[dict], header: dict, out: Path) -> list[Path]:
     if header["random_weights"]:
         lines += ["**RANDOM WEIGHTS** (the embedded tiny checkpoint): the scores mean nothing, the mechanics are real.", ""]
     lines += [f"Accuracy: {', '.join(ACCURACY[media])} (%); times: mean per {'image' if media == 'image' else 'video'} "
-              f"({header['device']}, wall clock), end to end with the masks; GFLOPs: analytic, one expression at the "
+              f"({header['device']}, wall clock; the first run that loads the model includes its first, warm-up call), end "
+              f"to end with the masks; GFLOPs: analytic, one expression at the "
               f"released GLaMM-7B shapes (none for video). Per-run records and logs: `runs/`, `logs/`.", "",
               markdown_table(_table(rows, media))]
     failed = [r for r in rows if r["error"]]

@@ -143,6 +143,30 @@ def test_video_section_measures_every_method_against_per_frame_litelvlm_in_one_r
                                                           ["litelvlm-time", "81", "-"], ["litelvlm-time", "81", "300"]]
 
 
+def test_chart_has_a_video_panel_per_measure_with_a_line_per_method():
+    from litelvlm.bench.report import bench_figure
+
+    def row(method, tokens, prefill):
+        return {"method": method, "llm_visual_tokens": tokens, "llm_prefill_ms": prefill, "e2e_ms": 2 * prefill,
+                "answer_tokens": 8}
+
+    image = [{"method": "litelvlm", "budget": b, "llm_prefill_ms": b / 10, "per_expression_ms": b / 5, "activation_mib": b / 20}
+             for b in (576, 64)]
+    video = [row("none", 3328, 90.0), row("litelvlm", 1360, 40.0), row("litelvlm-time", 464, 20.0), row("litelvlm-time", 300, 15.0)]
+    result = {"image": image, "video": video, "scale": "quick", "device": "cpu", "clock": "process CPU time"}
+    fig = bench_figure(result)
+    shown = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in shown][3:] == ["VideoGLaMM: LLM prefill, 16-frame clip",
+                                                    "VideoGLaMM: clip end to end (8-token answer)"]
+    for ax, key in zip(shown[3:], ("llm_prefill_ms", "e2e_ms")):
+        assert [t.get_text() for t in ax.get_legend().get_texts()] == ["none (unpruned)", "litelvlm", "litelvlm-time"]
+        assert list(ax.get_lines()[2].get_xydata()[:, 1]) == [r[key] for r in video[:1:-1]]  # by tokens, per method
+        assert ax.get_xlabel().startswith("LLM visual tokens")
+    assert "RANDOM WEIGHTS" in fig._suptitle.get_text()
+    assert len(fig.axes) == 6 and not fig.axes[5].get_visible()  # two rows of three panels, the last one unused
+    assert bench_figure({"image": [], "video": [], "scale": "quick", "device": "cpu"}) is None
+
+
 def test_bench_methods_go_to_the_sections_that_run_them(capsys):
     from litelvlm.bench.video import split_methods
     from litelvlm.cli import main
@@ -346,7 +370,7 @@ def test_memory_budget_option_is_checked_before_any_work(capsys):
 
 def test_sam2_section_profiles_stages_budgets_and_goals_on_a_tiny_model(tiny_video_segmenter, monkeypatch, tmp_path):
     from litelvlm.bench import _print_sam2, measurement_setup, report
-    from litelvlm.bench.report import check_goals, markdown_report, write_chart
+    from litelvlm.bench.report import bench_figure, check_goals, markdown_report, write_chart
     from litelvlm.bench.video import video_calls
     from video.bench import measure_video_section
 
@@ -385,4 +409,7 @@ def test_sam2_section_profiles_stages_budgets_and_goals_on_a_tiny_model(tiny_vid
     _print_sam2(result, lines.append)
     assert any("RANDOM weights" in line for line in lines) and any(line.startswith("SAM2 section: 8 cases") for line in lines)
     assert "## Whole clip with SAM2 (2 objects)" in markdown_report(result)
+    titles = [ax.get_title() for ax in bench_figure(result).axes if ax.get_visible()]
+    assert titles == ["VideoGLaMM: LLM prefill, 16-frame clip", "VideoGLaMM: clip end to end (8-token answer)",
+                      "VideoGLaMM SAM2: 16 frames, 2 objects"]
     assert write_chart(result, tmp_path / "bench.png") == tmp_path / "bench.png"

@@ -1,4 +1,5 @@
-"""Reading the JSON files of a checkpoint folder (configs, shard indexes, tokenizer files) with one-line errors.
+"""Reading the JSON files of a checkpoint folder (configs, shard indexes, tokenizer files), and through
+``eval.common.files.read_json`` the benchmarks' annotation files, with one-line errors.
 
 Every way such a file can be unreadable (bad bytes, bad JSON, nesting so deep that the parser gives up, a list
 where an object belongs) becomes one ``ValueError`` that names the file, says what is wrong and how to fix it.
@@ -16,22 +17,25 @@ _FIX = "the file is corrupt or incomplete; re-download it"
 _JSON_TYPES = {list: "array", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
 
 
-def read_json(path: str | Path, what: str) -> Any:
-    """The parsed content of the JSON file ``path`` (``what`` names it in errors, e.g. ``"checkpoint index"``)."""
+def read_json(path: str | Path, what: str, fix: str = _FIX, error: type[ValueError] = ValueError) -> Any:
+    """The parsed content of the JSON file ``path`` (``what`` names it in errors, e.g. ``"checkpoint index"``). An
+    unreadable file raises ``error`` naming it, what is wrong and ``fix``; a missing one ``FileNotFoundError``."""
     path = Path(path)
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
-        raise ValueError(f"{what} {path} is not valid JSON ({err.msg}: line {err.lineno} column {err.colno}, "
-                         f"char {err.pos}): {_FIX}") from None
+        problem = f"is not valid JSON ({err.msg} at line {err.lineno} column {err.colno}, char {err.pos})"
     except UnicodeDecodeError as err:
-        raise ValueError(f"{what} {path} is not UTF-8 text (byte {err.start}): {_FIX}") from None
+        problem = f"is not UTF-8 text (byte {err.start}: {err.reason})"
     except RecursionError:
-        raise ValueError(f"{what} {path} nests JSON arrays or objects too deeply to parse: {_FIX}") from None
+        problem = "nests its JSON lists / objects too deeply to read"
     except IsADirectoryError:
-        raise ValueError(f"{what} {path} is a folder, not a JSON file: {_FIX}") from None
-    except PermissionError:
-        raise ValueError(f"cannot read {what} {path}: permission denied") from None
+        problem = "is a folder, not a JSON file"
+    except FileNotFoundError:
+        raise
+    except OSError as err:
+        raise error(f"{what} {path} cannot be read ({err.strerror or err}): check the file and its permissions") from None
+    raise error(f"{what} {path} {problem}: {fix}")
 
 
 def read_json_object(path: str | Path, what: str) -> dict:

@@ -1,5 +1,5 @@
-"""The progress bar of the writing commands (``segment --images``, ``segment-video``): tqdm on stderr, shown when
-stderr is a terminal (a log file or a captured stream gets none of its redraws)."""
+"""The progress bar of the long commands (``segment --images``, ``segment-video``, ``bench``): tqdm on stderr, shown
+when stderr is a terminal (a log file or a captured stream gets none of its redraws)."""
 
 from __future__ import annotations
 

@@ -52,3 +52,21 @@ def tiny_video_segmenter(tiny_videoglamm_kwargs):
     from video.segmenter import VideoSegmenter
 
     return VideoSegmenter.from_pretrained(**tiny_videoglamm_kwargs)
+
+
+def _model_build_reached(*args, **kwargs):
+    raise AssertionError("the model builder was reached although a check that needs no model fails")
+
+
+@pytest.fixture
+def no_model_builds(monkeypatch):
+    """Every way the CLIs, the harnesses, the demo, the bench and ``litelvlm.load`` build a model fails the test: bad
+    input must be refused before."""
+    from litelvlm.glamm import GLaMMSegmenter
+    from video.segmenter import VideoSegmenter
+
+    monkeypatch.setattr(GLaMMSegmenter, "from_pretrained", _model_build_reached)
+    monkeypatch.setattr(VideoSegmenter, "from_pretrained", _model_build_reached)
+    for target in ("eval.refseg.runner.build_segmenter", "eval.rvos.runner.build_video_segmenter",
+                   "litelvlm.pipeline.tiny_checkpoint", "litelvlm.bench.run_bench", "litelvlm.demo.load_clip_towers"):
+        monkeypatch.setattr(target, _model_build_reached)

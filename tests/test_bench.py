@@ -40,10 +40,50 @@ def test_layer_flops_match_a_manual_count_and_fastv_counts_unpruned_layers():
     assert 8.0e12 < full < 9.5e12
 
 
-def test_short_run_writes_json_report_chart_and_goal_ratios(tmp_path):
+class RecordingBar:
+    """A progress bar that records every total it was given and how often it reached it."""
+
+    def __init__(self, total: int):
+        self._total, self.totals, self.n, self.times_full = total, [total], 0, 0
+
+    @property
+    def total(self) -> int:
+        return self._total
+
+    @total.setter
+    def total(self, value: int) -> None:
+        self._total = value
+        self.totals.append(value)
+
+    def update(self, n: int = 1) -> None:
+        before, self.n = self.n, self.n + n
+        assert self.n <= self.total, f"{self.n} steps of {self.total}"
+        self.times_full += before < self.total <= self.n
+
+    def refresh(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+
+def assert_filled_once(bar: RecordingBar) -> None:
+    assert bar.totals == [bar.total] and bar.n == bar.total and bar.times_full == 1, (bar.totals, bar.n, bar.times_full)
+
+
+def test_short_run_writes_json_report_chart_and_goal_ratios(tmp_path, monkeypatch):
+    import litelvlm.progress
+
+    bars = []
+    monkeypatch.setattr(litelvlm.progress, "progress_bar", lambda total, desc, unit: bars.append(RecordingBar(total)) or bars[-1])
     settings = ImageBenchSettings(scale="quick", budgets=(576, 192, 64), repeats=1, warmup=0, expressions=2)
     lines = []
     result = run_bench(settings, video=False, out_dir=tmp_path / "out", json_path=tmp_path / "b.json", echo=lines.append)
+    assert len(bars) == 1 and bars[0].total == 3 * (9 + 1)  # planned: up to max_repeats rounds and the memory probe
+    assert_filled_once(bars[0])  # the rounds one round did not need are counted at its end
     data = json.loads((tmp_path / "b.json").read_text())
     assert data["scale"] == "quick" and data["device"].startswith("cpu") and data["video"] == []
     rows = {r["budget"]: r for r in data["image"]}
@@ -103,6 +143,30 @@ def test_video_section_measures_every_method_against_per_frame_litelvlm_in_one_r
                                                           ["litelvlm-time", "81", "-"], ["litelvlm-time", "81", "300"]]
 
 
+def test_chart_has_a_video_panel_per_measure_with_a_line_per_method():
+    from litelvlm.bench.report import bench_figure
+
+    def row(method, tokens, prefill):
+        return {"method": method, "llm_visual_tokens": tokens, "llm_prefill_ms": prefill, "e2e_ms": 2 * prefill,
+                "answer_tokens": 8}
+
+    image = [{"method": "litelvlm", "budget": b, "llm_prefill_ms": b / 10, "per_expression_ms": b / 5, "activation_mib": b / 20}
+             for b in (576, 64)]
+    video = [row("none", 3328, 90.0), row("litelvlm", 1360, 40.0), row("litelvlm-time", 464, 20.0), row("litelvlm-time", 300, 15.0)]
+    result = {"image": image, "video": video, "scale": "quick", "device": "cpu", "clock": "process CPU time"}
+    fig = bench_figure(result)
+    shown = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in shown][3:] == ["VideoGLaMM: LLM prefill, 16-frame clip",
+                                                    "VideoGLaMM: clip end to end (8-token answer)"]
+    for ax, key in zip(shown[3:], ("llm_prefill_ms", "e2e_ms")):
+        assert [t.get_text() for t in ax.get_legend().get_texts()] == ["none (unpruned)", "litelvlm", "litelvlm-time"]
+        assert list(ax.get_lines()[2].get_xydata()[:, 1]) == [r[key] for r in video[:1:-1]]  # by tokens, per method
+        assert ax.get_xlabel().startswith("LLM visual tokens")
+    assert "RANDOM WEIGHTS" in fig._suptitle.get_text()
+    assert len(fig.axes) == 6 and not fig.axes[5].get_visible()  # two rows of three panels, the last one unused
+    assert bench_figure({"image": [], "video": [], "scale": "quick", "device": "cpu"}) is None
+
+
 def test_bench_methods_go_to_the_sections_that_run_them(capsys):
     from litelvlm.bench.video import split_methods
     from litelvlm.cli import main
@@ -135,13 +199,20 @@ def test_stage_timer_counts_nested_stages_once_and_cpu_time_ignores_waiting():
     assert timer.wall_dict()["total"] == timer.wall_seconds["outer"]
 
 
-def test_rounds_continue_until_the_spread_is_bounded():
-    from litelvlm.bench.image import measure_rounds
+def test_rounds_continue_until_the_spread_is_bounded_on_a_progress_total_fixed_up_front():
+    from litelvlm.bench.image import max_rounds, measure_rounds
 
     noisy = iter([1.0, 1.0, 1.5, 1.0, 1.0, 1.02, 1.01, 1.0, 0.99, 1.0, 1.0, 1.0])
     settings = ImageBenchSettings(repeats=3, max_repeats=9, target_spread=0.1)
-    runs = measure_rounds(lambda case: next(noisy), ["a"], settings, key=lambda v: v)
+    bar = RecordingBar(max_rounds(settings))
+
+    def timed(case):
+        bar.update(1)
+        return next(noisy)
+
+    runs = measure_rounds(timed, ["a"], settings, key=lambda v: v, progress=bar)
     assert runs == [[1.0, 1.0, 1.5, 1.0, 1.0]]  # 3 and 4 rounds: spread over 10%; the 5th steadies the quartiles
+    assert_filled_once(bar)  # planned for 9 rounds from the start, the 4 not run counted at the end
     alternating = iter([1.0, 2.0] * 10)
     capped = measure_rounds(lambda case: next(alternating), ["a"], ImageBenchSettings(repeats=2, max_repeats=4), key=lambda v: v)
     assert capped == [[1.0, 2.0, 1.0, 2.0]]  # never steadies: stops at max_repeats
@@ -299,7 +370,8 @@ def test_memory_budget_option_is_checked_before_any_work(capsys):
 
 def test_sam2_section_profiles_stages_budgets_and_goals_on_a_tiny_model(tiny_video_segmenter, monkeypatch, tmp_path):
     from litelvlm.bench import _print_sam2, measurement_setup, report
-    from litelvlm.bench.report import check_goals, markdown_report, write_chart
+    from litelvlm.bench.report import bench_figure, check_goals, markdown_report, write_chart
+    from litelvlm.bench.video import video_calls
     from video.bench import measure_video_section
 
     # the tiny SAM2 has 4 x 4 memory tokens per frame: budget 8 stands in for 512 (goal rows exist and are computed,
@@ -309,8 +381,10 @@ def test_sam2_section_profiles_stages_budgets_and_goals_on_a_tiny_model(tiny_vid
     settings = ImageBenchSettings(scale="quick", repeats=1, warmup=0, video_budgets=(576, 81), video_methods=("litelvlm",),
                                   video_masks=True, memory_budgets=(None, 8, 4), sam2_objects=2, sam2_long_frames=20,
                                   sam2_max_repeats=1)
+    bar = RecordingBar(video_calls(settings))
     with measurement_setup("cpu"):
-        section = measure_video_section(settings, segmenter=tiny_video_segmenter)
+        section = measure_video_section(settings, segmenter=tiny_video_segmenter, progress=bar)
+    assert_filled_once(bar)  # the video and SAM2 sections' steps, planned before they ran
     rows = section["sam2"]["rows"]
     assert [(r["clip"], r["frames"], r["objects"], r["memory_budget"]) for r in rows] == [
         ("bench", 16, 1, None), ("bench", 16, 2, None), ("bench", 16, 2, 8), ("bench", 16, 2, 4), ("bench", 20, 1, None),
@@ -335,4 +409,7 @@ def test_sam2_section_profiles_stages_budgets_and_goals_on_a_tiny_model(tiny_vid
     _print_sam2(result, lines.append)
     assert any("RANDOM weights" in line for line in lines) and any(line.startswith("SAM2 section: 8 cases") for line in lines)
     assert "## Whole clip with SAM2 (2 objects)" in markdown_report(result)
+    titles = [ax.get_title() for ax in bench_figure(result).axes if ax.get_visible()]
+    assert titles == ["VideoGLaMM: LLM prefill, 16-frame clip", "VideoGLaMM: clip end to end (8-token answer)",
+                      "VideoGLaMM SAM2: 16 frames, 2 objects"]
     assert write_chart(result, tmp_path / "bench.png") == tmp_path / "bench.png"

@@ -22,21 +22,6 @@ from video.io import read_frame_folder, read_video, write_mp4
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-def _fail_if_loaded(*args, **kwargs):
-    raise AssertionError("a model was loaded although the input is bad")
-
-
-@pytest.fixture
-def no_model_loads(monkeypatch):
-    """Any model load fails the test: bad input must be refused before."""
-    from litelvlm.glamm import GLaMMSegmenter
-    from video.segmenter import VideoSegmenter
-
-    monkeypatch.setattr(GLaMMSegmenter, "from_pretrained", _fail_if_loaded)
-    monkeypatch.setattr(VideoSegmenter, "from_pretrained", _fail_if_loaded)
-    monkeypatch.setattr("litelvlm.demo.load_clip_towers", _fail_if_loaded)
-
-
 def _half_jpeg(path: Path) -> Path:
     data = sample_image_path().read_bytes()
     path.write_bytes(data[: len(data) // 2])
@@ -150,7 +135,7 @@ BAD_INPUT = [
 @pytest.mark.parametrize("argv, words, setup, loads", [row[1:] for row in BAD_INPUT], ids=[row[0] for row in BAD_INPUT])
 def test_bad_input_is_one_line_and_exit_2(argv, words, setup, loads, ctx, monkeypatch, capsys, request):
     if not loads:
-        request.getfixturevalue("no_model_loads")
+        request.getfixturevalue("no_model_builds")  # conftest.py
     if setup is not None:
         setup(monkeypatch)
     assert main(argv(ctx)) == 2

@@ -253,9 +253,24 @@ def test_a_decompression_bomb_prediction_mask_is_one_line(tmp_path, capsys):
     assert "decompression bomb" in line and not load_stats(tmp_path / "res")
 
 
+def test_eval_and_checkpoint_json_readers_are_one_reader_with_its_own_fix(tmp_path):
+    from litelvlm.jsonfile import read_json as read_checkpoint_json
+
+    for name, data in {"bad": b'{"a": }', "latin": b'{"a": "\xff"}', "deep": b"[" * 100000 + b"]" * 100000}.items():
+        path = tmp_path / f"{name}.json"
+        path.write_bytes(data)
+        with pytest.raises(DataFileError) as harness:
+            read_json(path, "meta")
+        with pytest.raises(ValueError) as checkpoint:
+            read_checkpoint_json(path, "meta")
+        problem = str(harness.value).removesuffix(": fix or re-download the file")
+        assert problem.startswith(f"meta {path} ") and problem != str(harness.value)
+        assert str(checkpoint.value) == f"{problem}: the file is corrupt or incomplete; re-download it"
+
+
 def test_read_json_names_the_file_and_position(tmp_path):
     (tmp_path / "a.json").write_text('{"a": 1,\n "b": }')
-    with pytest.raises(DataFileError, match=r"meta .*a.json is not valid JSON: Expecting value at line 2 column 7"):
+    with pytest.raises(DataFileError, match=r"meta .*a.json is not valid JSON \(Expecting value at line 2 column 7, char 15\): fix or re-download"):
         read_json(tmp_path / "a.json", "meta")
     (tmp_path / "b.json").write_bytes(b'{"a": "\xff"}')
     with pytest.raises(DataFileError, match="not UTF-8"):

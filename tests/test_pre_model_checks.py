@@ -1,7 +1,7 @@
 """Checks that need no model run before one is built, in every CLI and harness: method names (and whether the method
 runs on images or videos), budgets (at most the 576 CLIP tokens of a frame; a square for the video layout
 ``regrid``), devices. The model builders are replaced by ones that fail the test, with real checkpoints and
-datasets in place, so without the checks these runs would reach them."""
+datasets in place, so without the checks these runs would reach them (``no_model_builds``, conftest.py)."""
 
 import numpy as np
 import pytest
@@ -18,24 +18,6 @@ from litelvlm.run_options import check_frame_budget, check_method, check_method_
 from video.io import write_mp4
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # pycocotools under numpy 2
-
-
-def _never(*args, **kwargs):
-    raise AssertionError("the model builder was reached although a check that needs no model fails")
-
-
-@pytest.fixture
-def no_builders(monkeypatch):
-    """Every way the CLIs, the harnesses and ``litelvlm.load`` build a model fails the test."""
-    from litelvlm.glamm import GLaMMSegmenter
-    from video.segmenter import VideoSegmenter
-
-    monkeypatch.setattr(GLaMMSegmenter, "from_pretrained", _never)
-    monkeypatch.setattr(VideoSegmenter, "from_pretrained", _never)
-    monkeypatch.setattr("eval.refseg.runner.build_segmenter", _never)
-    monkeypatch.setattr("eval.rvos.runner.build_video_segmenter", _never)
-    monkeypatch.setattr("litelvlm.pipeline.tiny_checkpoint", _never)
-    monkeypatch.setattr("litelvlm.bench.run_bench", _never)
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +46,7 @@ def _error_line(capsys, prefix: str = "error: ") -> str:
     (["--method", "litelvlm-time", "--num_retain_tokens", "192"], ["--method litelvlm-time", "video clip", "images"]),
     (["--device", "cuda"], ["--device cuda", "no CUDA device", "--device cpu"]),
 ], ids=["method-bogus", "budget-1e9", "budget-577", "clip-level-method", "cuda-on-cpu"])
-def test_refseg_refuses_before_the_model(extra, words, refer, tiny_glamm_dirs, tmp_path, capsys, monkeypatch, no_builders):
+def test_refseg_refuses_before_the_model(extra, words, refer, tiny_glamm_dirs, tmp_path, capsys, monkeypatch, no_model_builds):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     argv = ["--dataset_dir", str(refer.dataset_dir), "--refer_seg_data", "refcoco|val", "--results_path", str(tmp_path / "res"),
             "--version", str(tiny_glamm_dirs["glamm"]), "--vision-tower", str(tiny_glamm_dirs["clip"]), *extra]
@@ -94,14 +76,14 @@ def _rvos_argv(mevis, kwargs, tmp_path, *extra):
     (["--device", "cuda"], ["--device cuda", "no CUDA device"]),
 ], ids=["method-bogus-with-budget", "method-bogus", "regrid-not-square", "fastv-regrid", "cuda-on-cpu"])
 def test_rvos_refuses_before_the_model(extra, words, mevis, tiny_videoglamm_kwargs, tmp_path, capsys, monkeypatch,
-                                       no_builders):
+                                       no_model_builds):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert rvos_cli.main(_rvos_argv(mevis, tiny_videoglamm_kwargs, tmp_path, *extra)) == 2
     line = _error_line(capsys)
     assert all(word in line for word in words), line
 
 
-def test_rvos_layout_check_follows_the_preset(mevis, tiny_videoglamm_kwargs, tmp_path, capsys, no_builders):
+def test_rvos_layout_check_follows_the_preset(mevis, tiny_videoglamm_kwargs, tmp_path, capsys, no_model_builds):
     """192 is no square: refused under the released preset (regrid); the default preset's cells layout takes it."""
     argv = _rvos_argv(mevis, tiny_videoglamm_kwargs, tmp_path, "--num_retain_tokens", "192", "--preset", "default")
     with pytest.raises(Exception, match="model builder was reached"):  # the harness wraps it in its ModelBuildError
@@ -139,14 +121,14 @@ def ctx(tmp_path, tiny_glamm_dirs, tiny_videoglamm_kwargs):
     (lambda c: ["bench", "--quick", "--video-budget", "600"], ["--video-budget 600", "1 to 576"]),
 ], ids=["segment-budget", "segment-clip-level", "video-budget", "video-clip-level-budget", "video-regrid",
         "video-fastv-regrid", "video-released-preset", "bench-budget", "bench-video-budget"])
-def test_litelvlm_cli_refuses_before_the_model(argv, words, ctx, capsys, no_builders):
+def test_litelvlm_cli_refuses_before_the_model(argv, words, ctx, capsys, no_model_builds):
     args = argv(ctx)
     assert main(args) == 2
     line = _error_line(capsys, f"litelvlm {args[0]}: error: ")
     assert all(word in line for word in words), line
 
 
-def test_litelvlm_load_refuses_before_the_model(no_builders, monkeypatch):
+def test_litelvlm_load_refuses_before_the_model(no_model_builds, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ValueError, match="budget 100000: .*1 to 576"):
         litelvlm.load("glamm", "tiny", budget=100000)

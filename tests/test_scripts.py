@@ -22,3 +22,36 @@ def test_missing_interpreter_is_named():
                           env={**BARE, "PYTHON": "/nowhere/python"}, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "python interpreter '/nowhere/python' not found" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def _time_readme():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("time_readme", REPO / "scripts" / "time_readme.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_time_readme_runs_the_readmes_commands():
+    import shlex
+
+    block = (REPO / "README.md").read_text().split("```bash\n", 1)[1].split("```", 1)[0].splitlines()
+    readme = [shlex.split(part) for line in block for part in line.split(" && ")]
+    commands = _time_readme().readme_commands(".venv", "out/bench")
+    assert commands["setup"] == [*readme[0], ".venv"]  # setup.sh's default folder, named
+    assert [commands["bench"], commands["tests"]] == readme[1:]
+
+
+def test_time_readme_counts_the_cpu_time_of_the_whole_process_tree():
+    grandchild = "import subprocess, sys; subprocess.run([sys.executable, '-c', 'sum(i * i for i in range(3_000_000))'])"
+    measured = _time_readme().measure([sys.executable, "-c", grandchild])
+    assert measured["returncode"] == 0 and measured["user_s"] + measured["sys_s"] > 0.1  # the grandchild's work counts
+    assert measured["wall_s"] > 0 and measured["load_before"] >= 0 and measured["load_after"] >= 0
+
+
+def test_time_readme_refuses_a_venv_that_does_not_suit_the_steps(tmp_path):
+    for argv, message in [([str(tmp_path)], "exists: pass a new folder"),
+                          ([str(tmp_path / "none"), "--steps", "bench"], "has no bin/python")]:
+        done = subprocess.run([sys.executable, "scripts/time_readme.py", *argv], cwd=REPO, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2 and message in done.stderr and len(done.stderr.strip().splitlines()) == 1

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import errno
 import io
-import json
 import math
 import os
 import pickle
@@ -29,6 +28,8 @@ import stat
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
+
+from litelvlm.jsonfile import read_json as read_json_file
 
 __all__ = ["DataFileError", "first_problems", "as_int", "require_regular_file", "read_json", "read_plain_pickle",
            "prepare_results_dir"]
@@ -79,24 +80,11 @@ def require_regular_file(path: Path, what: str, hint: str = "") -> None:
 
 
 def read_json(path: str | os.PathLike, what: str = "JSON file", hint: str = "") -> Any:
-    """The parsed content of the JSON file ``path``; errors name ``what`` and the file (and line / column)."""
+    """The parsed content of the JSON file ``path`` (``litelvlm.jsonfile.read_json``); errors name ``what`` and the
+    file (and line / column)."""
     path = Path(path)
     require_regular_file(path, what, hint)
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
-    except json.JSONDecodeError as err:
-        raise DataFileError(f"{what} {path} is not valid JSON: {err.msg} at line {err.lineno} column {err.colno} "
-                            f"(char {err.pos}); fix or re-download the file") from None
-    except RecursionError:
-        raise DataFileError(f"{what} {path} nests its JSON lists / objects too deeply to read; fix or re-download the "
-                            f"file") from None
-    except UnicodeDecodeError as err:
-        raise DataFileError(f"{what} {path} is not UTF-8 text (byte {err.start}: {err.reason}); fix or re-download "
-                            f"the file") from None
-    except OSError as err:
-        raise DataFileError(f"{what} {path} cannot be read ({err.strerror or err}); check the file and its "
-                            f"permissions") from None
+    return read_json_file(path, what, fix="fix or re-download the file", error=DataFileError)
 
 
 MAX_NODES_PER_BYTE = 2  # a plain pickle spends >= 1 byte per object; memo references are how files exceed it

@@ -72,20 +72,17 @@ def _load_note(load_before: float, load_after: float, rows: list[dict], sam2: di
 def run_bench(settings: ImageBenchSettings, *, video: bool = True, out_dir: str | Path | None = None,
               json_path: str | Path | None = None, echo=print) -> dict:
     """Run the benchmark sections, print tables, write JSON / Markdown / PNG where asked."""
-    from tqdm.auto import tqdm
-
-    from .video import run_video_bench, sam2_case_count, video_available, video_case_count, video_summary
+    from ..progress import progress_bar
+    from .video import run_video_bench, video_available, video_calls, video_summary
 
     check_outputs(out_dir, json_path)
     n_image = image_calls(settings) if settings.methods else 0
-    n_video = 0
-    if video and video_available():
-        n_video = video_case_count(settings) * (settings.warmup + settings.repeats) + sam2_case_count(settings)
+    n_video = video_calls(settings) if video and video_available() else 0
     result = {"device": describe_device(settings.device), "scale": settings.scale, "dtype": str(settings.dtype).replace("torch.", ""),
               "expressions": settings.expressions, "repeats": settings.repeats, "weights": "random", "image": [], "video": [],
               "sam2": None}
     load_before = os.getloadavg()[0]
-    with measurement_setup(settings.device) as setup, tqdm(total=n_image + n_video, desc="litelvlm bench", unit="run") as bar:
+    with measurement_setup(settings.device) as setup, progress_bar(n_image + n_video, "litelvlm bench", "run") as bar:
         result.update(setup, device=describe_device(settings.device))  # after the thread count is set
         if settings.methods:
             image = run_image_bench(settings, progress=bar)

@@ -16,7 +16,7 @@ from .flops import flops_shares, glamm_stage_flops
 from .memory import MemoryProbe
 
 __all__ = ["SCALES", "ImageBenchSettings", "architecture_for", "run_image_bench", "image_cases", "image_calls", "REFCOCO_LIKE_EXPRESSIONS",
-           "spread", "measure_rounds"]
+           "spread", "measure_rounds", "max_rounds"]
 
 # (width factor, depth factor) applied uniformly to every component; token counts never change.
 SCALES = {"full": (1.0, 1.0), "default": (1 / 8, 1 / 4), "quick": (1 / 16, 1 / 8)}
@@ -67,10 +67,16 @@ def spread(values: list[float]) -> float:
     return (q3 - q1) / middle
 
 
+def max_rounds(settings: ImageBenchSettings) -> int:
+    """The most rounds ``measure_rounds`` runs with ``settings``: what a progress bar plans for."""
+    return max(settings.repeats, settings.max_repeats)
+
+
 def measure_rounds(run_case, cases, settings: ImageBenchSettings, key, progress=None) -> list[list]:
     """Results of ``run_case(case)`` for every case, round-robin (drift and other processes hit every case
     alike): at least ``repeats`` rounds, more until each case's ``key(result)`` spread is within
-    ``target_spread`` or ``max_repeats`` rounds ran."""
+    ``target_spread`` or ``max_rounds`` rounds ran. ``run_case`` advances ``progress`` by one per call; the bar's
+    total plans ``max_rounds``, so the rounds not needed are counted as done when the spread settles early."""
     runs: list[list] = [[] for _ in cases]
     rounds = 0
     while True:
@@ -79,11 +85,10 @@ def measure_rounds(run_case, cases, settings: ImageBenchSettings, key, progress=
         rounds += 1
         if rounds < settings.repeats:
             continue
-        if rounds >= max(settings.repeats, settings.max_repeats) or all(spread([key(r) for r in rs]) <= settings.target_spread for rs in runs):
+        if rounds >= max_rounds(settings) or all(spread([key(r) for r in rs]) <= settings.target_spread for rs in runs):
+            if progress is not None:
+                progress.update(len(cases) * (max_rounds(settings) - rounds))
             return runs
-        if progress is not None:  # one more round than announced
-            progress.total += len(cases)
-            progress.refresh()
 
 
 def architecture_for(scale: str) -> GLaMMArchitecture:
@@ -174,8 +179,9 @@ def image_cases(settings: ImageBenchSettings) -> list[tuple[str, int | None]]:
 
 
 def image_calls(settings: ImageBenchSettings) -> int:
-    """How many segment calls the image section makes (for the progress bar)."""
-    return len(image_cases(settings)) * (settings.warmup + settings.repeats + 1)
+    """The progress bar's steps of the image section: segment calls with every round ``measure_rounds`` may run
+    (warm-up, ``max_rounds``, the memory probe)."""
+    return len(image_cases(settings)) * (settings.warmup + max_rounds(settings) + 1)
 
 
 def run_image_bench(settings: ImageBenchSettings, progress=None) -> dict:

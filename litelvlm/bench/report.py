@@ -6,7 +6,7 @@ from pathlib import Path
 
 __all__ = ["IMAGE_GOALS", "VIDEO_GOALS", "VIDEO_ROW_GOALS", "SAM2_GOALS", "WHOLE_CLIP_GOALS", "goal_value", "video_columns",
            "check_goals", "image_table", "video_table", "sam2_table", "sam2_columns", "whole_clip_rows", "whole_clip_table",
-           "markdown_report", "markdown_table", "write_chart"]
+           "markdown_report", "markdown_table", "write_chart", "bench_figure"]
 
 # (method, budget, ratio name, minimum): the issue's targets, measured as ratios within one run.
 IMAGE_GOALS = (
@@ -268,11 +268,28 @@ def markdown_report(result: dict) -> str:
 
 
 def write_chart(result: dict, path: str | Path) -> Path | None:
-    """PNG: LLM prefill time, per-expression time and activation memory against the budget (image section), and the
-    SAM2 stage times per memory budget (SAM2 section); None when neither ran."""
+    """PNG of ``bench_figure(result)``; None when no section with a chart ran."""
+    fig = bench_figure(result)
+    if fig is None:
+        return None
+    import matplotlib.pyplot as plt
+
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def bench_figure(result: dict):
+    """The benchmark's figure, three panels a row: LLM prefill time, per-expression time and activation memory against
+    the budget (image section); LLM prefill and end-to-end time against the LLM visual tokens per method (video
+    section); the SAM2 stage times per memory budget (SAM2 section). None when none of them ran."""
     rows = result.get("image") or []
+    video_rows = result.get("video") or []
     sam2_rows = list(_main_sam2_rows(result.get("sam2")).values())
-    if not rows and not sam2_rows:
+    panels = (3 if rows else 0) + (2 if video_rows else 0) + (1 if sam2_rows else 0)
+    if not panels:
         return None
     import matplotlib
 
@@ -280,20 +297,22 @@ def write_chart(result: dict, path: str | Path) -> Path | None:
     import matplotlib.pyplot as plt
 
     clock = result.get("clock", "wall time")
-    panels = (3 if rows else 0) + (1 if sam2_rows else 0)
-    fig, axes = plt.subplots(1, panels, figsize=(max(6.5, 4.4 * panels), 4.2), squeeze=False)
+    columns = min(3, panels)
+    lines = -(-panels // columns)
+    fig, grid = plt.subplots(lines, columns, figsize=(max(6.5, 4.4 * columns), 4.2 * lines), squeeze=False)
+    axes = list(grid.flat)
+    for ax in axes[panels:]:
+        ax.set_visible(False)
     if rows:
-        _image_panels(axes[0][:3], rows, clock)
+        _image_panels(axes[:3], rows, clock)
+    if video_rows:
+        _video_panels(axes[3 if rows else 0:][:2], video_rows, clock)
     if sam2_rows:
-        _sam2_panel(axes[0][-1], sam2_rows, result["sam2"], clock)
+        _sam2_panel(axes[panels - 1], sam2_rows, result["sam2"], clock)
     fig.suptitle(f"litelvlm bench on RANDOM WEIGHTS (speed and memory only)\n{result['scale']} scale, {result['device']}",
                  fontsize=11)
     fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return fig
 
 
 def _image_panels(axes, rows: list[dict], clock: str) -> None:
@@ -309,6 +328,28 @@ def _image_panels(axes, rows: list[dict], clock: str) -> None:
             ax.set_xlabel("visual tokens kept per image")
             ax.set_ylabel(unit)
     for ax in axes:
+        ax.legend(title="method", fontsize=8)
+
+
+def _video_panels(axes, rows: list[dict], clock: str) -> None:
+    """LLM prefill and one clip end to end against the LLM visual tokens of the whole clip, a line per method."""
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
+    titles = ("VideoGLaMM: LLM prefill, 16-frame clip",
+              f"VideoGLaMM: clip end to end ({rows[0]['answer_tokens']}-token answer)")
+    for method in dict.fromkeys(r["method"] for r in rows):
+        mine = sorted((r for r in rows if r["method"] == method), key=lambda r: r["llm_visual_tokens"])
+        tokens = [r["llm_visual_tokens"] for r in mine]
+        for ax, key in zip(axes, ("llm_prefill_ms", "e2e_ms")):
+            ax.plot(tokens, [r[key] for r in mine], marker="o", label="none (unpruned)" if method == "none" else method)
+    for ax, title in zip(axes, titles):
+        ax.set_title(title, fontsize=10)
+        ax.set_xscale("log")  # unpruned clips send ten times the tokens of pruned ones
+        ax.xaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel("LLM visual tokens per clip (both streams, log scale)")
+        ax.set_ylabel(f"ms ({clock})")
         ax.legend(title="method", fontsize=8)
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 
-__all__ = ["video_available", "run_video_bench", "video_summary", "video_case_count", "sam2_case_count", "split_methods",
-           "SAM2_MEMORY_TOKENS"]
+__all__ = ["video_available", "run_video_bench", "video_summary", "video_case_count", "sam2_case_count", "video_calls",
+           "split_methods", "SAM2_MEMORY_TOKENS"]
 
 SAM2_MEMORY_TOKENS = 64 * 64  # spatial memory tokens per SAM2 memory frame: 1024 px at every bench scale
 
@@ -45,11 +45,20 @@ def video_case_count(settings) -> int:
 
 
 def sam2_case_count(settings) -> int:
-    """Propagations of the SAM2 section (``--video-masks``) in its announced rounds, its warm-up included."""
+    """Propagations of the SAM2 section (``--video-masks``) in the most rounds it may run, its warm-up included."""
     from video.bench import sam2_case_list
     from video.bench_sam2 import sam2_rounds
 
-    return len(sam2_case_list(settings)) * sam2_rounds(settings).repeats + 1 if settings.video_masks else 0
+    from .image import max_rounds
+
+    return len(sam2_case_list(settings)) * max_rounds(sam2_rounds(settings)) + 1 if settings.video_masks else 0
+
+
+def video_calls(settings) -> int:
+    """The progress bar's steps of the video section: each case's warm-up and most rounds, then the SAM2 section's."""
+    from .image import max_rounds
+
+    return video_case_count(settings) * (settings.warmup + max_rounds(settings)) + sam2_case_count(settings)
 
 
 def run_video_bench(settings, progress=None) -> dict:

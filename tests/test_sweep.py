@@ -194,7 +194,7 @@ def test_records_of_another_clock_in_out_are_refused_before_the_model(tiny_cache
 def test_the_default_clock_is_cpu_time_on_a_cpu_and_wall_time_on_cuda():
     from eval.sweep.clock import resolve_clock
 
-    assert (resolve_clock(None, "cpu"), resolve_clock(None, "cuda:0"), resolve_clock("wall", "cpu")) == ("cpu", "wall", "wall")
+    assert [resolve_clock(None, "cpu"), resolve_clock(None, "cuda:0"), resolve_clock("wall", "cpu")] == ["cpu", "wall", "wall"]
     with pytest.raises(ValueError, match="--clock cpu does not time the GPU's work"):
         resolve_clock("cpu", "cuda:0")
 

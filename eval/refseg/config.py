@@ -42,7 +42,7 @@ class RefSegConfig:
     dist_backend: str | None = None
     attn_implementation: str = "auto"
     allow_truncated_images: bool = False
-    clock: str | None = None  # the stage timings' clock (litelvlm.timing: wall / cpu), pinned; None: the timer's default
+    clock: str | None = None  # the stage timings' clock (litelvlm.timing: wall / cpu), pinned; None: the default
 
     def __post_init__(self) -> None:
         parse_refer_seg_data(self.refer_seg_data)

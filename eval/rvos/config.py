@@ -42,7 +42,7 @@ class RVOSConfig:
     dist_backend: str | None = None
     preset: str = "released"
     clip_budget: int | None = None
-    clock: str | None = None  # the stage timings' clock (litelvlm.timing: wall / cpu), pinned; None: the timer's default
+    clock: str | None = None  # the stage timings' clock (litelvlm.timing: wall / cpu), pinned; None: the default
 
     def __post_init__(self) -> None:
         check_clock(self.clock, "clock")

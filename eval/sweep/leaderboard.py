@@ -4,10 +4,10 @@ Accuracy is the harness's own score (cIoU / gIoU for images, J / F / J&F for vid
 the LLM was sent, as the runs recorded them (per image, or per frame for video). Times are means per image (video)
 over the images (videos) of the run, from the stage timings the harnesses record with every item, so a resumed run
 still has them: ``llm_prefill`` (the LLM's prefill) and ``total`` (end to end, masks included), in the sweep's clock
-(``eval.sweep.clock``: CPU ms or wall ms, pinned in each run's records meta). FLOPs are the analytic count of ``litelvlm.bench.flops`` for one expression at the released
-GLaMM-7B shapes with the run's mean visual tokens and the checkpoint tokenizer's prompt length (methods pruning
-inside the LLM count their K unpruned layers); the code has no analytic count of VideoGLaMM's LLM, so video rows
-have none.
+(``eval.sweep.clock``: CPU ms or wall ms, pinned in each run's records meta). FLOPs are the analytic count of
+``litelvlm.bench.flops`` for one expression at the released GLaMM-7B shapes with the run's mean visual tokens and the
+checkpoint tokenizer's prompt length (methods pruning inside the LLM count their K unpruned layers); the code has no
+analytic count of VideoGLaMM's LLM, so video rows have none.
 """
 
 from __future__ import annotations
@@ -158,7 +158,7 @@ def write_leaderboard(rows: list[dict], header: dict, out: Path) -> list[Path]:
     if header["random_weights"]:
         lines += ["**RANDOM WEIGHTS** (the embedded tiny checkpoint): the scores mean nothing, the mechanics are real.", ""]
     lines += [f"Accuracy: {', '.join(ACCURACY[media])} (%); times: mean per {'image' if media == 'image' else 'video'} "
-              f"({header['device']}, --clock {header['clock']}: {header['timing']}; after one untimed warm-up call), end "
+              f"(on {header['device']}: {header['timing']}, --clock {header['clock']}; after one untimed warm-up call), end "
               f"to end with the masks; GFLOPs: analytic, one expression at the "
               f"released GLaMM-7B shapes (none for video). Per-run records and logs: `runs/`, `logs/`.", "",
               markdown_table(_table(rows, media, header["clock"]))]

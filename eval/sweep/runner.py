@@ -5,8 +5,9 @@ Each (method, budget) is one ``eval.refseg.run_refseg`` / ``eval.rvos.run_rvos``
 loses nothing finished. The harnesses build their model only when some item still needs it, through the factory they
 are given; ``SharedSegmenter`` builds it on the first such call and hands the same model to every later run, so a
 sweep loads the model at most once (and not at all when every run is finished). The model's first call is preceded by
-an untimed warm-up call on the same input, so the first run does not pay the first call's one-off costs. A run's own output (its table, its
-progress bar, notes) goes to ``--out/logs/<run_id>.log``; the terminal shows one progress bar over the runs.
+an untimed warm-up call on the same input, so the first run does not pay the first call's one-off costs. A run's own
+output (its table, its progress bar, notes) goes to ``--out/logs/<run_id>.log``; the terminal shows one progress bar
+over the runs.
 """
 
 from __future__ import annotations

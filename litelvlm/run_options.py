@@ -16,10 +16,11 @@ import sys
 
 __all__ = ["CLIP_TOKENS_PER_FRAME", "BUILTIN_METHODS", "method_stages", "method_names", "check_device_name", "check_device",
            "check_frame_budget", "check_method_runs_on", "check_method", "check_clip_budget_of", "DTYPE_NAMES", "check_dtype_name",
-           "torch_dtype"]
+           "torch_dtype", "CLOCKS", "check_clock"]
 
 CLIP_TOKENS_PER_FRAME = 576  # CLIP ViT-L/14-336: a 24x24 grid of patch tokens per image or video frame
 MEDIA = ("image", "video")
+CLOCKS = ("wall", "cpu")  # litelvlm.timing's clocks: wall time, or the process's CPU time
 
 # Where each registered method prunes: "pre_llm" (each image / frame, before the LLM), "clip" (over a video clip),
 # "fastv" (inside the LLM, run by both segmenters), "llm_image" (inside the LLM, the image path only: IVC-Prune),
@@ -171,3 +172,9 @@ def torch_dtype(name: str | None):
     import torch
 
     return getattr(torch, DTYPE_NAMES[name])
+
+
+def check_clock(clock: str | None, option: str = "--clock") -> None:
+    """A timing clock (``CLOCKS``) or None (the timer's default)."""
+    if clock is not None and clock not in CLOCKS:
+        raise ValueError(f"{option} must be one of {', '.join(CLOCKS)}, got {clock!r}")

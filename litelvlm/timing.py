@@ -15,15 +15,19 @@ from typing import Iterator
 
 import torch
 
+from .run_options import CLOCKS
+
 __all__ = ["StageTimer", "CLOCKS", "use_clock"]
 
-CLOCKS = ("wall", "cpu")
 _DEFAULT_CLOCK = ["wall"]
 
 
 @contextlib.contextmanager
-def use_clock(clock: str) -> Iterator[None]:
-    """Inside the block, ``StageTimer``s created without a clock use ``clock`` (wall or cpu)."""
+def use_clock(clock: str | None) -> Iterator[None]:
+    """Inside the block, ``StageTimer``s created without a clock use ``clock`` (wall or cpu; None: unchanged)."""
+    if clock is None:
+        yield
+        return
     if clock not in CLOCKS:
         raise ValueError(f"clock must be one of {CLOCKS}, got {clock!r}")
     _DEFAULT_CLOCK.append(clock)

@@ -262,6 +262,34 @@ def test_bad_inputs_give_one_clear_line(data, tmp_path, capsys, extra, message):
     assert len(err.splitlines()) == 1 and message in err, err
 
 
+class WaitingSegmenter(SyntheticSegmenter):
+    """Waits 50 ms (wall time, no CPU time) inside its one timed stage, under the harness's clock."""
+
+    def segment(self, image, *args, **kwargs):
+        import time
+
+        from litelvlm.timing import StageTimer
+
+        timer = StageTimer()
+        with timer("segment"):
+            time.sleep(0.05)
+            res = super().segment(image, *args, **kwargs)
+        res.timings = timer.as_dict()
+        return res
+
+
+@pytest.mark.parametrize("clock, counts_waiting", [("cpu", False), ("wall", True), (None, True)])
+def test_the_clock_times_the_model_and_is_pinned_in_the_run_meta(data, tmp_path, clock, counts_waiting):
+    run_refseg(_config(data, tmp_path, clock=clock, limit=1), segmenter_factory=WaitingSegmenter)
+    (records,) = (tmp_path / "records").glob("*.rank0.jsonl")
+    timed = [json.loads(line)["timings"]["total"] for line in records.read_text().splitlines()]
+    assert timed and all((seconds >= 0.05) == counts_waiting for seconds in timed)
+    (meta,) = (tmp_path / "records").glob("*.meta.json")
+    assert json.loads(meta.read_text()).get("clock") == clock  # None: not pinned, as before the option
+    with pytest.raises(ValueError, match="clock must be one of wall, cpu, got 'gpu'"):
+        _config(data, tmp_path, clock="gpu")
+
+
 def test_wrong_mask_shape_from_the_model_is_an_error(data, tmp_path):
     class OneRowShort(SyntheticSegmenter):
         def segment(self, image, *args, **kwargs):

@@ -181,6 +181,36 @@ def test_full_budget_means_no_pruning(mevis, tmp_path):
     assert entry["budget"] == 576 and entry["visual_tokens_per_frame"] == 576 + 64
 
 
+class WaitingSegmenter(SyntheticVideoSegmenter):
+    """Waits 50 ms (wall time, no CPU time) inside its one timed stage, under the harness's clock."""
+
+    def segment(self, frames, expressions, budget=None, method="litelvlm"):
+        import time
+
+        from litelvlm.timing import StageTimer
+
+        timer = StageTimer()
+        with timer("llm"):
+            time.sleep(0.05)
+            res = super().segment(frames, expressions, budget, method)
+        res.timings = timer.as_dict()
+        return res
+
+
+@pytest.mark.parametrize("clock, counts_waiting", [("cpu", False), ("wall", True)])
+def test_the_clock_times_the_model_and_is_pinned_in_the_run_meta(mevis, tmp_path, clock, counts_waiting):
+    from eval.rvos import RVOSConfig, run_rvos
+
+    config = RVOSConfig(benchmark="mevis", dataset_dir=str(mevis.root), results_path=str(tmp_path), checkpoint="c",
+                        video_tower="v.pt", limit=1, clock=clock)
+    run_rvos(config, segmenter_factory=WaitingSegmenter)
+    (records,) = (tmp_path / "records").glob("*.rank0.jsonl")
+    timed = [json.loads(line)["timings"]["total"] for line in records.read_text().splitlines()]
+    assert timed and all((seconds >= 0.05) == counts_waiting for seconds in timed)
+    (meta,) = (tmp_path / "records").glob("*.meta.json")
+    assert json.loads(meta.read_text())["clock"] == clock
+
+
 def test_davis_model_run_layout_and_scores(tmp_path):
     cfg = SyntheticRVOSConfig(num_videos=2, num_frames=3, height=21, width=30, num_objects=3, seed=5)
     write_synthetic_ref_davis17(tmp_path / "davis", cfg)

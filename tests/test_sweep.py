@@ -76,7 +76,7 @@ def test_image_sweep_writes_a_leaderboard_of_its_runs_and_resumes_without_the_mo
     assert main([*IMAGE_SWEEP, "--out", str(out)]) == 0
     stdout = capsys.readouterr().out
     assert "RANDOM weights" in stdout and "model loaded 1 time(s) for 5 runs" in stdout
-    assert counter.loads == 1 and counter.calls == 5  # one image, five runs (none runs once, at 576)
+    assert counter.loads == 1 and counter.calls == 1 + 5  # the warm-up, then one image, five runs (none once, at 576)
 
     board = json.loads((out / "leaderboard.json").read_text())
     assert board["random_weights"] and board["model"] == "GLaMM tiny" and board["data"].startswith("synthetic refcoco|val")
@@ -115,7 +115,7 @@ def test_image_sweep_writes_a_leaderboard_of_its_runs_and_resumes_without_the_mo
     path.write_text(lines[0] + lines[1][:10])  # the first record and a torn second one
     counter = _image_counter(monkeypatch)
     assert main([*IMAGE_SWEEP, "--out", str(out)]) == 0
-    assert counter.loads == 1 and counter.calls == 1
+    assert counter.loads == 1 and counter.calls == 1 + 1  # the warm-up, then the missing image
     assert json.loads((out / "leaderboard.json").read_text())["rows"][3]["cIoU"] == rows[3]["cIoU"]
 
 
@@ -167,12 +167,110 @@ def test_records_of_other_inputs_in_out_are_refused_before_the_model(tiny_cache,
     monkeypatch.setattr("eval.refseg.model.build_segmenter", _never)
     records = tmp_path / "out" / "runs" / "records"
     records.mkdir(parents=True)
-    (records / "refcoco_val_litelvlm_b64_all.meta.json").write_text(json.dumps({"checkpoint": "/another/glamm"}))
+    (records / "refcoco_val_litelvlm_b64_all.meta.json").write_text(json.dumps({"checkpoint": "/another/glamm",
+                                                                                "clock": "cpu"}))
     (records / "refcoco_val_litelvlm_b64_all.rank0.jsonl").write_text("")
     assert main(["sweep", "--benchmark", "synthetic", "--checkpoint", "tiny", "--method", "litelvlm", "--budget", "64",
-                 "--out", str(tmp_path / "out")]) == 2
+                 "--device", "cpu", "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert "made with other inputs" in err and "pass another --out" in err
+
+
+@pytest.mark.parametrize("recorded, fix", [("wall", "pass --clock wall or another --out"), (None, "pass another --out")])
+def test_records_of_another_clock_in_out_are_refused_before_the_model(tiny_cache, tmp_path, monkeypatch, capsys,
+                                                                       recorded, fix):
+    monkeypatch.setattr("eval.refseg.model.build_segmenter", _never)
+    records = tmp_path / "out" / "runs" / "records"
+    records.mkdir(parents=True)
+    meta = {} if recorded is None else {"clock": recorded}  # None: a sweep from before --clock
+    (records / "refcoco_val_litelvlm_b64_all.meta.json").write_text(json.dumps(meta))
+    (records / "refcoco_val_litelvlm_b64_all.rank0.jsonl").write_text("")
+    assert main(["sweep", "--benchmark", "synthetic", "--checkpoint", "tiny", "--method", "litelvlm", "--budget", "64",
+                 "--clock", "cpu", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "cannot mix clocks" in err and "--clock cpu" in err and err.endswith(fix) and "\n" not in err
+
+
+def test_the_default_clock_is_cpu_time_on_a_cpu_and_wall_time_on_cuda():
+    from eval.sweep.clock import resolve_clock
+
+    assert [resolve_clock(None, "cpu"), resolve_clock(None, "cuda:0"), resolve_clock("wall", "cpu")] == ["cpu", "wall", "wall"]
+    with pytest.raises(ValueError, match="--clock cpu does not time the GPU's work"):
+        resolve_clock("cpu", "cuda:0")
+
+
+class FakeSegmenter:
+    """GLaMMSegmenter's ``segment`` interface: empty masks, the stage ``llm_prefill`` running ``work(call number)``
+    under a ``StageTimer`` of the default clock; notes torch's thread count and a random draw per call."""
+
+    def __init__(self, work):
+        self.work, self.calls, self.threads, self.draws = work, 0, [], []
+
+    def segment(self, image, expressions, budget=None, method="litelvlm", **kwargs):
+        import types
+
+        import numpy as np
+        import torch
+
+        from litelvlm.timing import StageTimer
+
+        self.calls += 1
+        self.threads.append(torch.get_num_threads())
+        self.draws.append(torch.rand(1).item())
+        timer = StageTimer("cpu")
+        with timer("llm_prefill"):
+            self.work(self.calls)
+        masks = np.zeros((len(expressions), *image.shape[:2]), dtype=bool)
+        return types.SimpleNamespace(masks=masks, num_visual_tokens=budget or 576, timings=timer.as_dict())
+
+
+def _fake_sweep(monkeypatch, out: Path, work, *extra: str) -> tuple[FakeSegmenter, dict]:
+    fake = FakeSegmenter(work)
+    monkeypatch.setattr("eval.refseg.model.build_segmenter", lambda config: fake)
+    assert main(["sweep", "--benchmark", "synthetic", "--checkpoint", "tiny", "--method", "random", "--budget", "64",
+                 "--budget", "144", "--limit", "1", "--device", "cpu", "--out", str(out), *extra]) == 0
+    return fake, json.loads((out / "leaderboard.json").read_text())
+
+
+def _burn_cpu(seconds: float) -> None:
+    import time
+
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+
+
+def test_cpu_clock_is_the_default_on_a_cpu_recorded_per_run_and_excludes_waiting(tiny_cache, tmp_path, monkeypatch):
+    import time
+
+    from eval.common.records import meta_path
+
+    def sleep(call):
+        time.sleep(0.3)  # waiting, as for a core another process holds: wall time, no CPU time
+
+    fake, board = _fake_sweep(monkeypatch, tmp_path / "cpu", sleep)
+    assert board["clock"] == "cpu" and board["timing"] == "process CPU time, torch on 1 thread"
+    assert set(fake.threads) == {1} and all(r["e2e_ms"] < 100 for r in board["rows"])
+    assert "end to end CPU ms / image" in (tmp_path / "cpu" / "leaderboard.md").read_text()
+    for row in board["rows"]:
+        assert json.loads(meta_path(tmp_path / "cpu" / "runs", row["run_id"]).read_text())["clock"] == "cpu"
+
+    fake, board = _fake_sweep(monkeypatch, tmp_path / "wall", sleep, "--clock", "wall")
+    assert board["clock"] == "wall" and all(r["e2e_ms"] >= 300 for r in board["rows"])
+    assert "end to end wall ms / image" in (tmp_path / "wall" / "leaderboard.md").read_text()
+    assert json.loads(meta_path(tmp_path / "wall" / "runs", board["rows"][0]["run_id"]).read_text())["clock"] == "wall"
+
+
+def test_the_first_run_does_not_pay_the_first_call(tiny_cache, tmp_path, monkeypatch):
+    def slow_first_call(call):
+        if call == 1:
+            _burn_cpu(0.4)
+
+    fake, board = _fake_sweep(monkeypatch, tmp_path / "out", slow_first_call)
+    assert fake.calls == 1 + 2  # the warm-up, then one image per run
+    assert all(r["e2e_ms"] < 200 for r in board["rows"]), [r["e2e_ms"] for r in board["rows"]]
+    assert fake.draws[0] == fake.draws[1]  # the warm-up's draws are given back: the first run draws as without it
+    assert "warm-up" in (tmp_path / "out" / "leaderboard.md").read_text()
 
 
 def test_out_that_is_a_file_is_refused(tmp_path, capsys):

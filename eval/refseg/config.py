@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from litelvlm.run_options import check_device, check_frame_budget, check_method_runs_on
+from litelvlm.run_options import check_clock, check_device, check_frame_budget, check_method_runs_on
 
 from .dataset import parse_refer_seg_data
 from .protocols import PROTOCOLS
@@ -42,9 +42,11 @@ class RefSegConfig:
     dist_backend: str | None = None
     attn_implementation: str = "auto"
     allow_truncated_images: bool = False
+    clock: str | None = None  # the stage timings' clock (litelvlm.timing: wall / cpu), pinned; None: the default
 
     def __post_init__(self) -> None:
         parse_refer_seg_data(self.refer_seg_data)
+        check_clock(self.clock, "clock")
         if self.protocol not in PROTOCOLS:
             raise ValueError(f"--protocol must be one of {sorted(PROTOCOLS)}, got {self.protocol!r}")
         check_frame_budget(self.budget, "--num_retain_tokens")
@@ -113,4 +115,4 @@ class RefSegConfig:
                 "dataset_dir": absolute(self.dataset_dir), "predictions": absolute(self.predictions),
                 "allow_missing": self.allow_missing, "dtype": self.model_dtype,
                 "attn_implementation": self.model_attn_implementation,
-                "segmenter_factory": self.segmenter_factory}
+                "segmenter_factory": self.segmenter_factory, **({"clock": self.clock} if self.clock else {})}

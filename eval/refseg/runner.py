@@ -214,7 +214,9 @@ def run_refseg(config: RefSegConfig, segmenter_factory: SegmenterFactory | None 
         saved = make_source(config, tasks, factory) if config.predictions else None
         if saved is None:  # the model reads the images: check them all before it loads
             check_images(split, [t.image for t in tasks], config.allow_truncated_images)
-        with _open_store(config, info) as store:
+        from litelvlm.timing import use_clock
+
+        with _open_store(config, info) as store, use_clock(config.clock):
             work = evaluate_shard(mine, split, store, lambda: saved or make_source(config, tasks, factory), info,
                                   config.save_masks, SCORING[config.protocol], config.allow_truncated_images)
             local = _local_values(store, mine)

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from litelvlm.run_options import CLIP_TOKENS_PER_FRAME, check_device, check_method_runs_on
+from litelvlm.run_options import CLIP_TOKENS_PER_FRAME, check_clock, check_device, check_method_runs_on
 
 __all__ = ["BENCHMARKS", "DEFAULT_SPLITS", "DEFAULT_VISION_TOWER", "DTYPES", "FULL_TOKENS", "RVOSConfig"]
 
@@ -42,8 +42,10 @@ class RVOSConfig:
     dist_backend: str | None = None
     preset: str = "released"
     clip_budget: int | None = None
+    clock: str | None = None  # the stage timings' clock (litelvlm.timing: wall / cpu), pinned; None: the default
 
     def __post_init__(self) -> None:
+        check_clock(self.clock, "clock")
         if self.benchmark not in BENCHMARKS:
             raise ValueError(f"--benchmark must be one of {sorted(BENCHMARKS)}, got {self.benchmark!r}")
         if self.split is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+", self.split):
@@ -132,4 +134,4 @@ class RVOSConfig:
                 "video_tower": absolute(self.video_tower), "dataset_dir": absolute(self.dataset_dir),
                 "davis_annotations": absolute(self.davis_annotations), "dtype": self.dtype, "seed": self.seed,
                 "segmenter_factory": self.segmenter_factory, "preset": self.preset,
-                "clip_budget": self.clip_budget}
+                "clip_budget": self.clip_budget, **({"clock": self.clock} if self.clock else {})}

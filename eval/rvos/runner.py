@@ -218,11 +218,13 @@ def _local_records(store: RecordStore, dataset: RVOSDataset, videos: list[str]) 
 
 def _model_run(config: RVOSConfig, dataset: RVOSDataset, videos: list[str], factory: SegmenterFactory,
                info: DistInfo) -> tuple[dict, ShardWork]:
+    from litelvlm.timing import use_clock
+
     mine = shard(videos, info.rank, info.world_size)
     _check_fresh_predictions_dir(config)
     results_folder(config.results_path, config.predictions_dir)  # exists even when no_seg: skip writes nothing
     with open_run_store(config.results_path, config.run_id, KEY_FIELDS, config.run_meta(), resume=config.resume,
-                        info=info, supersede_field="attempt") as store:
+                        info=info, supersede_field="attempt") as store, use_clock(config.clock):
         work = evaluate_shard(mine, dataset, store, lambda: factory(config), config, info)
         return _local_records(store, dataset, mine), work
 

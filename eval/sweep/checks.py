@@ -1,13 +1,14 @@
 """Every check of a sweep before its model loads: the data, the checkpoints, each run's config, and the records an
-earlier sweep left in ``--out`` (made from the same inputs, or refused).
+earlier sweep left in ``--out`` (made from the same inputs and timed with the same clock, or refused).
 
 Each failure is one ValueError / FileNotFoundError line naming the input and the fix; nothing here loads weights.
 """
 
 from __future__ import annotations
 
+from eval.common.files import read_json
 from eval.common.model import resolve_checkpoint
-from eval.common.records import check_run_meta, run_record_paths
+from eval.common.records import check_run_meta, meta_path, run_record_paths
 
 from .plan import SweepPlan
 
@@ -53,9 +54,22 @@ def _pinned_meta(config) -> dict:
     return config.run_meta()
 
 
-def _check_earlier_records(config) -> None:
-    """Records of this run already in --out must come from the same inputs (checkpoint, data, dtype, ...)."""
+def _check_same_clock(config, out) -> None:
+    """Records of this run already in --out must be timed with this sweep's clock (named, with the fix)."""
+    stored = read_json(meta_path(config.results_path, config.run_id), "run meta file", "pass another --out")
+    recorded = stored.get("clock") if isinstance(stored, dict) else config.clock  # not an object: check_run_meta's
+    if recorded != config.clock:
+        fix = f"pass --clock {recorded} or another --out" if recorded else "pass another --out"
+        raise ValueError(f"--out {out} holds runs timed with {f'--clock {recorded}' if recorded else 'no recorded clock'} "
+                         f"(run {config.run_id}), this sweep times with --clock {config.clock}: one leaderboard cannot "
+                         f"mix clocks; {fix}")
+
+
+def _check_earlier_records(config, out) -> None:
+    """Records of this run already in --out must come from the same inputs (clock, checkpoint, data, dtype, ...)."""
     if run_record_paths(config.results_path, config.run_id):
+        if meta_path(config.results_path, config.run_id).exists():
+            _check_same_clock(config, out)
         try:
             check_run_meta(config.results_path, config.run_id, _pinned_meta(config), fresh=False, write=False)
         except ValueError as err:
@@ -71,5 +85,5 @@ def check_runs(plan: SweepPlan) -> list:
         _check_video_data(configs[0])
     _check_checkpoints(plan, configs[0])
     for config in configs:
-        _check_earlier_records(config)
+        _check_earlier_records(config, plan.out)
     return configs

@@ -50,6 +50,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", default="auto", choices=DTYPES, help="model dtype (default: %(default)s, as the harnesses)")
     p.add_argument("--limit", type=int, default=None, help="only the first N images or videos (default: all)")
     p.add_argument("--seed", type=int, default=0, help="seed of the harnesses' draws (default: %(default)s)")
+    p.add_argument("--clock", choices=("cpu", "wall"), default=None,
+                   help="the times' clock: cpu (process CPU time, torch on one thread, as litelvlm bench: a busy machine "
+                        "barely changes it) or wall (CUDA synchronised) (default: cpu on a CPU, wall on CUDA); an --out "
+                        "holding runs of the other clock is refused")
 
 
 def _plan(args):
@@ -60,10 +64,10 @@ def _plan(args):
     return SweepPlan(parse_benchmark(args.benchmark), tuple(args.method or ()), tuple(args.budget or ()),
                      Path(args.out), args.checkpoint, vision_tower=args.vision_tower, video_tower=args.video_tower,
                      dataset_dir=args.dataset_dir, split=args.split, protocol=args.protocol, preset=args.preset,
-                     device=args.device, dtype=args.dtype, limit=args.limit, seed=args.seed)
+                     device=args.device, dtype=args.dtype, limit=args.limit, seed=args.seed, clock=args.clock)
 
 
-def _header(plan, configs: list, loads: int) -> dict:
+def _header(plan, configs: list, loads: int, timing: str) -> dict:
     from eval.common.model import resolve_device
 
     family = "GLaMM" if plan.benchmark.media == "image" else "VideoGLaMM"
@@ -74,7 +78,7 @@ def _header(plan, configs: list, loads: int) -> dict:
         data += f" (first {plan.limit} {'images' if plan.benchmark.media == 'image' else 'videos'})"
     return {"benchmark": plan.benchmark.name, "media": plan.benchmark.media, "model": model, "checkpoint": plan.checkpoint,
             "data": data, "random_weights": plan.random_weights, "device": resolve_device(plan.device),
-            "model_loads": loads}
+            "model_loads": loads, "clock": plan.clock, "timing": timing}
 
 
 def _sweep(plan) -> int:
@@ -82,12 +86,17 @@ def _sweep(plan) -> int:
     from litelvlm.pipeline import TINY_WEIGHTS
     from litelvlm.table import print_table
 
+    from eval.common.model import resolve_device
+
     from .checks import check_runs
+    from .clock import clock_setup
     from .leaderboard import leaderboard_rows, write_leaderboard
     from .pareto import write_pareto
     from .runner import run_sweep
     from .synthetic import write_synthetic_data
 
+    device = resolve_device(plan.device)
+    plan = plan.with_clock(device)
     with output_dir(plan.out, "--out") as out:
         if plan.random_weights:
             print(f"--checkpoint tiny: {TINY_WEIGHTS}", flush=True)
@@ -95,12 +104,13 @@ def _sweep(plan) -> int:
         if plan.benchmark.synthetic:
             write_synthetic_data(plan.benchmark.name, plan.data_dir)
         configs = check_runs(resolved)
-        results, factory = run_sweep(configs, plan.benchmark.media, out / "logs")
-        header = _header(plan, configs, factory.loads)
+        with clock_setup(plan.clock, device) as timing:
+            results, factory = run_sweep(configs, plan.benchmark.media, out / "logs")
+        header = _header(plan, configs, factory.loads, timing)
         rows = leaderboard_rows(results, plan.benchmark.media)
         paths = write_leaderboard(rows, header, out) + [write_pareto(rows, header, out / "pareto.png")]
     print_table([{k: r[k] for k in ("method", "budget", "visual_tokens", *_scores(header), "prefill_ms", "e2e_ms", "gflops")}
-                 for r in rows], float_digits=2, title=f"{header['model']} on {header['data']}")
+                 for r in rows], float_digits=2, title=f"{header['model']} on {header['data']} (ms: {header['timing']})")
     print(f"model loaded {factory.loads} time(s) for {len(rows)} runs ({len(rows) - _finished_now(results)} finished before)")
     print("written: " + ", ".join(str(p) for p in paths))
     return 1 if any(r.error for r in results) else 0

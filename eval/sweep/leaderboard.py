@@ -3,11 +3,11 @@
 Accuracy is the harness's own score (cIoU / gIoU for images, J / F / J&F for video, in %). Visual tokens are what
 the LLM was sent, as the runs recorded them (per image, or per frame for video). Times are means per image (video)
 over the images (videos) of the run, from the stage timings the harnesses record with every item, so a resumed run
-still has them: ``llm_prefill`` (the LLM's prefill) and ``total`` (end to end, masks included), in the clock of the
-machine that ran it. FLOPs are the analytic count of ``litelvlm.bench.flops`` for one expression at the released
-GLaMM-7B shapes with the run's mean visual tokens and the checkpoint tokenizer's prompt length (methods pruning
-inside the LLM count their K unpruned layers); the code has no analytic count of VideoGLaMM's LLM, so video rows
-have none.
+still has them: ``llm_prefill`` (the LLM's prefill) and ``total`` (end to end, masks included), in the sweep's clock
+(``eval.sweep.clock``: CPU ms or wall ms, pinned in each run's records meta). FLOPs are the analytic count of
+``litelvlm.bench.flops`` for one expression at the released GLaMM-7B shapes with the run's mean visual tokens and the
+checkpoint tokenizer's prompt length (methods pruning inside the LLM count their K unpruned layers); the code has no
+analytic count of VideoGLaMM's LLM, so video rows have none.
 """
 
 from __future__ import annotations
@@ -137,11 +137,13 @@ def _cell(value, digits: int = 1) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
-def _table(rows: list[dict], media: str) -> list[list[str]]:
-    unit = "image" if media == "image" else "video"
+def _table(rows: list[dict], media: str, clock: str) -> list[list[str]]:
+    from .clock import CLOCK_UNITS
+
+    unit, ms = ("image" if media == "image" else "video"), CLOCK_UNITS[clock]
     tokens = "visual tokens" + ("" if media == "image" else " / frame")
     header = ["method", "budget", tokens, *[f"{name} %" for name in ACCURACY[media]],
-              f"LLM prefill ms / {unit}", f"end to end ms / {unit}", "GFLOPs / expression"]
+              f"LLM prefill {ms} / {unit}", f"end to end {ms} / {unit}", "GFLOPs / expression"]
     body = [[r["method"], str(r["budget"]), _cell(r["visual_tokens"]), *[_cell(r[name], 2) for name in ACCURACY[media]],
              _cell(r["prefill_ms"]), _cell(r["e2e_ms"]), _cell(r["gflops"])] for r in rows]
     return [header, *body]
@@ -156,10 +158,10 @@ def write_leaderboard(rows: list[dict], header: dict, out: Path) -> list[Path]:
     if header["random_weights"]:
         lines += ["**RANDOM WEIGHTS** (the embedded tiny checkpoint): the scores mean nothing, the mechanics are real.", ""]
     lines += [f"Accuracy: {', '.join(ACCURACY[media])} (%); times: mean per {'image' if media == 'image' else 'video'} "
-              f"({header['device']}, wall clock; the first run that loads the model includes its first, warm-up call), end "
+              f"(on {header['device']}: {header['timing']}, --clock {header['clock']}; after one untimed warm-up call), end "
               f"to end with the masks; GFLOPs: analytic, one expression at the "
               f"released GLaMM-7B shapes (none for video). Per-run records and logs: `runs/`, `logs/`.", "",
-              markdown_table(_table(rows, media))]
+              markdown_table(_table(rows, media, header["clock"]))]
     failed = [r for r in rows if r["error"]]
     if failed:
         lines += ["", "Failed runs (rerun the sweep to retry them):", ""] + [f"- {r['run_id']}: {r['error']}" for r in failed]

@@ -1,16 +1,17 @@
-"""``pareto.png``: accuracy against end-to-end time and against visual tokens, one line per method over its budgets,
-the Pareto front (no other run is both cheaper and more accurate) marked, titled with the model and the data (and
-RANDOM WEIGHTS for the embedded tiny checkpoint)."""
+"""``pareto.png``: accuracy against end-to-end time (CPU ms or wall ms: the sweep's clock) and against visual tokens,
+one line per method over its budgets, the Pareto front (no other run is both cheaper and more accurate) marked, titled
+with the model and the data (and RANDOM WEIGHTS for the embedded tiny checkpoint)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from .clock import CLOCK_UNITS
 from .leaderboard import ACCURACY, pareto_front
 
 __all__ = ["pareto_title", "write_pareto"]
 
-PANELS = (("e2e_ms", "end to end ms per {unit} (masks included)"), ("visual_tokens", "visual tokens sent to the LLM{per}"))
+PANELS = (("e2e_ms", "end to end {ms} per {unit} (masks included)"), ("visual_tokens", "visual tokens sent to the LLM{per}"))
 
 
 def pareto_title(header: dict) -> str:
@@ -53,7 +54,7 @@ def write_pareto(rows: list[dict], header: dict, path: str | Path) -> Path:
     unit, per = ("image", "") if media == "image" else ("video", " per frame")
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.6))
     for ax, (x, label) in zip(axes, PANELS):
-        _panel(ax, rows, x, accuracy, label.format(unit=unit, per=per))
+        _panel(ax, rows, x, accuracy, label.format(unit=unit, per=per, ms=CLOCK_UNITS[header["clock"]]))
     title = pareto_title(header)
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()

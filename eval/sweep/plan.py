@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from litelvlm.run_options import CLIP_TOKENS_PER_FRAME, check_frame_budget, check_method_runs_on
+from litelvlm.run_options import CLIP_TOKENS_PER_FRAME, check_clock, check_frame_budget, check_method_runs_on
 
 __all__ = ["RVOS_BENCHMARKS", "SYNTHETIC_BENCHMARKS", "Benchmark", "SweepPlan", "parse_benchmark", "benchmark_names"]
 
@@ -83,8 +83,10 @@ class SweepPlan:
     dtype: str = "auto"
     limit: int | None = None
     seed: int = 0
+    clock: str | None = None  # the runs' timing clock (eval.sweep.clock); None until resolved for the device
 
     def __post_init__(self) -> None:
+        check_clock(self.clock)
         object.__setattr__(self, "methods", _unique(self.methods))
         object.__setattr__(self, "budgets", _unique(self.budgets))
         self._check_methods()
@@ -149,11 +151,17 @@ class SweepPlan:
         return replace(self, checkpoint=str(paths["checkpoint"]), vision_tower=str(paths["vision_tower"]),
                        video_tower=str(paths["video_tower"]) if paths.get("video_tower") else None)
 
+    def with_clock(self, device: str) -> "SweepPlan":
+        """The plan with its clock resolved for the (resolved) ``device``: --clock, or cpu on a CPU, wall on CUDA."""
+        from .clock import resolve_clock
+
+        return replace(self, clock=resolve_clock(self.clock, device))
+
     def run_config(self, method: str, budget: int):
         """The harness config of one run (``RefSegConfig`` / ``RVOSConfig``), validated, resuming its records."""
         common = dict(dataset_dir=self.data_dir, results_path=str(self.results_path), checkpoint=self.checkpoint,
                       budget=budget, method=method, seed=self.seed, limit=self.limit, resume=True, device=self.device,
-                      dtype=self.dtype)
+                      dtype=self.dtype, clock=self.clock)
         if self.benchmark.media == "image":
             from eval.refseg.config import DEFAULT_VISION_TOWER, RefSegConfig
 

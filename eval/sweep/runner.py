@@ -4,8 +4,10 @@ Each (method, budget) is one ``eval.refseg.run_refseg`` / ``eval.rvos.run_rvos``
 ``--out/runs``: an image or video already recorded is not segmented again, so a rerun skips finished runs and a crash
 loses nothing finished. The harnesses build their model only when some item still needs it, through the factory they
 are given; ``SharedSegmenter`` builds it on the first such call and hands the same model to every later run, so a
-sweep loads the model at most once (and not at all when every run is finished). A run's own output (its table, its
-progress bar, notes) goes to ``--out/logs/<run_id>.log``; the terminal shows one progress bar over the runs.
+sweep loads the model at most once (and not at all when every run is finished). The model's first call is preceded by
+an untimed warm-up call on the same input, so the first run does not pay the first call's one-off costs. A run's own
+output (its table, its progress bar, notes) goes to ``--out/logs/<run_id>.log``; the terminal shows one progress bar
+over the runs.
 """
 
 from __future__ import annotations
@@ -18,11 +20,48 @@ from typing import Any, Callable
 
 from eval.common.progress import progress_bar
 
-__all__ = ["SharedSegmenter", "RunResult", "run_sweep"]
+__all__ = ["SharedSegmenter", "WarmedUp", "RunResult", "run_sweep"]
+
+
+@contextlib.contextmanager
+def _random_states_kept():
+    """Python's, NumPy's and torch's random states (all devices) as they were before the block."""
+    import random
+
+    import numpy as np
+    import torch
+
+    python, numpy = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=range(torch.cuda.device_count()) if torch.cuda.is_initialized() else []):
+        yield
+    random.setstate(python)
+    np.random.set_state(numpy)
+
+
+class WarmedUp:
+    """The model, whose first ``segment`` call is made twice: once untimed, its result dropped (the warm-up that pays
+    the first call's one-off costs), then for real, with the random states as they were before the warm-up, so that
+    no run's times include the warm-up and its draws are those of a model that was not warmed up. Every other
+    attribute is the model's."""
+
+    def __init__(self, model: Any):
+        self.model = model
+        self.warm = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.model, name)
+
+    def segment(self, *args, **kwargs) -> Any:
+        if not self.warm:
+            with _random_states_kept():
+                self.model.segment(*args, **kwargs)
+            self.warm = True
+        return self.model.segment(*args, **kwargs)
 
 
 class SharedSegmenter:
-    """A harness ``segmenter_factory`` that builds the model once (``build(config)``) and returns it on every call."""
+    """A harness ``segmenter_factory`` that builds the model once (``build(config)``), warmed up by its first call
+    (``WarmedUp``), and returns it on every call."""
 
     def __init__(self, build: Callable[[Any], Any]):
         self._build = build
@@ -31,7 +70,7 @@ class SharedSegmenter:
 
     def __call__(self, config: Any) -> Any:
         if self.model is None:
-            self.model = self._build(config)
+            self.model = WarmedUp(self._build(config))
             self.loads += 1
         return self.model
 

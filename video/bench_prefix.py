@@ -11,6 +11,7 @@ runs in the same interleaved rounds (the bench's round rule), so the ratios come
 
 from __future__ import annotations
 
+import statistics
 import warnings
 from dataclasses import dataclass
 
@@ -101,8 +102,6 @@ def measure_prefix_cases(segmenter, cases: list[PrefixCase], settings, budget: i
 
 
 def _median_ms(results, stage: str) -> float:
-    import statistics
-
     return 1000 * statistics.median(r.timings.get(stage, 0.0) for r in results)
 
 

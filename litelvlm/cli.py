@@ -133,6 +133,7 @@ def _bench(args) -> int:
     if args.clip_budget and not any(method_from_spec(m).stage == "clip" for m in settings.video_methods):
         raise ValueError("--clip-budget needs a clip-level --method in the video section (e.g. litelvlm-time)")
     _set_sam2_options(args, settings)
+    settings.multi_expression = _multi_expression(args)
     for note in notes:
         print(note)
     run_bench(settings, video=not args.no_video, out_dir=args.out, json_path=args.json)
@@ -156,6 +157,18 @@ def _set_sam2_options(args, settings) -> None:
             raise ValueError(f"--memory-budget goes up to {SAM2_MEMORY_TOKENS} (every SAM2 memory token of a frame: 'all'), "
                              f"got {largest}")
         settings.memory_budgets = tuple(dict.fromkeys([None, *args.memory_budget]))  # all: the reference of the agreement
+
+
+def _multi_expression(args) -> tuple[int, ...]:
+    """``--multi-expression`` checked before any work: expression counts of the multi-expression section."""
+    if not args.multi_expression:
+        return ()
+    if args.no_video:
+        raise ValueError("--multi-expression runs VideoGLaMM on a clip: drop --no-video")
+    from video.bench_prefix import PREFIX_METHODS, prefix_cases
+
+    prefix_cases(PREFIX_METHODS, args.multi_expression)  # counts outside 1..16 fail here
+    return tuple(sorted(set(args.multi_expression)))
 
 
 def _memory_budget(value: str) -> int | None:
@@ -197,6 +210,12 @@ def _add_bench(sub) -> None:
                         "all 1024 512 256; 'all' always runs as the reference)")
     p.add_argument("--sam2-long-clip", type=int, default=None, metavar="FRAMES",
                    help="with --video-masks: frames of the long-clip SAM2 row (default: 64, Ref-DAVIS17's clips; 0: none)")
+    p.add_argument("--multi-expression", type=int, nargs="+", metavar="E",
+                   help="video: also time one clip with E expressions (1 to 16; e.g. 1 4 16): the unpruned model and the "
+                        "query-agnostic methods sharing one prefill of the visual prefix, against the query-dependent ones "
+                        "per expression (litelvlm, prunevid, holitom's in-LLM merge); LLM time in total and per expression "
+                        "(default: off, as it costs more than the rest of --quick: 21 calls of up to 16 expressions per "
+                        "round, 2.5 to 3.4 min of CPU time at --quick for 1 4 16)")
     p.add_argument("--json", default=None, help="write the results as JSON here (default: not written)")
     p.add_argument("--out", default=None, help="folder for report.md, bench.png and bench.json (default: none written)")
     p.set_defaults(func=_bench)

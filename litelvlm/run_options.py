@@ -4,7 +4,9 @@ The device, the pruning method (a registered name that runs on images, or on vid
 (at most the CLIP tokens a frame has) are checked here, before any model is built; each failure is one
 ``ValueError`` naming the option and the fix. Video layouts add their own rule (``video.layout.check_layout_budget``).
 
-Method names, budgets and the device's spelling are checked without importing torch (``BUILTIN_METHODS`` lists
+A method is a registered name or a spec with options, ``name:key=value,...`` (``split_method_spec``); a spec's
+options are checked by building the method (``litelvlm.pruning.method_from_spec``, which imports torch), still
+before any model. Method names, budgets and the device's spelling are checked without importing torch (``BUILTIN_METHODS`` lists
 the registry's methods; once ``litelvlm.pruning`` is imported its registry, with any method registered since, is
 used instead), so a mistake there costs no torch import; whether the device exists needs torch.
 """
@@ -14,9 +16,9 @@ from __future__ import annotations
 import re
 import sys
 
-__all__ = ["CLIP_TOKENS_PER_FRAME", "BUILTIN_METHODS", "method_stages", "method_names", "check_device_name", "check_device",
-           "check_frame_budget", "check_method_runs_on", "check_method", "check_clip_budget_of", "DTYPE_NAMES", "check_dtype_name",
-           "torch_dtype", "CLOCKS", "check_clock"]
+__all__ = ["CLIP_TOKENS_PER_FRAME", "BUILTIN_METHODS", "split_method_spec", "check_method_spec", "method_file_name",
+           "method_stages", "method_names", "check_device_name", "check_device", "check_frame_budget", "check_method_runs_on",
+           "check_method", "check_clip_budget_of", "DTYPE_NAMES", "check_dtype_name", "torch_dtype", "CLOCKS", "check_clock"]
 
 CLIP_TOKENS_PER_FRAME = 576  # CLIP ViT-L/14-336: a 24x24 grid of patch tokens per image or video frame
 MEDIA = ("image", "video")
@@ -35,6 +37,48 @@ BUILTIN_METHODS = {
 _STAGES_ON = {"image": ("pre_llm", "fastv", "llm_image"), "video": ("pre_llm", "clip", "fastv")}
 
 _DEVICE = re.compile(r"^(cpu|mps|cuda)(?::(\d+))?$")
+_FILE_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_.+=-]")
+MAX_METHOD_SPEC = 200  # characters of a method spec (it becomes part of run ids, hence file names)
+
+
+def split_method_spec(spec: str) -> tuple[str, dict]:
+    """``"name"`` or ``"name:key=value,key=value"`` (values as Python literals, else strings) -> (name, options),
+    e.g. ``"litelvlm-time:reuse_threshold=2,video_tokens=16"``. No torch; the name is not checked (``check_method_runs_on``
+    and ``litelvlm.pruning.parse_method_spec`` check it)."""
+    import ast
+
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError(f"a pruning method is a name or name:key=value,..., got {spec!r}")
+    if len(spec) > MAX_METHOD_SPEC:
+        raise ValueError(f"method {spec[:40]!r}...: a method spec holds at most {MAX_METHOD_SPEC} characters, got {len(spec)}")
+    name, _, rest = spec.partition(":")
+    options = {}
+    for item in filter(None, (part.strip() for part in rest.split(","))):
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip().isidentifier():
+            raise ValueError(f"method {spec!r}: options are key=value pairs separated by commas, got {item!r}")
+        try:
+            options[key.strip()] = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            options[key.strip()] = value.strip()
+    return name, options
+
+
+def check_method_spec(spec, option: str = "--method") -> None:
+    """``spec`` is spelled as a method name (letters, digits, ``_ . + -``) with optional ``:key=value,...`` options;
+    no registry check (a harness scoring saved predictions takes any method's name as a label)."""
+    name, _ = split_method_spec(spec)  # its errors name the spec
+    if not re.fullmatch(r"[A-Za-z0-9_.+-]+", name):
+        raise ValueError(f"{option} must be a method name (letters, digits, _ . + -) or name:key=value,..., got {spec!r}")
+
+
+def method_file_name(spec: str) -> str:
+    """``spec`` as a plain file-name part for run ids: the name, then ``@key=value`` per option in key order (so
+    the same options in another order name the same run); characters other than letters, digits and ``_ . + = -``
+    become ``_``."""
+    name, options = split_method_spec(spec)
+    plain = lambda text: _FILE_NAME_UNSAFE.sub("_", str(text))  # noqa: E731
+    return plain(name) + "".join(f"@{key}={plain(value)}" for key, value in sorted(options.items()))
 
 
 def method_stages() -> dict[str, str]:
@@ -102,17 +146,25 @@ def check_frame_budget(budget: int | None, option: str = "--budget", tokens: int
 
 
 def check_method_runs_on(method: str, media: str, option: str = "--method") -> None:
-    """``method`` is registered and its stage runs on ``media`` (``image``: per-image methods, FastV and IVC-Prune;
-    ``video``: per-frame and clip-level methods and FastV). No torch import unless ``litelvlm.pruning`` already is."""
+    """``method`` (a name or ``name:key=value,...``) is registered, its stage runs on ``media`` (``image``: per-image
+    methods, FastV and IVC-Prune; ``video``: per-frame and clip-level methods and FastV) and a spec's options build
+    the method. No torch import for a bare name unless ``litelvlm.pruning`` already is."""
     if media not in MEDIA:
         raise ValueError(f"media must be one of {MEDIA}, got {media!r}")
+    name, options = split_method_spec(method) if isinstance(method, str) else (method, {})
     stages = method_stages()
-    if not isinstance(method, str) or method not in stages:
-        raise ValueError(f"unknown pruning method {method!r}; choose one of: {', '.join(sorted(stages))}")
-    if stages[method] in _STAGES_ON[media]:
-        return
-    why = "selects tokens over a whole video clip" if stages[method] == "clip" else "prunes inside the LLM"
-    raise ValueError(f"{option} {method} {why} and does not run on {media}s: choose one of: {', '.join(method_names(media))}")
+    if not isinstance(name, str) or name not in stages:
+        raise ValueError(f"unknown pruning method {name!r}; choose one of: {', '.join(sorted(stages))}")
+    if stages[name] not in _STAGES_ON[media]:
+        why = "selects tokens over a whole video clip" if stages[name] == "clip" else "prunes inside the LLM"
+        raise ValueError(f"{option} {method} {why} and does not run on {media}s: choose one of: {', '.join(method_names(media))}")
+    if options:
+        from .pruning import method_from_spec
+
+        try:
+            method_from_spec(method)
+        except ValueError as err:
+            raise ValueError(f"{option} {method}: {err}") from None
 
 
 def check_method(method: str | None, budget: int | None, clip_budget: int | None = None, media: str = "image") -> str:
@@ -128,9 +180,10 @@ def check_method(method: str | None, budget: int | None, clip_budget: int | None
         return method
     if method is None:
         return "litelvlm" if budget is not None else "none"
-    if method == "none" and budget is not None:
+    name = split_method_spec(method)[0]
+    if name == "none" and budget is not None:
         raise ValueError(f"--method none keeps every visual token: drop --budget {budget}, or pick a pruning method")
-    if method != "none" and budget is None:
+    if name != "none" and budget is None:
         raise ValueError(f"--method {method} prunes to a token budget: give --budget N (visual tokens kept), "
                          "or use --method none for the unpruned model")
     return method
@@ -142,7 +195,7 @@ def _check_clip_budget_method(method: str | None, clip_budget) -> None:
         raise ValueError(f"--clip-budget {clip_budget} needs a clip-level --method: {clip_level}")
     if isinstance(clip_budget, bool) or not isinstance(clip_budget, int) or clip_budget < 1:
         raise ValueError(f"the clip budget must be a positive number of LLM visual tokens per clip, got {clip_budget!r}")
-    if method_stages()[method] != "clip":
+    if method_stages()[split_method_spec(method)[0]] != "clip":
         raise ValueError(f"a clip budget needs a clip-level method ({clip_level}); {method!r} prunes each frame on its own")
 
 

@@ -32,14 +32,16 @@ def check_layout_budget(layout: str, budget: int | None, method: str, option: st
     tokens into a square, so its budget must be a square number; FastV needs per-frame LLM tokens (``cells`` or
     ``unpooled``)."""
     from litelvlm.pruning import get_method
+    from litelvlm.run_options import split_method_spec
 
     from .fastv import fastv_quota
 
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}: choose one of {', '.join(LAYOUTS)}")
-    if budget is None or method == "none":
+    name = split_method_spec(method)[0] if isinstance(method, str) else method.name
+    if budget is None or name == "none":
         return
-    if method == "fastv":
+    if name == "fastv":
         fastv_quota(layout, budget)
     side = math.isqrt(budget)
     if layout == "regrid" and side * side != budget and get_method(method).stage != "clip":

@@ -15,7 +15,8 @@ tokens unpooled) in all decoding modes (teacher forced, KV-cache and no-cache ge
 
 Shared prefix: the prompt puts the system text and every visual token before the question. When the method's
 visual tokens and its processing inside the LLM do not depend on the expression (``TokenSelector.shares_prefix``:
-none, random, grid, VisionZip-style, FastVID, DyCoke; not LiteLVLM, FastV or PruneVid) and a clip has several
+none, random, grid, VisionZip-style, FastVID, DyCoke, STTM before the LLM, HoliTom without its in-LLM merge; not
+LiteLVLM, FastV, PruneVid or HoliTom's default) and a clip has several
 expressions, that prefix is prefilled once per clip and every expression's question (and teacher-forced answer,
 or generation with the KV cache) continues from a copy of its KV cache (``litelvlm.shared_prefix``); the result
 says whether it was (``shared_prefix``, ``prefix_passes``) and why not (``shared_prefix_reason``). The released
@@ -35,7 +36,7 @@ from litelvlm.clip import ClipTowers, load_clip_towers
 from litelvlm.decoding import Sampling, generate
 from litelvlm.lvlm import IMAGE_TOKEN_INDEX, check_expressions, default_dtype, hidden_before, pick_attn_implementation, splice_and_pad
 from litelvlm.precision_context import check_autocast, inference_autocast
-from litelvlm.pruning import ClipTokenPruner, ClipTokens, FrameSelection, check_clip_budget, get_method
+from litelvlm.pruning import ClipTokenPruner, ClipTokens, FrameSelection, check_clip_budget, get_method, parse_method_spec
 from litelvlm.pruning.methods import FastVSelector
 from litelvlm.pruning.stream_geometry import ClipView
 from litelvlm.shared_prefix import SharedPrefix
@@ -254,8 +255,9 @@ class VideoSegmenter:
         return _ClipEncoding(frames, video_tokens, tuple(int(n) for n in sampled.shape[1:3]))
 
     def _selector(self, method: str):
-        if method == "litelvlm" and self.config.layout == "cells" and self.config.litelvlm_cell > 1:
-            return get_method("litelvlm", cell=self.config.litelvlm_cell)
+        name, options = parse_method_spec(method) if isinstance(method, str) else (None, {})
+        if name == "litelvlm" and self.config.layout == "cells" and self.config.litelvlm_cell > 1 and "cell" not in options:
+            return get_method(method, cell=self.config.litelvlm_cell)
         selector = get_method(method)
         if isinstance(selector, FastVSelector):
             fastv_quota(self.config.layout, 1)  # raises for layouts FastV cannot prune per frame

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from litelvlm.run_options import check_clock, check_device, check_frame_budget, check_method_runs_on
+from litelvlm.run_options import check_clock, check_device, check_frame_budget, check_method_runs_on, check_method_spec, method_file_name
 
 from .dataset import parse_refer_seg_data
 from .protocols import PROTOCOLS
@@ -56,8 +56,7 @@ class RefSegConfig:
             raise ValueError(f"--dtype must be one of {DTYPES}, got {self.dtype!r}")
         if self.attn_implementation not in ATTN_IMPLEMENTATIONS:
             raise ValueError(f"--attn-implementation must be one of {ATTN_IMPLEMENTATIONS}, got {self.attn_implementation!r}")
-        if not self.method or not re.fullmatch(r"[A-Za-z0-9_.+-]+", self.method):
-            raise ValueError(f"--method must be a method name (letters, digits, _ . + -), got {self.method!r}")
+        check_method_spec(self.method)
         if self.allow_missing and not self.predictions:
             raise ValueError("--allow-missing only applies when scoring saved --predictions")
         if self.predictions is None:
@@ -85,7 +84,7 @@ class RefSegConfig:
     @property
     def run_id(self) -> str:
         """File-name stem of this run's records: what it scores and how, not how far it got (no --limit)."""
-        parts = [self.dataset, self.split, self.method, f"b{self.budget}", self.protocol]
+        parts = [self.dataset, self.split, method_file_name(self.method), f"b{self.budget}", self.protocol]
         if self.protocol == "glamm":
             parts.append(f"seed{self.seed}")
         if self.predictions:

@@ -6,7 +6,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from litelvlm.run_options import CLIP_TOKENS_PER_FRAME, check_clock, check_device, check_method_runs_on
+from litelvlm.run_options import (CLIP_TOKENS_PER_FRAME, check_clock, check_device, check_method_runs_on, check_method_spec,
+                                    method_file_name)
 
 __all__ = ["BENCHMARKS", "DEFAULT_SPLITS", "DEFAULT_VISION_TOWER", "DTYPES", "FULL_TOKENS", "RVOSConfig"]
 
@@ -53,6 +54,7 @@ class RVOSConfig:
         if isinstance(self.budget, bool) or not isinstance(self.budget, int) or not 1 <= self.budget <= FULL_TOKENS:
             raise ValueError(f"--num_retain_tokens must be a number of CLIP tokens per frame in 1..{FULL_TOKENS} "
                              f"({FULL_TOKENS} keeps all), got {self.budget}")
+        check_method_spec(self.method)
         if self.clip_budget is not None:
             from litelvlm.pruning import check_clip_budget
 
@@ -61,8 +63,6 @@ class RVOSConfig:
             raise ValueError(f"--limit must be a positive number of videos, got {self.limit}")
         if self.dtype not in DTYPES:
             raise ValueError(f"--dtype must be one of {DTYPES}, got {self.dtype!r}")
-        if not self.method or not re.fullmatch(r"[A-Za-z0-9_.+-]+", self.method):
-            raise ValueError(f"--method must be a method name (letters, digits, _ . + -), got {self.method!r}")
         if not self.preset or not re.fullmatch(r"[A-Za-z0-9_./~-]+", self.preset):
             raise ValueError(f"--preset must be a preset name (released, default) or a YAML path, got {self.preset!r}")
         if self.davis_annotations and self.benchmark != "davis":
@@ -106,7 +106,7 @@ class RVOSConfig:
     @property
     def run_id(self) -> str:
         """Name of this run's records and predictions folder: what it evaluates and how (not --limit)."""
-        run_id = f"{self.benchmark}_{self.split_name}_{self.method}_b{self.budget}"
+        run_id = f"{self.benchmark}_{self.split_name}_{method_file_name(self.method)}_b{self.budget}"
         if self.clip_budget is not None:
             run_id += f"_cb{self.clip_budget}"
         if self.preset != "released" and not self.predictions:  # the released protocol keeps the plain name

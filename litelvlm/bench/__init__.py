@@ -73,16 +73,20 @@ def run_bench(settings: ImageBenchSettings, *, video: bool = True, out_dir: str 
               json_path: str | Path | None = None, echo=print) -> dict:
     """Run the benchmark sections, print tables, write JSON / Markdown / PNG where asked."""
     from ..progress import progress_bar
+    from .prefix import prefix_case_count, run_prefix_bench
     from .video import run_video_bench, video_available, video_calls, video_summary
 
     check_outputs(out_dir, json_path)
     n_image = image_calls(settings) if settings.methods else 0
-    n_video = video_calls(settings) if video and video_available() else 0
+    n_video = n_prefix = 0
+    if video and video_available():
+        n_video = video_calls(settings)
+        n_prefix = prefix_case_count(settings)
     result = {"device": describe_device(settings.device), "scale": settings.scale, "dtype": str(settings.dtype).replace("torch.", ""),
               "expressions": settings.expressions, "repeats": settings.repeats, "weights": "random", "image": [], "video": [],
-              "sam2": None}
+              "sam2": None, "multi_expression": None}
     load_before = os.getloadavg()[0]
-    with measurement_setup(settings.device) as setup, progress_bar(n_image + n_video, "litelvlm bench", "run") as bar:
+    with measurement_setup(settings.device) as setup, progress_bar(n_image + n_video + n_prefix, "litelvlm bench", "run") as bar:
         result.update(setup, device=describe_device(settings.device))  # after the thread count is set
         if settings.methods:
             image = run_image_bench(settings, progress=bar)
@@ -91,6 +95,8 @@ def run_bench(settings: ImageBenchSettings, *, video: bool = True, out_dir: str 
         if n_video:
             section = run_video_bench(settings, progress=bar)
             result.update(video=section["video"], sam2=section["sam2"], video_summary=video_summary(section["video"]))
+        if n_prefix:
+            result["multi_expression"] = run_prefix_bench(settings, progress=bar)
     result["load_average"] = [load_before, os.getloadavg()[0]]
     result["load_note"] = _load_note(load_before, result["load_average"][1], result["image"], result["sam2"])
     result["goals"] = check_goals(result)
@@ -120,6 +126,12 @@ def _print_results(result: dict, echo) -> None:
                 echo(f"note: {row['method']} at {row['budget']} CLIP tokens/frame: {message}")
     if result.get("sam2"):
         _print_sam2(result, echo)
+    if result.get("multi_expression"):
+        from .prefix import prefix_lines
+
+        echo("")
+        for line in prefix_lines(result["multi_expression"], how, render):
+            echo(line)
     echo("")
     if result.get("load_note"):
         echo(result["load_note"])

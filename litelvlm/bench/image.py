@@ -44,6 +44,7 @@ class ImageBenchSettings:
     memory_budgets: tuple[int | None, ...] = (None, 1024, 512, 256)  # SAM2 memory tokens per memory frame (None: all)
     sam2_objects: int = 4  # objects of the SAM2 multi-object and memory-budget rows
     sam2_long_frames: int | None = 64  # frames of the SAM2 long-clip row (None: no such row)
+    multi_expression: tuple[int, ...] = ()  # expression counts of the multi-expression section (empty: off)
     sam2_max_repeats: int = 3  # SAM2 rounds: 2, a third where they differ by more than target_spread (minutes per case on a CPU)
     repeats: int = 3  # rounds at least; more (up to max_repeats) until every case's spread is within target_spread
     max_repeats: int = 9

@@ -261,6 +261,10 @@ def markdown_report(result: dict) -> str:
         if whole:
             parts += ["", f"## Whole clip with SAM2 ({result['sam2']['objects']} objects)", "", WHOLE_CLIP_NOTE, "",
                       markdown_table(whole_clip_table(whole))]
+    if result.get("multi_expression"):
+        from .prefix import prefix_markdown
+
+        parts += ["", *prefix_markdown(result["multi_expression"], markdown_table)]
     parts += ["", "## Goals", ""]
     parts.append(markdown_table([["goal", "target", "measured", "met"]] + [
         [g["what"], f"{g['op']} {g['bound']}", goal_value(g["value"]), "yes" if g["met"] else "no"] for g in result.get("goals", [])]))

@@ -120,11 +120,19 @@ def available_methods() -> list[str]:
 
 
 def get_method(name: str | TokenSelector, **options) -> TokenSelector:
-    """Instantiate the method registered under ``name`` with its ``options``."""
+    """Instantiate the method registered under ``name`` (or a ``parse_method_spec`` string, its options added to
+    ``options``) with its ``options``."""
     if isinstance(name, TokenSelector):
         if options:
             raise ValueError("options cannot be combined with an already built method instance")
         return name
+    if isinstance(name, str) and ":" in name:
+        spec = name
+        name, spec_options = parse_method_spec(spec)
+        twice = sorted(set(spec_options) & set(options))
+        if twice:
+            raise ValueError(f"method {spec!r}: option {twice[0]} is set twice")
+        options = {**spec_options, **options}
     try:
         factory = _REGISTRY[name]
     except KeyError:
@@ -137,21 +145,13 @@ def get_method(name: str | TokenSelector, **options) -> TokenSelector:
 
 def parse_method_spec(spec: str) -> tuple[str, dict]:
     """``"name"`` or ``"name:key=value,key=value"`` (values as Python literals, else strings) -> (name, options),
-    e.g. ``"litelvlm-time:reuse_threshold=2,video_tokens=16"``; the name is checked against the registry."""
-    import ast
+    e.g. ``"litelvlm-time:reuse_threshold=2,video_tokens=16"`` (``litelvlm.run_options.split_method_spec``); the name
+    is checked against the registry."""
+    from ..run_options import split_method_spec
 
-    name, _, rest = spec.partition(":")
+    name, options = split_method_spec(spec)
     if name not in _REGISTRY:
         raise ValueError(f"unknown pruning method {name!r}; choose one of: {', '.join(available_methods())}")
-    options = {}
-    for item in filter(None, (part.strip() for part in rest.split(","))):
-        key, eq, value = item.partition("=")
-        if not eq or not key.strip().isidentifier():
-            raise ValueError(f"method {spec!r}: options are key=value pairs separated by commas, got {item!r}")
-        try:
-            options[key.strip()] = ast.literal_eval(value.strip())
-        except (ValueError, SyntaxError):
-            options[key.strip()] = value.strip()
     return name, options
 
 

@@ -323,6 +323,11 @@ class HoliTomSelector(ClipSelector):
 
     uses_text: ClassVar[bool] = False  # no CLIP text; the inner merge (llm_merge) reads the question inside the LLM
 
+    @property
+    def acts_in_llm(self) -> bool:
+        """Only with ``llm_merge`` (the default): "HoliTom (w/o M)" makes no in-LLM plan and shares the prefix."""
+        return self.llm_merge
+
     def __init__(self, retain_ratio: float | None = None, tau: float = 0.8, beta: float = 0.6, k: int = 7,
                  max_window_size: int = 1024, llm_merge: bool = True, layer: int = 18, merge_ratio: float = 0.5,
                  seed: int = 0, released: bool = False):

@@ -484,6 +484,12 @@ class STTMSelector(ClipSelector):
 
     uses_text: ClassVar[bool] = False
 
+    @property
+    def acts_in_llm(self) -> bool:
+        """Only with ``layer`` set: by default STTM merges before the LLM and makes no in-LLM plan, so every expression
+        of a clip can share the visual prefix's prefill (``shares_prefix``)."""
+        return self.layer is not None
+
     def __init__(self, spatial_threshold: float | None = None, temporal_threshold: float = 0.65, root_level: int = 1,
                  layer: int | None = None, strict_budget: bool = False, released: bool = False):
         given = {"layer": layer, "root_level": root_level, "spatial_threshold": spatial_threshold,

@@ -9,6 +9,7 @@ their original position ids.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
@@ -19,7 +20,7 @@ from .fastv import KeepGroup, _decoder_of, _row_lengths, fastv_prefill
 from .lvlm import VISUAL_TOKEN_ID, SplicedBatch
 from .pruning.baselines.ivcprune import QUESTION_OFFSET, ivc_keep
 
-__all__ = ["layer_values", "ivc_ranker", "ivc_prefill"]
+__all__ = ["layer_values", "IVCRanker", "ivc_ranker", "ivc_prefill"]
 
 
 def _value_weight(attn: nn.Module):
@@ -65,11 +66,16 @@ def _row_kept_positions(decoder_layer, hidden, cos, sin, visual, groups, row, co
     return kept
 
 
-def ivc_ranker(coordinate_share: float, seed_share: float):
+@dataclass(frozen=True)
+class IVCRanker:
     """A ``litelvlm.fastv.Ranker``: 1 for the image tokens IVC-Prune keeps in each group, 0 elsewhere, so each
-    group's top ``quota`` are exactly its IVC-Prune selection."""
+    group's top ``quota`` are exactly its IVC-Prune selection. Equal settings compare equal (the video path batches
+    the expressions whose in-LLM plans are equal)."""
 
-    def rank(decoder_layer, hidden, rotary, attention_mask, token_ids, groups: Sequence[Sequence[KeepGroup]]) -> torch.Tensor:
+    coordinate_share: float
+    seed_share: float
+
+    def __call__(self, decoder_layer, hidden, rotary, attention_mask, token_ids, groups: Sequence[Sequence[KeepGroup]]) -> torch.Tensor:
         scores = torch.zeros(hidden.shape[:2], dtype=torch.float32, device=hidden.device)
         cos, sin = rotary
         for b, length in enumerate(_row_lengths(attention_mask).tolist()):
@@ -77,11 +83,14 @@ def ivc_ranker(coordinate_share: float, seed_share: float):
             if visual.numel():
                 row = min(b, cos.shape[0] - 1)  # the rotary embeddings may be shared by all rows
                 for positions in _row_kept_positions(decoder_layer, hidden[b, :length], cos[row, :length], sin[row, :length],
-                                                     visual, groups[b], b, coordinate_share, seed_share):
+                                                     visual, groups[b], b, self.coordinate_share, self.seed_share):
                     scores[b, positions] = 1.0
         return scores
 
-    return rank
+
+def ivc_ranker(coordinate_share: float, seed_share: float) -> IVCRanker:
+    """IVC-Prune's ranking for ``litelvlm.fastv`` (``IVCRanker``)."""
+    return IVCRanker(float(coordinate_share), float(seed_share))
 
 
 def ivc_prefill(llm: nn.Module, batch: SplicedBatch, *, budget: int, layer: int = 16, coordinate_share: float = 0.2,

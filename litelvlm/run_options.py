@@ -25,16 +25,15 @@ MEDIA = ("image", "video")
 CLOCKS = ("wall", "cpu")  # litelvlm.timing's clocks: wall time, or the process's CPU time
 
 # Where each registered method prunes: "pre_llm" (each image / frame, before the LLM), "clip" (over a video clip),
-# "fastv" (inside the LLM, run by both segmenters), "llm_image" (inside the LLM, the image path only: IVC-Prune),
-# "llm" (inside the LLM, run by neither segmenter).
+# "llm" (inside the LLM: FastV and IVC-Prune, run by both segmenters, per frame on videos).
 BUILTIN_METHODS = {
     "cdpruner": "pre_llm", "divprune": "pre_llm", "evtp": "pre_llm", "grid": "pre_llm", "litelvlm": "pre_llm",
     "none": "pre_llm", "prumerge": "pre_llm", "prumerge+": "pre_llm", "random": "pre_llm", "trim": "pre_llm",
     "visionzip": "pre_llm", "vispruner": "pre_llm",
     "dycoke": "clip", "fastvid": "clip", "holitom": "clip", "litelvlm-time": "clip", "prunevid": "clip", "sttm": "clip",
-    "fastv": "fastv", "ivcprune": "llm_image",
+    "fastv": "llm", "ivcprune": "llm",
 }
-_STAGES_ON = {"image": ("pre_llm", "fastv", "llm_image"), "video": ("pre_llm", "clip", "fastv")}
+_STAGES_ON = {"image": ("pre_llm", "llm"), "video": ("pre_llm", "clip", "llm")}
 
 _DEVICE = re.compile(r"^(cpu|mps|cuda)(?::(\d+))?$")
 _FILE_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_.+=-]")
@@ -87,14 +86,8 @@ def method_stages() -> dict[str, str]:
     if "litelvlm.pruning" not in sys.modules:
         return dict(BUILTIN_METHODS)
     from .pruning import available_methods, get_method
-    from .pruning.methods import FastVSelector, InLLMSelector
 
-    def stage(selector) -> str:
-        if isinstance(selector, FastVSelector):
-            return "fastv"
-        return "llm_image" if isinstance(selector, InLLMSelector) else selector.stage
-
-    return {name: stage(get_method(name)) for name in available_methods()}
+    return {name: get_method(name).stage for name in available_methods()}
 
 
 def method_names(media: str | None = None, stage: str | None = None) -> list[str]:
@@ -147,8 +140,8 @@ def check_frame_budget(budget: int | None, option: str = "--budget", tokens: int
 
 def check_method_runs_on(method: str, media: str, option: str = "--method") -> None:
     """``method`` (a name or ``name:key=value,...``) is registered, its stage runs on ``media`` (``image``: per-image
-    methods, FastV and IVC-Prune; ``video``: per-frame and clip-level methods and FastV) and a spec's options build
-    the method. No torch import for a bare name unless ``litelvlm.pruning`` already is."""
+    methods, FastV and IVC-Prune; ``video``: per-frame and clip-level methods, FastV and IVC-Prune) and a spec's options
+    build the method. No torch import for a bare name unless ``litelvlm.pruning`` already is."""
     if media not in MEDIA:
         raise ValueError(f"media must be one of {MEDIA}, got {media!r}")
     name, options = split_method_spec(method) if isinstance(method, str) else (method, {})

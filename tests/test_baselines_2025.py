@@ -10,7 +10,7 @@ import torch
 
 from litelvlm.ivc_prune_llm import ivc_prefill
 from litelvlm.lvlm import splice_and_pad
-from litelvlm.testing.llm import tiny_llama_pair
+from litelvlm.testing.llm import eager_layers, tiny_llama_pair, tiny_phi3
 from litelvlm.pruning import ClipFrameFeatures, available_methods, get_method
 from litelvlm.pruning.baselines.cdpruner import dpp_greedy_map
 from litelvlm.pruning.baselines.common import max_min_order
@@ -20,8 +20,29 @@ PRE_LLM = ["cdpruner", "divprune", "evtp"]
 
 
 # ---------------------------------------------------------------- random inputs
-def random_features(frames=2, n=100, width=128, proj=24, seed=0, dtype=torch.float64):
-    """ClipFrameFeatures from random tensors (``projected()`` preset); float64 so rankings match numpy exactly."""
+def toy_projector(width, llm_width=128, seed=0):
+    """A seeded two-layer tanh MLP standing in for the LVLM's projector (float64 inside); ``.weights`` for numpy."""
+    gen = torch.Generator().manual_seed(seed + 7)
+    shapes = ((llm_width, width), (llm_width,), (llm_width, llm_width), (llm_width,))
+    weights = [torch.randn(*shape, generator=gen, dtype=torch.float64) for shape in shapes]
+    w1, b1, w2, b2 = weights
+
+    def project(states):
+        return (torch.tanh(states.double() @ w1.T + b1) @ w2.T + b2).to(states.dtype)
+
+    project.weights = weights
+    return project
+
+
+def project_reference(states, projector):
+    """The toy projector restated in numpy."""
+    w1, b1, w2, b2 = (w.numpy() for w in projector.weights)
+    return np.tanh(states @ w1.T + b1) @ w2.T + b2
+
+
+def random_features(frames=2, n=100, width=128, proj=24, seed=0, dtype=torch.float64, llm_width=128):
+    """ClipFrameFeatures from random tensors (``projected()`` preset, a toy ``llm_projector``); float64 so rankings
+    match numpy exactly."""
     gen = torch.Generator().manual_seed(seed)
     rand = lambda *shape: torch.randn(*shape, generator=gen, dtype=torch.float64).to(dtype)  # noqa: E731
     side = math.isqrt(n)
@@ -29,7 +50,12 @@ def random_features(frames=2, n=100, width=128, proj=24, seed=0, dtype=torch.flo
     return ClipFrameFeatures(states=rand(frames, 1 + n, width), query=rand(frames, 1 + n, width), key=rand(frames, 1 + n, width),
                              value=rand(frames, 1 + n, width), num_heads=4, grid=grid, vision_model=None,
                              _projected=rand(frames, n, proj), select_query=rand(frames, 1 + n, width),
-                             select_key=rand(frames, 1 + n, width))
+                             select_key=rand(frames, 1 + n, width), llm_projector=toy_projector(width, llm_width, seed=seed))
+
+
+def llm_side(feats, f):
+    """Frame ``f``'s patch states through the toy projector, in numpy: what CDPruner and DivPrune measure."""
+    return project_reference(feats.patches[f].numpy(), feats.llm_projector)
 
 
 def texts(num, proj=24, seed=0):
@@ -103,11 +129,12 @@ def top(scores, count):
     return [int(i) for i in np.argsort(-scores, kind="stable")[:count]]
 
 
-def ivc_parts(values, cos, sin, start, num_image, per_axis, seeds_wanted):
+def ivc_parts(values, cos, sin, start, num_image, per_axis, seeds_wanted, question_start=None):
     """The released pieces for an image at positions [start, start + num_image): IVC tokens (cos and sin
-    head-dim means), seeds (question rows from two past the image) and the anchor score (seed + question rows)."""
+    head-dim means), seeds (question rows, from two past the image unless ``question_start`` says otherwise) and
+    the anchor score (seed + question rows)."""
     weights = value_matrix(values)
-    question = list(range(start + num_image + 2, values.shape[1]))
+    question = list(range(start + num_image + 2 if question_start is None else question_start, values.shape[1]))
     image = slice(start, start + num_image)
     coords = set(top(cos[image].mean(1), per_axis)) | set(top(sin[image].mean(1), per_axis)) if per_axis else set()
     seeds = top(weights[question].mean(0)[image], seeds_wanted)
@@ -115,13 +142,13 @@ def ivc_parts(values, cos, sin, start, num_image, per_axis, seeds_wanted):
     return coords, seeds, anchor
 
 
-def ivc_reference(values, cos, sin, start, num_image, budget, coordinate_share=0.2, seed_share=0.01):
+def ivc_reference(values, cos, sin, start, num_image, budget, coordinate_share=0.2, seed_share=0.01, question_start=None):
     """IVC-Prune at a fixed budget (the Qwen file's form): IVC tokens and seeds first, the foreground by anchor
     score fills the budget."""
     per_axis = min(round(coordinate_share * budget), (budget - 1) // 2)
-    coords, _, _ = ivc_parts(values, cos, sin, start, num_image, per_axis, 1)
+    coords, _, _ = ivc_parts(values, cos, sin, start, num_image, per_axis, 1, question_start)
     seeds_wanted = min(max(1, round(seed_share * num_image)), budget - len(coords))
-    coords, seeds, anchor = ivc_parts(values, cos, sin, start, num_image, per_axis, seeds_wanted)
+    coords, seeds, anchor = ivc_parts(values, cos, sin, start, num_image, per_axis, seeds_wanted, question_start)
     kept = coords | set(seeds)
     fill = [i for i in top(anchor, num_image) if i not in kept]
     return sorted(kept | set(fill[: budget - len(kept)]))
@@ -145,14 +172,14 @@ def test_cdpruner_matches_reference(budget, num_texts, theta):
     feats, text = random_features(seed=budget), texts(num_texts, seed=budget)
     sel = get_method("cdpruner", theta=theta).select(feats, budget, text)
     for f in range(2):
-        expected = cdpruner_reference(feats.patches[f].numpy(), feats.projected()[f].numpy(), text.numpy(), budget, theta)
+        expected = cdpruner_reference(llm_side(feats, f), feats.projected()[f].numpy(), text.numpy(), budget, theta)
         assert sel.indices[f].tolist() == expected and sel.features is None
 
 
 def test_cdpruner_full_size_frame_matches_reference():
-    feats, text = random_features(frames=1, n=576, width=1024, seed=5), texts(2, seed=5)
+    feats, text = random_features(frames=1, n=576, width=1024, seed=5, llm_width=64), texts(2, seed=5)
     sel = get_method("cdpruner").select(feats, 12, text)
-    assert sel.indices[0].tolist() == cdpruner_reference(feats.patches[0].numpy(), feats.projected()[0].numpy(), text.numpy(), 12)
+    assert sel.indices[0].tolist() == cdpruner_reference(llm_side(feats, 0), feats.projected()[0].numpy(), text.numpy(), 12)
 
 
 def test_cdpruner_theta_reweights_the_relevance():
@@ -164,7 +191,7 @@ def test_cdpruner_theta_reweights_the_relevance():
 def test_dpp_fills_from_the_given_order_once_the_kernel_rank_is_spent():
     kernel = torch.diag(torch.tensor([4.0, 1.0, 0.0, 0.0, 0.0], dtype=torch.float64))  # rank 2: two positive gains
     assert dpp_greedy_map(kernel, 4, torch.tensor([4, 3, 2, 1, 0])).tolist() == [0, 1, 3, 4]
-    low_rank = random_features(frames=1, n=64, width=3, seed=4)  # 3-dimensional tokens: the DPP runs dry after 3
+    low_rank = random_features(frames=1, n=64, seed=4, llm_width=3)  # 3-dimensional LLM tokens: the DPP runs dry after 3
     sel = get_method("cdpruner").select(low_rank, 20, texts(1))
     assert len(set(sel.indices[0].tolist())) == 20
 
@@ -174,7 +201,20 @@ def test_divprune_matches_reference(n, budget):
     feats = random_features(n=n, seed=n + budget)
     sel = get_method("divprune").select(feats, budget)
     for f in range(2):
-        assert sel.indices[f].tolist() == divprune_reference(feats.patches[f].numpy(), budget)
+        assert sel.indices[f].tolist() == divprune_reference(llm_side(feats, f), budget)
+
+
+@pytest.mark.parametrize("method", ["cdpruner", "divprune"])
+def test_similarity_is_measured_on_the_llm_side(method):
+    feats = random_features(frames=1, n=100, seed=11)
+    on_llm_side = run(method, feats, 20).indices
+    clip_side = random_features(frames=1, n=100, seed=11)
+    clip_side.llm_projector = lambda states: states  # the CLIP states themselves: another selection
+    assert not torch.equal(on_llm_side, run(method, clip_side, 20).indices)
+    unprojected = random_features(frames=1, n=100, seed=11)
+    unprojected.llm_projector = None
+    with pytest.raises(ValueError, match=f"{method} measures the tokens as the LLM receives them.*llm_projector"):
+        run(method, unprojected, 20)
 
 
 def test_max_min_never_repeats_a_chosen_token_where_the_release_would():
@@ -337,7 +377,8 @@ def test_per_frame_equals_single_frame(method):
     batched = run(method, feats, 30)
     for f in range(3):
         single = ClipFrameFeatures(*(t[f : f + 1] for t in (feats.states, feats.query, feats.key, feats.value)), feats.num_heads,
-                                   feats.grid, None, feats._projected[f : f + 1], feats.select_query[f : f + 1], feats.select_key[f : f + 1])
+                                   feats.grid, None, feats._projected[f : f + 1], feats.select_query[f : f + 1], feats.select_key[f : f + 1],
+                                   feats.llm_projector)
         assert torch.equal(run(method, single, 30).indices[0], batched.indices[f])
 
 
@@ -395,6 +436,23 @@ def test_pre_llm_methods_segment_images(tiny_segmenter, image, method):
     assert all(torch.equal(x, y) for x, y in zip(a.kept, b.kept)) and np.array_equal(a.masks, b.masks)
 
 
+def _clip_frames(segmenter, images):
+    """The segmenter's CLIP select-layer states of ``images``, encoded apart from its pruner."""
+    from litelvlm.pruning import ClipTokenPruner
+
+    pixels = segmenter.clip.image_processor(images=list(images), return_tensors="pt", input_data_format="channels_last").pixel_values
+    return ClipTokenPruner(segmenter.clip.vision, select_layer=segmenter.model.config.select_layer).encode(pixels)
+
+
+def test_glamm_divprune_measures_the_mm_projector_outputs(tiny_segmenter, image):
+    patches = _clip_frames(tiny_segmenter, [image]).patches
+    with torch.no_grad():
+        tokens = tiny_segmenter.model.mm_projector(patches)[0].double().numpy()
+    result = tiny_segmenter.segment(image, EXPRESSIONS[:1], budget=30, method="divprune")
+    assert result.kept[0].tolist() == divprune_reference(tokens, 30)
+    assert result.kept[0].tolist() != divprune_reference(patches[0].double().numpy(), 30)
+
+
 def test_ivcprune_segments_images_pruning_inside_the_llm(tiny_segmenter, image):
     method = get_method("ivcprune", layer=1)  # the tiny GLaMM has 2 layers: prune after the first
     a = tiny_segmenter.segment(image, EXPRESSIONS, budget=64, method=method)
@@ -426,9 +484,140 @@ def test_pre_llm_methods_segment_videos_frame_by_frame(tiny_video_segmenter, fra
     assert result.masks.shape == (1, 6, 40, 56)
 
 
-def test_ivcprune_is_refused_by_the_video_path(tiny_video_segmenter, frames):
-    with pytest.raises(ValueError, match="not supported by the video path"):
-        tiny_video_segmenter.segment(frames, ["the dog"], budget=81, method="ivcprune", answer="Sure, [SEG].")
+def test_videoglamm_divprune_measures_the_image_projector_outputs(tiny_video_segmenter, frames):
+    seg = tiny_video_segmenter
+    patches = _clip_frames(seg, frames[:1]).patches  # the first sampled frame is the clip's first
+    with torch.no_grad():
+        tokens = seg.model.image_projector(patches)[0].double().numpy()
+    result = seg.segment(frames, ["the dog"], budget=30, method="divprune", layout="unpooled", answer="Sure, [SEG].")
+    assert result.kept[0][0].tolist() == divprune_reference(tokens, 30)
+    assert result.kept[0][0].tolist() != divprune_reference(patches[0].double().numpy(), 30)
+
+
+# ---------------------------------------------------------------- IVC-Prune per frame in VideoGLaMM's Phi-3
+FRAME_TOKENS, VIDEO_TOKENS, QUOTA, WINDOW = [12, 12, 12], 5, 4, 9
+
+
+@pytest.fixture(scope="module")
+def phi3s():
+    """A tiny Phi-3 (fused qkv, partial rotary, a 9-token sliding window) with SDPA and, same weights, eager; the value
+    rows of qkv scaled up so the value weights are far from uniform (no near-ties between float32 and float64)."""
+    sdpa, eager = tiny_phi3("sdpa", window=WINDOW), tiny_phi3("eager", window=WINDOW)
+    with torch.no_grad():
+        for layer in sdpa.model.layers:
+            layer.self_attn.qkv_proj.weight[-2 * layer.self_attn.head_dim :] *= 20
+    eager.load_state_dict(sdpa.state_dict())
+    return sdpa, eager
+
+
+def _video_batch(model, seed=3):
+    """Two rows (frames' tokens, then video tokens, then text), right-padded."""
+    gen = torch.Generator().manual_seed(seed)
+    prompts = [[1, 3, 4, PLACEHOLDER, 9, 10, 11, 12, 13], [1, 5, PLACEHOLDER, 12, 13, 14, 15, 16, 17, 18, 19]]
+    visual = [[torch.randn(sum(FRAME_TOKENS) + VIDEO_TOKENS, 32, generator=gen)] for _ in prompts]
+    return splice_and_pad(prompts, visual, model.get_input_embeddings(), PLACEHOLDER)
+
+
+def _video_reference_row(eager, embeds, token_ids, k):
+    """One unpadded row, restated: eager layers [0, K-1) with the window; layer K-1's values from Phi-3's fused qkv by
+    hand; per frame the numpy rule over that frame's positions (their own rotary angles), the question rows from two
+    past the last visual token (the video tokens'); the video tokens and text stay; layers [K, L) on the rest."""
+    model = eager.model
+    n, attn = embeds.shape[0], model.layers[k - 1].self_attn
+    positions = torch.arange(n)[None]
+    hidden = eager_layers(model, embeds[None], positions, model.layers[: k - 1], WINDOW)
+    qkv = attn.qkv_proj(model.layers[k - 1].input_layernorm(hidden[0]))
+    values = qkv[:, -2 * attn.head_dim :].view(n, 2, attn.head_dim).transpose(0, 1).double().numpy()
+    cos, sin = rope(np.arange(n), attn.head_dim // 2)  # partial rotary: half the head dimension
+    image = (token_ids == -1).nonzero().flatten()
+    question_start, start, keep, kept = int(image[-1]) + 3, int(image[0]), set(range(n)), []
+    for count in FRAME_TOKENS:
+        kept.append(ivc_reference(values, cos, sin, start, count, QUOTA, question_start=question_start))
+        keep -= set(range(start, start + count)) - {start + i for i in kept[-1]}
+        start += count
+    hidden = eager_layers(model, hidden, positions, model.layers[k - 1 : k], WINDOW)
+    keep = torch.tensor(sorted(keep))
+    hidden = eager_layers(model, hidden[:, keep], keep[None], model.layers[k:], WINDOW)
+    return model.norm(hidden)[0], token_ids[keep], kept
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_ivcprune_video_plan_equals_a_per_frame_eager_restatement(phi3s, k):
+    from video.fastv import VideoFastVPlan
+
+    sdpa, eager = phi3s
+    batch = _video_batch(sdpa)
+    plan = VideoFastVPlan(FRAME_TOKENS, QUOTA, (3, 4), 1, k, True, get_method("ivcprune", layer=k).ranker())
+    out = plan.prefill(sdpa, batch)
+    for b, n in enumerate(batch.lengths):
+        ref_hidden, ref_ids, ref_kept = _video_reference_row(eager, batch.inputs_embeds[b, :n], batch.token_ids[b, :n], k)
+        m = ref_ids.numel()
+        assert [g.tolist() for g in out.kept[b]] == ref_kept and torch.equal(out.token_ids[b, :m], ref_ids)
+        assert int((out.token_ids[b, :m] == -1).sum()) == QUOTA * len(FRAME_TOKENS) + VIDEO_TOKENS
+        torch.testing.assert_close(out.hidden[b, :m], ref_hidden, rtol=1e-4, atol=1e-5)
+    assert len({tuple(g.tolist()) for row in out.kept for g in row}) > 1  # frames and rows choose on their own
+    assert plan == VideoFastVPlan(FRAME_TOKENS, QUOTA, (3, 4), 1, k, True, get_method("ivcprune", layer=k).ranker())
+
+
+IVC_TINY = get_method("ivcprune", layer=1)  # the tiny VideoGLaMM has 2 layers: prune after the first
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("budget, layout, quota", [(81, "cells", 21), (50, "unpooled", 50)])
+def test_ivcprune_segments_videos_frame_by_frame_inside_the_llm(tiny_video_segmenter, frames, budget, layout, quota):
+    seg, expressions = tiny_video_segmenter, ["the dog", "a red car"]
+    a = seg.segment(frames, expressions, budget=budget, method=IVC_TINY, layout=layout, answer="Sure, [SEG].")
+    b = seg.segment(frames, expressions, budget=budget, method=IVC_TINY, layout=layout, answer="Sure, [SEG].")
+    covered = 4 * quota if layout == "cells" else quota  # CLIP tokens under the kept LLM tokens of a frame
+    assert a.method == "ivcprune" and a.clip_tokens_per_frame == quota and a.visual_tokens_per_frame == quota + 64
+    for e, kept in enumerate(a.kept):
+        assert kept.shape == (16, covered) and all(len(set(row.tolist())) == covered for row in kept) and kept.max() < 576
+        single = seg.segment(frames, [expressions[e]], budget=budget, method=IVC_TINY, layout=layout, answer="Sure, [SEG].")
+        assert torch.equal(single.kept[0], kept)  # batched or alone, each expression chooses on its own
+    assert len({tuple(row.tolist()) for row in a.kept[0]}) > 1  # frames choose on their own
+    assert all(torch.equal(x, y) for x, y in zip(a.kept, b.kept)) and np.array_equal(a.masks, b.masks)
+
+
+@torch.no_grad()
+def test_ivcprune_on_video_keeping_every_token_is_the_unpruned_model(tiny_video_segmenter, frames, monkeypatch):
+    from litelvlm.testing.videoglamm import record_seg_states
+
+    states = record_seg_states(tiny_video_segmenter, monkeypatch)
+    full = tiny_video_segmenter.segment(frames, ["the dog"], budget=None, answer="Sure, [SEG].")
+    ivc = tiny_video_segmenter.segment(frames, ["the dog"], budget=576, method=IVC_TINY, answer="Sure, [SEG].")
+    torch.testing.assert_close(states[1], states[0], rtol=1e-4, atol=1e-5)
+    assert np.array_equal(ivc.masks, full.masks) and torch.equal(ivc.kept[0], torch.arange(576).expand(16, -1))
+
+
+@torch.no_grad()
+def test_ivcprune_generates_with_and_without_the_kv_cache(tiny_video_segmenter, frames):
+    from litelvlm.testing.llm import ScriptedHead
+
+    seg = tiny_video_segmenter
+    llm, original = seg.model.llm, seg.model.llm.lm_head
+    runs = []
+    for use_cache in (True, False):
+        llm.lm_head = ScriptedHead(original, [5, seg.seg_token_id, 7, min(seg.eos_token_ids)])
+        try:
+            runs.append(seg.segment(frames, ["the dog"], budget=81, method=IVC_TINY, max_new_tokens=6, use_cache=use_cache))
+        finally:
+            llm.lm_head = original
+    assert runs[0].answers == runs[1].answers and runs[0].forward_passes == runs[1].forward_passes == 4
+    assert torch.equal(runs[0].kept[0], runs[1].kept[0]) and runs[0].kept[0].shape == (16, 84)  # the prompt's choice
+
+
+def test_ivcprune_on_video_names_bad_settings(tiny_video_segmenter, frames):
+    from litelvlm.run_options import check_method_runs_on
+    from video.layout import check_layout_budget
+
+    with pytest.raises(ValueError, match="method 'ivcprune' does not support layout 'regrid'"):
+        tiny_video_segmenter.segment(frames, ["x"], budget=81, method=IVC_TINY, layout="regrid", answer="Sure, [SEG].")
+    with pytest.raises(ValueError, match="method 'ivcprune' does not support layout 'regrid'"):
+        check_layout_budget("regrid", 81, "ivcprune")  # before any model loads
+    with pytest.raises(ValueError, match="layer K=16, but this LLM has 2 layers"):
+        tiny_video_segmenter.segment(frames, ["x"], budget=81, method="ivcprune", answer="Sure, [SEG].")
+    check_method_runs_on("ivcprune", "video")
 
 
 @pytest.mark.parametrize("method, label", [("ivcprune", "kept by ivcprune inside the LLM"), ("fastv", "kept by fastv inside the LLM"),

@@ -6,6 +6,7 @@ import torch
 
 from litelvlm.bench import ImageBenchSettings, run_bench
 from litelvlm.bench.flops import glamm_stage_flops, transformer_layer_flops
+from litelvlm.bench.image import architecture_for
 from litelvlm.bench.memory import LiveTensorBytes, activation_peak
 from litelvlm.glamm.build import GLaMMArchitecture
 
@@ -171,8 +172,8 @@ def test_bench_methods_go_to_the_sections_that_run_them(capsys):
     from litelvlm.bench.video import split_methods
     from litelvlm.cli import main
 
-    image, video, notes = split_methods(["litelvlm", "litelvlm-time", "fastv", "litelvlm"])
-    assert image == ("litelvlm", "fastv") and video == ("litelvlm", "litelvlm-time", "fastv")
+    image, video, notes = split_methods(["litelvlm", "litelvlm-time", "fastv", "ivcprune", "litelvlm"])
+    assert image == ("litelvlm", "fastv", "ivcprune") and video == ("litelvlm", "litelvlm-time", "fastv", "ivcprune")
     assert notes == ["note: litelvlm-time selects over whole video clips: video section only"]
     for argv, message in [(["--method", "nope"], "unknown pruning method 'nope'"),
                           (["--method", "litelvlm-time", "--no-video"], "runs only in the video section"),
@@ -181,6 +182,21 @@ def test_bench_methods_go_to_the_sections_that_run_them(capsys):
         assert main(["bench", "--quick", *argv]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0], err
+
+
+def test_in_llm_methods_prune_at_their_layer_scaled_to_the_bench_depth():
+    from litelvlm.bench.image import bench_selectors, run_image_bench
+    from video.bench import bench_selector as video_selector
+
+    cases = [("ivcprune", 64), ("fastv", 64), ("ivcprune:layer=3", 64), ("litelvlm", 64), ("none", None)]
+    default = bench_selectors(cases, architecture_for("default"))  # GLaMM's 32 LLM layers -> 8
+    assert (default["ivcprune"].layer, default["fastv"].layer, default["ivcprune:layer=3"].layer) == (4, 1, 3)
+    assert default["litelvlm"] == "litelvlm" and default["none"] == "none"  # nothing to scale: the segmenter's choice
+    assert video_selector("ivcprune", 8).layer == 4 and video_selector("fastv", 8).layer == 1  # Phi-3-mini's 32 -> 8
+    settings = ImageBenchSettings(scale="quick", budgets=(64,), methods=("ivcprune", "fastv"), repeats=1, warmup=0, expressions=1)
+    rows = {r["method"]: r for r in run_image_bench(settings)["rows"]}  # quick: 4 LLM layers
+    assert rows["ivcprune"]["llm_prune_layer"] == 2 and rows["fastv"]["llm_prune_layer"] == 1
+    assert rows["fastv"]["flops_g"] < rows["ivcprune"]["flops_g"]  # IVC-Prune runs more layers on all 576 tokens
 
 
 def test_stage_timer_counts_nested_stages_once_and_cpu_time_ignores_waiting():

@@ -63,17 +63,10 @@ def video_cases(methods, budgets, clip_budgets=()) -> list[VideoCase]:
 
 
 def bench_selector(spec: str, llm_layers: int, full_layers: int = FULL_LLM_LAYERS):
-    """The method of ``spec``; a method that acts at an LLM layer (FastV, DyCoke, PruneVid) and whose layer the spec
-    does not set gets the release's layer scaled to the benchmarked LLM's depth (the bench shrinks the depth, and a
-    layer fixed in absolute terms would leave a different share of the LLM unpruned)."""
-    from litelvlm.pruning import get_method, parse_method_spec
+    """``litelvlm.bench.methods.bench_selector`` against Phi-3-mini's depth (VideoGLaMM's LLM)."""
+    from litelvlm.bench.methods import bench_selector as scaled
 
-    name, options = parse_method_spec(spec)
-    selector = get_method(name, **options)
-    layer = getattr(selector, "layer", None)
-    if layer is not None and "layer" not in options and llm_layers != full_layers:
-        return get_method(name, **options, layer=max(1, round(layer * llm_layers / full_layers)))
-    return selector if options else name  # a bare name: the segmenter's own choice of options (litelvlm: cell=2)
+    return scaled(spec, llm_layers, full_layers)
 
 
 def build_random_video_segmenter(scale: str, device="cpu", dtype=None, seed: int = 0, **config):

@@ -29,8 +29,8 @@ LAYOUTS = ("cells", "regrid", "unpooled")
 def check_layout_budget(layout: str, budget: int | None, method: str, option: str = "--budget") -> None:
     """Refuse, before any model loads, a per-frame budget or method that ``layout`` cannot take (the budget's range,
     1 to 576, is ``litelvlm.run_options.check_frame_budget``'s): ``regrid`` re-grids a per-frame method's kept
-    tokens into a square, so its budget must be a square number; FastV needs per-frame LLM tokens (``cells`` or
-    ``unpooled``)."""
+    tokens into a square, so its budget must be a square number; the in-LLM methods (FastV, IVC-Prune) need per-frame
+    LLM tokens (``cells`` or ``unpooled``)."""
     from litelvlm.pruning import get_method
     from litelvlm.run_options import split_method_spec
 
@@ -41,10 +41,11 @@ def check_layout_budget(layout: str, budget: int | None, method: str, option: st
     name = split_method_spec(method)[0] if isinstance(method, str) else method.name
     if budget is None or name == "none":
         return
-    if name == "fastv":
-        fastv_quota(layout, budget)
+    stage = get_method(method).stage
+    if stage == "llm":
+        fastv_quota(layout, budget, name)
     side = math.isqrt(budget)
-    if layout == "regrid" and side * side != budget and get_method(method).stage != "clip":
+    if layout == "regrid" and side * side != budget and stage != "clip":
         raise ValueError(f"{option} {budget} with layout 'regrid': the kept tokens of a frame are re-gridded into a square, "
                          f"so the budget must be a square number (e.g. 576, 196, 81; nearest: {side * side}, "
                          f"{(side + 1) ** 2}), or use layout 'cells' (--layout cells, or --preset default)")

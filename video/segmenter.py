@@ -11,12 +11,13 @@ memory frame (video/sam2/memory_select.py), off by default.
 ``method="fastv"`` prunes inside the LLM instead (video/fastv.py): every frame's 576 CLIP tokens enter
 the LLM through ``layout`` (``cells`` or ``unpooled``; ``regrid`` is rejected) and from decoder layer K
 on each frame keeps its ``quota`` most-attended LLM tokens (ceil(budget / 4) cells, or ``budget``
-tokens unpooled) in all decoding modes (teacher forced, KV-cache and no-cache generation).
+tokens unpooled) in all decoding modes (teacher forced, KV-cache and no-cache generation). ``method="ivcprune"``
+runs the same per-frame plan with IVC-Prune's ranking (``litelvlm.pruning.baselines.ivcprune``).
 
 Shared prefix: the prompt puts the system text and every visual token before the question. When the method's
 visual tokens and its processing inside the LLM do not depend on the expression (``TokenSelector.shares_prefix``:
 none, random, grid, VisionZip-style, FastVID, DyCoke, STTM before the LLM, HoliTom without its in-LLM merge; not
-LiteLVLM, FastV, PruneVid or HoliTom's default) and a clip has several
+LiteLVLM, FastV, IVC-Prune, PruneVid or HoliTom's default) and a clip has several
 expressions, that prefix is prefilled once per clip and every expression's question (and teacher-forced answer,
 or generation with the KV cache) continues from a copy of its KV cache (``litelvlm.shared_prefix``); the result
 says whether it was (``shared_prefix``, ``prefix_passes``) and why not (``shared_prefix_reason``). The released
@@ -37,7 +38,7 @@ from litelvlm.decoding import Sampling, generate
 from litelvlm.lvlm import IMAGE_TOKEN_INDEX, check_expressions, default_dtype, hidden_before, pick_attn_implementation, splice_and_pad
 from litelvlm.precision_context import check_autocast, inference_autocast
 from litelvlm.pruning import ClipTokenPruner, ClipTokens, FrameSelection, check_clip_budget, get_method, parse_method_spec
-from litelvlm.pruning.methods import FastVSelector
+from litelvlm.pruning.methods import InLLMSelector
 from litelvlm.pruning.stream_geometry import ClipView
 from litelvlm.shared_prefix import SharedPrefix
 from litelvlm.timing import StageTimer
@@ -206,7 +207,8 @@ class VideoSegmenter:
         self.dtype = dtype
         self.autocast = autocast  # torch.autocast dtype around every segment call (the released fp16 path), or None
         self.config = config or VideoSegmenterConfig()
-        self.pruner = ClipTokenPruner(clip.vision, clip.text, model.config.select_layer, tokenizer=clip.tokenizer)
+        self.pruner = ClipTokenPruner(clip.vision, clip.text, model.config.select_layer, tokenizer=clip.tokenizer,
+                                      llm_projector=model.project_image_tokens)
 
     @classmethod
     def from_pretrained(cls, checkpoint: str | Path, vision_tower: str | Path | None = None, video_tower: str | Path | None = None,
@@ -259,11 +261,12 @@ class VideoSegmenter:
         if name == "litelvlm" and self.config.layout == "cells" and self.config.litelvlm_cell > 1 and "cell" not in options:
             return get_method(method, cell=self.config.litelvlm_cell)
         selector = get_method(method)
-        if isinstance(selector, FastVSelector):
-            fastv_quota(self.config.layout, 1)  # raises for layouts FastV cannot prune per frame
-            return selector
-        if selector.stage not in ("pre_llm", "clip"):
-            raise ValueError(f"method {selector.name!r} prunes inside the LLM and is not supported by the video path")
+        if isinstance(selector, InLLMSelector):
+            fastv_quota(self.config.layout, 1, selector.name)  # raises for layouts it cannot prune per frame
+            layers = len(self.model.llm.model.layers)
+            if selector.layer > layers:
+                raise ValueError(f"method {selector.name!r} prunes from LLM layer K={selector.layer}, but this LLM has {layers} "
+                                 f"layers: choose 1 <= K <= {layers} (the method's layer option)")
         return selector
 
     def _visual_sequence(self, enc: _ClipEncoding, call: _Call, e: int) -> _Visual:
@@ -292,19 +295,20 @@ class VideoSegmenter:
                        sum(f.video.shape[0] for f in frames), records)
 
     def _llm_plan(self, call: _Call, visual: _Visual, grid: tuple[int, int]):
-        """The in-LLM part of the method for one expression's visual sequence, or None: FastV's per-frame plan, or a
-        clip-level method's ``llm_plan(visual_counts)`` (``litelvlm.pruning.clip_level.ClipSelector``)."""
+        """The in-LLM part of the method for one expression's visual sequence, or None: the per-frame plan of FastV or
+        IVC-Prune, or a clip-level method's ``llm_plan(visual_counts)`` (``litelvlm.pruning.clip_level.ClipSelector``)."""
         if call.selector.stage == "clip":
             return call.selector.llm_plan(visual.image_counts, visual.video_count)
         return self._fastv_plan(call.selector, call.budget, visual.image_counts, grid)
 
     def _fastv_plan(self, selector, budget: int, frame_tokens: list[int], grid: tuple[int, int]) -> VideoFastVPlan | None:
-        """The per-frame FastV plan of one expression's visual sequence; None for pre-LLM methods."""
-        if not isinstance(selector, FastVSelector):
+        """The per-frame plan of an in-LLM method (FastV, IVC-Prune) for one expression's visual sequence; None for
+        pre-LLM methods."""
+        if not isinstance(selector, InLLMSelector):
             return None
         cell = grid[0] // self.model.config.image_pool_side if self.config.layout == "cells" else 1
-        return VideoFastVPlan(frame_tokens, fastv_quota(self.config.layout, budget), grid, cell, selector.layer,
-                              selector.keep_position_ids)
+        return VideoFastVPlan(frame_tokens, fastv_quota(self.config.layout, budget, selector.name), grid, cell, selector.layer,
+                              selector.keep_position_ids, selector.ranker())
 
     def _teacher_forced(self, visual: list[torch.Tensor], questions: list[str], plans: list, prefix: SharedPrefix | None = None):
         """The states before each [SEG] per expression, and with FastV the per-frame CLIP indices it kept (else

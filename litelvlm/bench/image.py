@@ -10,10 +10,11 @@ import torch
 
 from ..glamm.build import GLaMMArchitecture, build_random_segmenter
 from ..glamm.prompt import DEFAULT_ANSWER, build_conversation, question_for, tokenize_with_image
-from ..pruning import method_from_spec
+from ..pruning import get_method
 from ..viz import load_rgb
 from .flops import flops_shares, glamm_stage_flops
 from .memory import MemoryProbe
+from .methods import bench_selector
 
 __all__ = ["SCALES", "ImageBenchSettings", "architecture_for", "run_image_bench", "image_cases", "image_calls", "REFCOCO_LIKE_EXPRESSIONS",
            "spread", "measure_rounds", "max_rounds"]
@@ -107,10 +108,15 @@ def _text_tokens(segmenter, expressions) -> float:
     return float(np.mean(lengths))
 
 
-def _measure_all(segmenter, image, expressions, settings, cases, progress) -> list[dict]:
-    """Warm every case up, then time the cases round-robin until their spread is bounded, then measure memory."""
+def bench_selectors(cases, arch: GLaMMArchitecture) -> dict:
+    """Method spec -> what the segmenter runs (``litelvlm.bench.methods.bench_selector``: an in-LLM method's layer
+    scaled from GLaMM's 32 LLM layers to ``arch``'s)."""
+    full_layers = GLaMMArchitecture.full().llm_layers
+    return {method: bench_selector(method, arch.llm_layers, full_layers) for method, _ in cases}
 
-    selectors = {method: method_from_spec(method) if ":" in method else method for method, _ in cases}  # specs with options
+
+def _measure_all(segmenter, image, expressions, settings, cases, selectors, progress) -> list[dict]:
+    """Warm every case up, then time the cases round-robin until their spread is bounded, then measure memory."""
 
     def run(case, **kwargs):
         method, budget = case
@@ -138,15 +144,16 @@ def _measure_all(segmenter, image, expressions, settings, cases, progress) -> li
     return measured
 
 
-def _row(arch, segmenter, measured, budget, method, n_expr, text_tokens) -> dict:
+def _row(arch, selector, measured, budget, method, n_expr, text_tokens) -> dict:
     visual = 576 if budget is None else budget
-    selector = method_from_spec(method)
-    unpruned = getattr(selector, "layer", 0) if selector.stage == "llm" else 0
+    selector = get_method(selector)
+    unpruned = selector.layer if selector.stage == "llm" else 0
     stage_flops = glamm_stage_flops(arch, visual_tokens=visual, text_tokens=round(text_tokens), num_expressions=n_expr,
                                     unpruned_llm_layers=unpruned)
     act = {k: v / 2**20 for k, v in measured["activation_bytes"].items()}
     return {
         "budget": visual, "method": method, "expressions": n_expr, "text_tokens": text_tokens,
+        "llm_prune_layer": unpruned or None,  # an in-LLM method's layer K at this scale (bench_selector)
         "llm_prefill_ms": measured["stage_ms"]["llm_prefill"],
         "llm_prefill_ms_per_expression": measured["stage_ms"]["llm_prefill"] / n_expr,
         "per_expression_ms": measured["image_ms"] / n_expr, "image_ms": measured["image_ms"],
@@ -195,8 +202,10 @@ def run_image_bench(settings: ImageBenchSettings, progress=None) -> dict:
     expressions = [REFCOCO_LIKE_EXPRESSIONS[i % len(REFCOCO_LIKE_EXPRESSIONS)] for i in range(settings.expressions)]
     text_tokens = _text_tokens(segmenter, expressions)
     cases = image_cases(settings)
-    measured = _measure_all(segmenter, image, expressions, settings, cases, progress)
-    rows = [_row(arch, segmenter, m, budget, method, len(expressions), text_tokens) for (method, budget), m in zip(cases, measured)]
+    selectors = bench_selectors(cases, arch)
+    measured = _measure_all(segmenter, image, expressions, settings, cases, selectors, progress)
+    rows = [_row(arch, selectors[method], m, budget, method, len(expressions), text_tokens)
+            for (method, budget), m in zip(cases, measured)]
     _add_ratios(rows)
     shares = {name: flops_shares(glamm_stage_flops(a, visual_tokens=576, text_tokens=round(text_tokens)))
               for name, a in (("full", GLaMMArchitecture.full()), (settings.scale, arch))}

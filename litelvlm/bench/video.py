@@ -17,20 +17,16 @@ def video_available() -> bool:
 
 def split_methods(methods) -> tuple[tuple[str, ...], tuple[str, ...], list[str]]:
     """(image methods, video methods, notes) for the bench's ``--method`` list (names or ``name:key=value,...``
-    specs): clip-level methods run only in the video section; methods acting inside the LLM other than FastV only in
-    the image section."""
+    specs): clip-level methods run only in the video section; per-image methods and the in-LLM ones (FastV,
+    IVC-Prune) in both."""
     from ..pruning import method_from_spec
-    from ..pruning.methods import FastVSelector
 
     image, video, notes = [], [], []
     for name in dict.fromkeys(methods):
         selector = method_from_spec(name)
         if selector.stage != "clip":
             image.append(name)
-        if selector.stage in ("pre_llm", "clip") or isinstance(selector, FastVSelector):
-            video.append(name)
-        elif name != "none":
-            notes.append(f"note: method {name} prunes inside the LLM in a way the video path does not run: image section only")
+        video.append(name)
     only_video = [m for m in video if m not in image]
     if only_video:
         notes.append(f"note: {', '.join(only_video)} {'selects' if len(only_video) == 1 else 'select'} over whole video clips: "

@@ -149,6 +149,12 @@ class GLaMM(nn.Module):
     def embed_tokens(self) -> nn.Embedding:
         return self.llm.get_input_embeddings()
 
+    def project_image_tokens(self, clip_states: torch.Tensor) -> torch.Tensor:
+        """CLIP select-layer patch states (F, N, clip width) -> (F, N, hidden) through ``mm_projector``: the LLM's
+        input embeddings of those image tokens."""
+        weight = next(self.mm_projector.parameters())
+        return self.mm_projector(clip_states.to(weight.device, weight.dtype))
+
     def prefill_hidden(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Last-layer hidden states of a teacher-forced forward (no LM head: masks need only states)."""
         out = self.llm.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, use_cache=False)

@@ -52,7 +52,8 @@ class GLaMMSegmenter:
         self.tokenizer = tokenizer
         self.device = torch.device(device)
         self.dtype = dtype
-        self.pruner = ClipTokenPruner(clip.vision, clip.text, model.config.select_layer, tokenizer=clip.tokenizer)
+        self.pruner = ClipTokenPruner(clip.vision, clip.text, model.config.select_layer, tokenizer=clip.tokenizer,
+                                      llm_projector=model.project_image_tokens)
         seg_ids = tokenizer(SEG_TOKEN, add_special_tokens=False).input_ids
         if len(seg_ids) != 1:
             raise ValueError(f"the GLaMM tokenizer does not know the {SEG_TOKEN} token (got ids {seg_ids}): wrong checkpoint folder?")
@@ -159,7 +160,7 @@ class GLaMMSegmenter:
             kept, features = self._select(frames, budget, text_embeds, selector, prune_scope)
         with timer("llm_prefill"):
             prompts = self._prompts(questions, answers, conversation)
-            visual = model.mm_projector(features.to(self.dtype))
+            visual = model.project_image_tokens(features)
             visual_rows = [[visual[0 if visual.shape[0] == 1 else i]] for i in range(len(prompts))]
             batch = splice_and_pad(prompts, visual_rows, model.embed_tokens, IMAGE_TOKEN_INDEX)
             hidden, token_ids, llm_kept = self._prefill(batch, selector, budget)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -25,7 +26,8 @@ class ClipFrameFeatures:
     ``states`` (F, 1+N, D) are the features the LVLM consumes (row 0 is CLS); ``query``/``key``/
     ``value`` (F, 1+N, D) are the last encoder layer's projections, computed without its MLP;
     ``select_query``/``select_key`` (F, 1+N, D) are the projections inside the layer that produces
-    ``states`` (the attention VisionZip and VisPruner read: ``attentions[select_layer]``).
+    ``states`` (the attention VisionZip and VisPruner read: ``attentions[select_layer]``); ``llm_projector``, when
+    the LVLM gives it, maps patch states (F, N, D) to the LLM's input embeddings of those tokens (``llm_tokens``).
     """
 
     states: torch.Tensor
@@ -38,6 +40,8 @@ class ClipFrameFeatures:
     _projected: torch.Tensor | None = field(default=None, repr=False)
     select_query: torch.Tensor | None = field(default=None, repr=False)
     select_key: torch.Tensor | None = field(default=None, repr=False)
+    llm_projector: Callable[[torch.Tensor], torch.Tensor] | None = field(default=None, repr=False)
+    _llm_tokens: torch.Tensor | None = field(default=None, repr=False)
 
     @property
     def num_frames(self) -> int:
@@ -60,14 +64,27 @@ class ClipFrameFeatures:
             self._projected = vm.visual_projection(normed)
         return self._projected
 
+    def llm_tokens(self, method: str = "this method") -> torch.Tensor:
+        """(F, N, H) ``llm_projector(patches)``: every patch token as the LLM would receive it (GLaMM's ``mm_projector``,
+        VideoGLaMM's ``image_mm_projector``, token by token, before any pooling); computed once."""
+        if self._llm_tokens is None:
+            if self.llm_projector is None:
+                raise ValueError(f"{method} measures the tokens as the LLM receives them, but these ClipFrameFeatures have no "
+                                 "llm_projector: build them with ClipTokenPruner(..., llm_projector=model.project_image_tokens) "
+                                 "(the GLaMM and VideoGLaMM segmenters do)")
+            self._llm_tokens = self.llm_projector(self.patches)
+        return self._llm_tokens
+
     def gather(self, indices: torch.Tensor) -> torch.Tensor:
         """(F, K, D) patch states at ``indices`` (F, K)."""
         return torch.gather(self.patches, 1, indices.unsqueeze(-1).expand(-1, -1, self.states.shape[-1]))
 
 
 @torch.no_grad()
-def encode_frames(vision_model: torch.nn.Module, pixel_values: torch.Tensor, select_layer: int = -2) -> ClipFrameFeatures:
-    """Run a ``CLIPVisionModelWithProjection`` once over ``pixel_values`` (F, 3, H, W).
+def encode_frames(vision_model: torch.nn.Module, pixel_values: torch.Tensor, select_layer: int = -2,
+                  llm_projector: Callable[[torch.Tensor], torch.Tensor] | None = None) -> ClipFrameFeatures:
+    """Run a ``CLIPVisionModelWithProjection`` once over ``pixel_values`` (F, 3, H, W); ``llm_projector``: see
+    ``ClipFrameFeatures``.
 
     Only the layers needed are run: up to the select layer and the last layer's q/k/v projections
     (on its ``layer_norm1`` input); the last layer's attention output and MLP run only when
@@ -106,6 +123,7 @@ def encode_frames(vision_model: torch.nn.Module, pixel_values: torch.Tensor, sel
         vision_model=vision_model,
         select_query=select_qk[0],
         select_key=select_qk[1],
+        llm_projector=llm_projector,
     )
 
 

@@ -253,10 +253,18 @@ class InLLMSelector(TokenSelector):
     ``prefill(llm, batch, budget)`` takes the LLM and a right-padded ``litelvlm.lvlm.SplicedBatch`` and returns
     ``(hidden (B, L', H)`` after the final norm, ``token_ids (B, L')`` of the pruned rows, ``kept (B, budget)``
     ascending indices among each row's image tokens). ``layer`` is the decoder layer K from which it prunes.
+    The video path runs the same prefill per frame (``video.fastv.VideoFastVPlan``) with the method's ``ranker()``
+    and ``keep_position_ids``.
     """
 
     stage = "llm"
     layer: int
+    keep_position_ids: bool = True
+
+    def ranker(self):
+        """The ``litelvlm.fastv.Ranker`` that scores the image tokens at layer K-1 (each group keeps its best
+        ``quota``); None: FastV's own (the attention the last position pays them)."""
+        return None
 
     def select(self, features, budget, text_embeds=None):
         self.check(features, budget, text_embeds)

@@ -33,8 +33,9 @@ class ClipTokenPruner:
 
     ``vision_model`` is a transformers ``CLIPVisionModelWithProjection``; ``text_model`` a
     ``CLIPTextModelWithProjection`` (needed only by text-guided methods unless ``text_embeds`` are
-    passed); ``tokenizer`` optional, lets ``text_embeds`` take strings. ``method`` is a registered
-    name or a ``TokenSelector``; ``method_options`` go to its constructor.
+    passed); ``tokenizer`` optional, lets ``text_embeds`` take strings; ``llm_projector`` optional, the LVLM's
+    patch-state -> LLM-input projector, for methods that measure the tokens as the LLM receives them (CDPruner,
+    DivPrune). ``method`` is a registered name or a ``TokenSelector``; ``method_options`` go to its constructor.
     """
 
     def __init__(
@@ -44,6 +45,7 @@ class ClipTokenPruner:
         select_layer: int = -2,
         *,
         tokenizer=None,
+        llm_projector=None,
         method: str | TokenSelector = "litelvlm",
         **method_options,
     ):
@@ -51,6 +53,7 @@ class ClipTokenPruner:
         self.text_model = text_model
         self.select_layer = select_layer
         self.tokenizer = tokenizer
+        self.llm_projector = llm_projector
         self.method = get_method(method, **method_options)
         self.text_calls = 0  # how many text-tower forwards ran: callers assert reuse with it
 
@@ -99,7 +102,7 @@ class ClipTokenPruner:
         """One batched vision forward over F frames (F, 3, H, W) or a list of (3, H, W) frames."""
         pixel_values = self._stack_frames(pixel_values)
         device = self.vision_model.device
-        return encode_frames(self.vision_model, pixel_values.to(device), self.select_layer)
+        return encode_frames(self.vision_model, pixel_values.to(device), self.select_layer, self.llm_projector)
 
     def select(
         self,

@@ -61,12 +61,14 @@ def dpp_greedy_map(kernel: torch.Tensor, count: int, fill_order: torch.Tensor) -
 class CDPrunerSelector(TokenSelector):
     """CDPruner, fixed budget: MAP of a DPP whose kernel weighs token similarity by instruction relevance.
 
-    Rule (released code): ``similarity = cos`` between the visual tokens; ``relevance`` = the mean over the
+    Rule (released code): ``similarity = cos`` between the visual tokens as the LLM receives them (the
+    projector's outputs, ``features.llm_tokens()``); ``relevance`` = the mean over the
     texts of the negated cosine between each token's CLIP image embedding (``visual_projection(post_layernorm
     (select-layer patch))``, ``features.projected()``) and the CLIP text embeddings, min-max normalised;
     ``kernel = r_i * similarity_ij * r_j``; ``budget`` tokens by fast greedy MAP inference, kept in raster
-    order. Source: github.com/Theia-4869/CDPruner, ``llava/model/llava_arch.py``
-    (``LlavaMetaForCausalLM.encode_images``: cosine :150-153, relevance :155-160 with the sign flip at :159
+    order. Source: github.com/Theia-4869/CDPruner (commit 9541616), ``llava/model/llava_arch.py``
+    (``LlavaMetaForCausalLM.encode_images``: ``image_features = mm_projector(image_features)`` :148, then the
+    cosine of those projected features :150-153, relevance :155-160 with the sign flip at :159
     and the min-max at :160, the optional theta (commented out) :163-166, kernel :167, greedy MAP :169-181,
     sorted :183) and ``llava/model/multimodal_encoder/clip_encoder.py`` (``forward``: image and text embeds).
     The count is ``--visual_token_num`` (``llava/eval/model_vqa*.py``), i.e. the budget.
@@ -75,9 +77,10 @@ class CDPrunerSelector(TokenSelector):
     ``relevance = exp(alpha * relevance)``, ``alpha = theta / (2 (1 - theta))``, theta in (0, 1).
 
     Adaptations:
-    - Similarity features: the release measures cosine between the LLM input embeddings (mm_projector
-      outputs); here selection runs on the CLIP side, before the projector, like every per-frame method, so
-      the similarity is between the select-layer CLIP patch states. The relevance is as released.
+    - Similarity features: as released, the projector's outputs: GLaMM's ``mm_projector`` of the select-layer
+      patch states; in VideoGLaMM its ``image_mm_projector`` of every CLIP token before the 2x2 pooling (the
+      selection is over CLIP tokens; the kept ones are pooled by ``layout`` afterwards). The relevance is as
+      released (CLIP's joint image-text space).
     - Per frame: the release min-max normalises the relevance over its whole batch of crops (one image for
       LLaVA-1.5); here each image or video frame is normalised and selected on its own. Several texts (the
       prune scope "image", or a long text split into 77-token pieces in the release) are averaged alike.
@@ -98,9 +101,10 @@ class CDPrunerSelector(TokenSelector):
         self.check(features, budget, text_embeds)
         unit = lambda t: F.normalize(upcast(t), dim=-1)  # noqa: E731
         cosine = text_similarity(unit(features.projected()), unit(text_embeds))  # (F, T, N)
+        tokens = features.llm_tokens("cdpruner")  # (F, N, H): the similarity's features, as released
         rows = []
         for f in range(features.num_frames):
             relevance = cdpruner_relevance(cosine[f], self.theta)
-            kernel = cdpruner_kernel(features.patches[f], relevance)
+            kernel = cdpruner_kernel(tokens[f], relevance)
             rows.append(dpp_greedy_map(kernel, budget, ranked(relevance)))
         return Selection(torch.stack(rows))

@@ -33,20 +33,22 @@ def divprune_frame(tokens: torch.Tensor, budget: int) -> torch.Tensor:
 class DivPruneSelector(TokenSelector):
     """DivPrune, fixed budget: the ``budget`` most mutually distant tokens by greedy max-min selection.
 
-    Rule (released code): ``d = 1 - cos`` between all visual tokens; the first token maximises the distance
+    Rule (released code): ``d = 1 - cos`` between all visual tokens as the LLM receives them (the projector's
+    outputs, ``features.llm_tokens()``); the first token maximises the distance
     to its nearest neighbour, each next one maximises the minimum distance to the tokens already chosen; the
-    chosen tokens reach the LLM in raster order. Source: github.com/vbdi/divprune,
-    ``LLaVA/llava/model/llava_arch.py``: ``pairwise_cosine_similarity`` (:147), ``DivPrune`` (:152-171: count
-    ``round(ratio * N)`` :153, ``1 - cos`` :155, first pick by the second-smallest column value :165, then the
-    column minimum over chosen rows :167, ``argmax`` :169) and its call before the LLM (:366-379, kept
+    chosen tokens reach the LLM in raster order. Source: github.com/vbdi/divprune (commit 799e2d9),
+    ``LLaVA/llava/model/llava_arch.py``: ``encode_images`` (:141-144: ``mm_projector`` of the vision tower's
+    output :143), ``pairwise_cosine_similarity`` (:147), ``DivPrune`` (:152-171: count ``round(ratio * N)``
+    :153, ``1 - cos`` :155, first pick by the second-smallest column value :165, then the column minimum over
+    chosen rows :167, ``argmax`` :169) and its call before the LLM (:366-379) on the image's rows of the spliced
+    input embeddings (``new_input_embeds[0][SYS_TOKEN_LEN:...]`` :374-375, i.e. the projected features; kept
     positions sorted :379).
 
     Adaptations:
     - Budget: the released count ``round(SUBSET_RATIO * N)`` (README default ratio 0.098) is the budget.
-    - Features: the release measures distances between the LLM input embeddings (mm_projector outputs);
-      here the selection runs on the CLIP side, before the projector, like every per-frame method, so the
-      distances are between the select-layer CLIP patch states (what the projector maps token by token).
-      In VideoGLaMM each frame is selected on its own and the kept tokens reach the LLM through ``layout``.
+    - Features: as released, the projector's outputs: GLaMM's ``mm_projector`` of the select-layer patch
+      states; in VideoGLaMM its ``image_mm_projector`` of every CLIP token before the 2x2 pooling (each frame is
+      selected on its own over its CLIP tokens and the kept ones reach the LLM through ``layout``).
     - A chosen token is never chosen again (the release re-scores chosen tokens and, with exactly duplicated
       tokens, could pick one twice and deliver fewer distinct tokens); ties go to the lowest index, as
       ``argmax`` does. Distances in at least float32 (the release: the model dtype, fp16).
@@ -54,5 +56,6 @@ class DivPruneSelector(TokenSelector):
 
     def select(self, features, budget, text_embeds=None):
         self.check(features, budget, text_embeds)
-        rows = [divprune_frame(features.patches[f], budget) for f in range(features.num_frames)]
+        tokens = features.llm_tokens("divprune")  # (F, N, H): the distances' features, as released
+        rows = [divprune_frame(tokens[f], budget) for f in range(features.num_frames)]
         return Selection(torch.stack(rows))

@@ -35,8 +35,35 @@ conversation in the image path):
   5, ``config.py:516``). The question rows are those from two past the last image token to the row's end; in
   GLaMM's teacher-forced prefill they include the fixed answer, as FastV's last position does here.
 - KV cache: the release also cuts layers 1..K-1's cache for later decoding steps (:964, :1025-1027); the image
-  path is one teacher-forced prefill with no decoding, so there is nothing to cut. The video path does not run
-  this method (it prunes inside the LLM only for FastV); ``litelvlm.ivc_prune_llm`` holds the LLM side.
+  path is one teacher-forced prefill with no decoding, so there is nothing to cut. ``litelvlm.ivc_prune_llm``
+  holds the LLM side.
+
+VideoGLaMM (Phi-3-mini, 32 layers; per frame, through FastV's in-LLM plan ``video.fastv.VideoFastVPlan``):
+
+- Where the coordinates come from: Phi-3 has 1D RoPE over one sequence in which the 16 frames' CLIP-derived LLM
+  tokens (144 pooled cells each, or 576 unpooled) follow each other, then the InternVideo2 tokens. RoPE gives
+  no 2D coordinates; what the release reads is the rotation the LLM applies at each image position (the
+  ``cos``/``sin`` of layer K-1's rotary embeddings, :926-936; the Qwen file's video path likewise reads each
+  visual token's own rotary angles, not positions re-based per frame). So each frame's IVC tokens are the
+  positions of that frame whose rotation, at their actual position ids, is nearest the identity (``cos`` mean)
+  or a 90 degree turn (``sin`` mean), averaged over Phi-3's whole rotated head dimension (96, all rotated).
+  Rebasing each frame to position 0 would pick the same cells in every frame, anchors at rotations the LLM
+  never applies to them; the actual angles differ from frame to frame (a frame spans 144 or 576 positions), so
+  each frame gets its own anchors, as every frame gets its own seeds and foreground.
+- Groups: one per sampled frame, its CLIP-derived LLM tokens the candidates, the ``quota`` FastV keeps per frame
+  (ceil(budget / 4) cells for ``cells``, ``budget`` tokens for ``unpooled``; ``regrid`` is refused as for
+  FastV), the seeds ``max(1, round(0.01 N))`` of the frame's N tokens. The InternVideo2 tokens are in no group
+  and always stay (they carry no frame's grid); they and the text still enter the value weights (softmax over
+  all tokens, as the LLaMA file).
+- Question rows: from two past the last visual token (the last InternVideo2 token; the two positions after it
+  are skipped as in the release) to the row's end: the question, its chat tail and, teacher forced, the answer.
+- Layer: K = 16 (Phi-3-mini has the 32 layers of LLaVA-1.5-7B's LLM, so the release's depth share is kept).
+  The value rows are the last ``kv_heads * d`` rows of Phi-3's fused ``qkv_proj``; Phi-3's sliding window is
+  not applied to the value weights (they are not attention; the release's ignore causality too).
+- Decoding (KV-cache generation): as FastV's video plan, layers < K keep the whole prompt's cache and layers
+  >= K the pruned one; the release cuts layers 1..K-1's cache too, so its later tokens would see every image
+  token in layer 0 and only the kept ones in layers 1..K-1 (not a state any prefill produces). The released
+  no-cache loop re-runs the prompt for every token and so re-chooses with the tokens generated so far.
 """
 
 from __future__ import annotations
@@ -115,6 +142,11 @@ class IVCPruneSelector(InLLMSelector):
                 raise ValueError(f"{name} must be a number in [0, 0.5], got {value!r}")
         self.coordinate_share = float(coordinate_share)
         self.seed_share = float(seed_share)
+
+    def ranker(self):
+        from ...ivc_prune_llm import ivc_ranker  # transformers: imported when an LLM runs
+
+        return ivc_ranker(self.coordinate_share, self.seed_share)
 
     def prefill(self, llm, batch, budget: int):
         from ...ivc_prune_llm import ivc_prefill  # transformers: imported when an LLM runs

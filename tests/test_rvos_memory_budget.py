@@ -65,3 +65,8 @@ def test_a_memory_budget_above_the_decoders_tokens_stops_the_run_before_any_vide
         main(_argv(tmp_path, tiny_videoglamm_kwargs, "--memory-budget", "17"))
     predictions = tmp_path / "res" / "predictions"
     assert not predictions.exists() or not any(p.is_file() for p in predictions.rglob("*"))
+
+
+def test_memory_options_are_refused_when_scoring_saved_predictions(tmp_path):
+    with pytest.raises(ValueError, match="scoring --predictions runs no model"):
+        RVOSConfig(benchmark="mevis", predictions=str(tmp_path), memory_budget=512)

@@ -95,12 +95,13 @@ class RVOSConfig:
         """``--memory-budget`` a positive number of SAM2 memory tokens, ``--memory-selector`` a registered selector that
         comes with a budget; with the preset's settings (e.g. propagate mode) checked by ``VideoSegmenterConfig``."""
         budget, selector = self.memory_budget, self.memory_selector
-        if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int) or not 1 <= budget <= SAM2_MEMORY_TOKENS):
+        in_range = isinstance(budget, int) and not isinstance(budget, bool) and 1 <= budget <= SAM2_MEMORY_TOKENS
+        if budget is not None and not in_range:
             raise ValueError(f"--memory-budget must be a number of SAM2 memory tokens per frame in 1..{SAM2_MEMORY_TOKENS} "
                              f"(all of them at 1024 px), got {budget!r}")
         if selector is not None and budget is None:
             raise ValueError("--memory-selector chooses the memory tokens --memory-budget keeps: give --memory-budget too")
-        if (budget is not None or selector is not None) and not self.segmenter_factory:
+        if budget is not None and not self.segmenter_factory:
             self.segmenter_config()  # every field checked (budget, selector, mask mode) before the model loads
         elif selector is not None:
             from video.sam2.memory_select import get_memory_selector

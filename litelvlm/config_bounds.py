@@ -16,7 +16,7 @@ from typing import Mapping
 
 __all__ = [
     "BOUND_FACTOR", "Released", "LLAMA_7B", "PHI3_MINI", "CLIP_L_336_VISION", "CLIP_L_336_TEXT", "INTERNVIDEO2_1B",
-    "SAM_VIT_H", "SAM2_HIERA_L", "check_sizes", "check_llm_config", "check_clip_config", "check_select_layer",
+    "SAM_VIT_H", "SAM2_HIERA_L", "SAM2_MEMORY_TOKENS", "check_sizes", "check_llm_config", "check_clip_config", "check_select_layer",
 ]
 
 BOUND_FACTOR = 8
@@ -66,6 +66,8 @@ SAM2_HIERA_L = Released("SAM2 Hiera-L", {
     "memory_attention_ffn_dim": 2048, "mask_downsampler_layers": 4, "fuser_layers": 2, "fuser_intermediate_dim": 1024,
     "total_blocks": 48,
 })
+
+SAM2_MEMORY_TOKENS = (SAM2_HIERA_L.sizes["image_size"] // 16) ** 2  # spatial memory tokens per SAM2 memory frame (1024 px)
 
 _FIX = "the file is corrupt or not a checkpoint of this model; fix it or re-download it"
 

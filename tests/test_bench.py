@@ -28,6 +28,60 @@ def test_live_tensor_bytes_counts_new_storages_not_views_of_inputs():
     assert mode.peak == 4000 and mode.live == 0
 
 
+class FakeCudaMemory:
+    """``torch.cuda``'s allocator counters as one global peak that ``reset_peak_memory_stats`` sets to what is live."""
+
+    def __init__(self, allocated=0):
+        self.allocated, self.peak = allocated, allocated
+
+    def alloc(self, nbytes):
+        self.allocated += nbytes
+        self.peak = max(self.peak, self.allocated)
+
+    def free(self, nbytes):
+        self.allocated -= nbytes
+
+    def synchronize(self):
+        pass
+
+    def memory_allocated(self):
+        return self.allocated
+
+    def max_memory_allocated(self):
+        return self.peak
+
+    def reset_peak_memory_stats(self):
+        self.peak = self.allocated
+
+
+def test_nested_cuda_peaks_keep_the_enclosing_blocks_peak():
+    """An inner block resets the allocator's single peak: the outer block still reports its own peak from before
+    the inner block, and includes an inner block's peak after a later inner block; each inner block reports its own."""
+    cuda = FakeCudaMemory(allocated=1000)  # weights: live before every block, never counted
+    with activation_peak("cuda", cuda) as outer:
+        cuda.alloc(300)
+        cuda.free(300)  # the outer peak, reached before the inner blocks start
+        cuda.alloc(20)
+        with activation_peak("cuda", cuda) as middle:
+            cuda.alloc(50)
+            cuda.free(50)
+            with activation_peak("cuda", cuda) as inner:
+                cuda.alloc(10)
+                cuda.free(10)
+        cuda.free(20)
+    assert (outer["bytes"], middle["bytes"], inner["bytes"]) == (300, 50, 10)
+    with activation_peak("cuda", cuda) as outer:
+        cuda.alloc(20)
+        with activation_peak("cuda", cuda) as first:
+            cuda.alloc(400)  # the outer peak, inside an inner block: 20 + 400
+            cuda.free(400)
+        with activation_peak("cuda", cuda) as second:
+            cuda.alloc(10)
+            cuda.free(10)
+        cuda.free(20)
+    assert (outer["bytes"], first["bytes"], second["bytes"]) == (420, 400, 10)
+
+
 def test_layer_flops_match_a_manual_count_and_fastv_counts_unpruned_layers():
     # q, k, v, o: 4 * t*w*w MACs; scores and mixing: 2 * t*t*w; gated MLP: 3 * t*w*m
     t, w, m = 10, 8, 16

@@ -97,15 +97,20 @@ def _count_rows(linear, seen):
     return linear.register_forward_hook(lambda module, args, out: seen.append(args[0].shape[-2]))
 
 
-def test_each_memory_frame_is_projected_once_per_layer(decoder):
+def test_each_memory_frame_is_projected_once_per_layer(decoder, monkeypatch):
     """Keys: every memory frame through k_proj once per layer (not once per frame attending to it), pointers every
     frame; the queries' RoPE tables once per video; layer 0's self-attention once for all objects."""
     num_frames, tokens = 7, decoder.memory_tokens  # pointer tokens (2 per frame) stay below the 16 spatial ones
     layers = decoder.model.memory_attention.layers
     key_rows, self_batches, rope_calls = [], [], []
+    self_attention = MemoryAttentionRunner._self_attention
+
+    def counted(runner, index, query):
+        self_batches.append(query.shape[0])
+        return self_attention(runner, index, query)
+
+    monkeypatch.setattr(MemoryAttentionRunner, "_self_attention", counted)
     handles = [_count_rows(layer.cross_attn_image.k_proj, key_rows) for layer in layers]
-    handles += [layer.self_attn.register_forward_pre_hook(lambda m, a, k: self_batches.append(k["query"].shape[0]), with_kwargs=True)
-                for layer in layers]
     handles.append(decoder.model.memory_attention.rotary_emb.register_forward_hook(lambda *a: rope_calls.append(1)))
     try:
         decoder.propagate_logits(decoder.preprocess(_frames(num_frames)), decoder.object_tokens(_prompts(decoder, 3)))
@@ -361,3 +366,36 @@ def test_segment_video_cli_memory_options(tmp_path, tiny_videoglamm_kwargs, caps
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and "unknown memory selector 'nope'" in err[0] and "[1, 16]" in err[1]
     assert main(base + ["--memory-budget", "8", "--memory-selector", "grid"]) == 0
+
+
+def test_rope_as_a_complex_product_is_transformers_rope_bit_for_bit(decoder):
+    """``_rotate`` with ``rope_table`` gives the same floats as transformers' ``apply_rotary_pos_emb_2d``."""
+    from transformers.models.sam2_video.modeling_sam2_video import apply_rotary_pos_emb_2d
+
+    from video.sam2.memory_attention import _rotate, rope_table
+
+    module = decoder.model.memory_attention
+    cos, sin = module.rotary_emb(module.position_ids, module.position_ids)
+    x = torch.randn(3, 1, cos.shape[1], cos.shape[2], generator=torch.Generator().manual_seed(0))
+    expected, _ = apply_rotary_pos_emb_2d(x, x, cos, sin)
+    assert torch.equal(_rotate(x, rope_table(cos[0], sin[0])), expected)
+
+
+def test_self_attention_with_stacked_projections_and_the_layer_equal_transformers(decoder):
+    """One q/k/v product, complex RoPE and the in-place ReLU: each layer of the runner equals transformers' layer
+    on the same queries and memory (float32, within 1e-6)."""
+    module = decoder.model.memory_attention
+    runner = MemoryAttentionRunner(module, decoder.dtype)
+    cos, sin = module.rotary_emb(module.position_ids, module.position_ids)
+    g = torch.Generator().manual_seed(1)
+    queries = torch.randn(2, 1, runner.tokens, decoder.hidden_size, generator=g)
+    memory = torch.randn(2, 1, runner.tokens, 64, generator=g)
+    projected = runner.project(memory[:, 0].transpose(0, 1), torch.zeros(runner.tokens, 2, 64))
+    for index, layer in enumerate(module.layers):
+        assert runner.relu[index]
+        normed = layer.layer_norm1(queries)
+        expected, _ = layer.self_attn(query=normed, key=normed, value=normed, position_embeddings=(cos, sin))
+        torch.testing.assert_close(runner._self_attention(index, normed), expected, atol=1e-6, rtol=1e-6)
+        keys, values = projected.keys[index], projected.values[index]
+        expected = layer(queries, memory, torch.zeros_like(memory), (cos, sin))
+        torch.testing.assert_close(runner._layer(index, queries, keys, values), expected, atol=1e-6, rtol=1e-6)

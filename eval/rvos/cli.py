@@ -52,6 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clip-budget", "--clip_budget", dest="clip_budget", type=int, default=None, metavar="N",
                    help="total LLM visual tokens per clip, both streams together, for clip-level methods such as "
                         "litelvlm-time (default: none, the per-frame budget decides)")
+    p.add_argument("--memory-budget", "--memory_budget", dest="memory_budget", type=int, default=None, metavar="N",
+                   help="SAM2 spatial memory tokens kept per memory frame and object, 1 to 4096 at 1024 px; in the run id "
+                        "(default: the preset's; all, as released)")
+    p.add_argument("--memory-selector", "--memory_selector", dest="memory_selector", default=None, metavar="NAME",
+                   help="which memory tokens --memory-budget keeps: mask (the object's mask and its surroundings) or grid "
+                        "(default: the preset's; mask)")
     p.add_argument("--method", default="litelvlm",
                    help=f"token-pruning method: {', '.join(method_names('video'))} (default: %(default)s)")
     p.add_argument("--preset", default="released",
@@ -105,7 +111,8 @@ def config_from_args(args: argparse.Namespace) -> RVOSConfig:
         method=args.method, seed=args.seed, limit=args.limit, resume=args.resume, device=args.device,
         dtype=args.dtype, predictions=args.predictions, allow_missing=args.allow_missing,
         davis_annotations=args.davis_annotations, segmenter_factory=args.segmenter_factory,
-        dist_backend=args.dist_backend, preset=args.preset, clip_budget=args.clip_budget)
+        dist_backend=args.dist_backend, preset=args.preset, clip_budget=args.clip_budget,
+        memory_budget=args.memory_budget, memory_selector=args.memory_selector)
     if config.predictions is not None or not is_tiny(config.checkpoint):
         return config
     paths = checkpoint_paths("videoglamm", config.checkpoint, args.vision_tower, args.video_tower)  # after the checks above

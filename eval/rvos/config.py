@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from litelvlm.config_bounds import SAM2_MEMORY_TOKENS
 from litelvlm.run_options import (CLIP_TOKENS_PER_FRAME, check_clock, check_device, check_method_runs_on, check_method_spec,
                                     method_file_name)
 
@@ -44,6 +45,8 @@ class RVOSConfig:
     preset: str = "released"
     clip_budget: int | None = None
     clock: str | None = None  # the stage timings' clock (litelvlm.timing: wall / cpu), pinned; None: the default
+    memory_budget: int | None = None  # SAM2 spatial memory tokens kept per memory frame and object (None: all)
+    memory_selector: str | None = None  # which ones (video/sam2/memory_select.py); None: the preset's
 
     def __post_init__(self) -> None:
         check_clock(self.clock, "clock")
@@ -69,6 +72,8 @@ class RVOSConfig:
             raise ValueError("--davis-annotations only applies to --benchmark davis")
         if self.predictions is None:
             self._check_model_arguments()
+        elif self.memory_budget is not None or self.memory_selector is not None:
+            raise ValueError("--memory-budget / --memory-selector set a model run; scoring --predictions runs no model")
         elif self.resume:
             raise ValueError("--resume continues a model run; scoring --predictions keeps no records to resume")
 
@@ -84,8 +89,44 @@ class RVOSConfig:
 
             layout = load_preset(self.preset, self.benchmark).segmenter.layout
             check_layout_budget(layout, self.budget, self.method, "--num_retain_tokens")
+        self._check_memory_options()
         if self.device != "auto":
             check_device(self.device)
+
+    def _check_memory_options(self) -> None:
+        """``--memory-budget`` a positive number of SAM2 memory tokens, ``--memory-selector`` a registered selector that
+        comes with a budget; with the preset's settings (e.g. propagate mode) checked by ``VideoSegmenterConfig``."""
+        budget, selector = self.memory_budget, self.memory_selector
+        in_range = isinstance(budget, int) and not isinstance(budget, bool) and 1 <= budget <= SAM2_MEMORY_TOKENS
+        if budget is not None and not in_range:
+            raise ValueError(f"--memory-budget must be a number of SAM2 memory tokens per frame in 1..{SAM2_MEMORY_TOKENS} "
+                             f"(all of them at 1024 px), got {budget!r}")
+        if selector is not None and budget is None:
+            raise ValueError("--memory-selector chooses the memory tokens --memory-budget keeps: give --memory-budget too")
+        if budget is not None and not self.segmenter_factory:
+            self.segmenter_config()  # every field checked (budget, selector, mask mode) before the model loads
+        elif selector is not None:
+            from video.sam2.memory_select import get_memory_selector
+
+            get_memory_selector(selector)
+
+    def segmenter_config(self):
+        """The preset's ``VideoSegmenterConfig`` for this benchmark with ``--memory-budget`` / ``--memory-selector``."""
+        from dataclasses import replace
+
+        from video.preset import load_preset
+
+        config = load_preset(self.preset, self.benchmark).segmenter
+        overrides = {k: v for k, v in (("memory_budget", self.memory_budget), ("memory_selector", self.memory_selector))
+                     if v is not None}
+        return replace(config, **overrides) if overrides else config
+
+    @property
+    def memory_label(self) -> str:
+        """The run id's part for memory pruning: ``_mb<N>`` (and ``-<selector>`` when one is named), empty without."""
+        if self.memory_budget is None:
+            return ""
+        return f"_mb{self.memory_budget}" + (f"-{self.memory_selector}" if self.memory_selector else "")
 
     @property
     def dataset_name(self) -> str:
@@ -109,6 +150,7 @@ class RVOSConfig:
         run_id = f"{self.benchmark}_{self.split_name}_{method_file_name(self.method)}_b{self.budget}"
         if self.clip_budget is not None:
             run_id += f"_cb{self.clip_budget}"
+        run_id += self.memory_label
         if self.preset != "released" and not self.predictions:  # the released protocol keeps the plain name
             run_id += "_" + Path(self.preset).stem
         return run_id + "_pred" if self.predictions else run_id
@@ -134,4 +176,6 @@ class RVOSConfig:
                 "video_tower": absolute(self.video_tower), "dataset_dir": absolute(self.dataset_dir),
                 "davis_annotations": absolute(self.davis_annotations), "dtype": self.dtype, "seed": self.seed,
                 "segmenter_factory": self.segmenter_factory, "preset": self.preset,
-                "clip_budget": self.clip_budget, **({"clock": self.clock} if self.clock else {})}
+                "clip_budget": self.clip_budget, **({"clock": self.clock} if self.clock else {}),
+                **({"memory_budget": self.memory_budget, "memory_selector": self.memory_selector}
+                   if self.memory_budget is not None or self.memory_selector is not None else {})}

@@ -42,8 +42,8 @@ def run_preset(config: RVOSConfig):
 
 def build_video_segmenter(config: RVOSConfig) -> Any:
     """The segmenter of this run: ``--segmenter-factory`` if given (called with the config), else VideoGLaMM built
-    as ``--preset`` says (dtype, autocast, attention, segmenter settings); an explicit ``--dtype`` replaces the preset's
-    precision (that dtype, no autocast)."""
+    as ``--preset`` says (dtype, autocast, attention, segmenter settings, with ``--memory-budget`` / ``--memory-selector``);
+    an explicit ``--dtype`` replaces the preset's precision (that dtype, no autocast)."""
     if config.segmenter_factory:
         return import_callable(config.segmenter_factory)(config)
     check_model_inputs(config)
@@ -54,11 +54,14 @@ def build_video_segmenter(config: RVOSConfig) -> Any:
     preset = run_preset(config)
     device = resolve_device(config.device)
     dtype, autocast = preset.precision(device, resolve_dtype(config.dtype))
-    return VideoSegmenter.from_pretrained(checkpoint=config.checkpoint, vision_tower=config.vision_tower,
-                                          video_tower=config.video_tower, device=device, dtype=dtype, autocast=autocast,
-                                          attn_implementation=preset.attn_implementation(),
-                                          clip_attn_implementation=preset.clip_attn_implementation(),
-                                          **asdict(preset.segmenter))
+    segmenter = VideoSegmenter.from_pretrained(checkpoint=config.checkpoint, vision_tower=config.vision_tower,
+                                               video_tower=config.video_tower, device=device, dtype=dtype, autocast=autocast,
+                                               attn_implementation=preset.attn_implementation(),
+                                               clip_attn_implementation=preset.clip_attn_implementation(),
+                                               **asdict(config.segmenter_config()))
+    if segmenter.config.mask_mode == "propagate":  # a memory budget above the decoder's tokens, before any video
+        segmenter.model.pixel_decoder.check_memory_options(segmenter.config.memory_budget, segmenter.config.memory_selector)
+    return segmenter
 
 
 @dataclass

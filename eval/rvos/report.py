@@ -126,6 +126,7 @@ def _entry(config: RVOSConfig, dataset: RVOSDataset, scores: dict, missing: Miss
         "checkpoint": config.checkpoint, "vision_tower": config.vision_tower, "video_tower": config.video_tower,
         "results_path": config.results_path,
         "preset": None if config.predictions else config.preset, "clip_budget": config.clip_budget,
+        "memory_budget": config.memory_budget, "memory_selector": config.memory_selector,
     }
 
 

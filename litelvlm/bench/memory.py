@@ -50,19 +50,41 @@ class LiveTensorBytes(TorchDispatchMode):
         return out
 
 
+_CUDA_BLOCKS: list[dict] = []  # the open CUDA blocks, outermost first: each one's peak before its inner block began
+
+
 @contextlib.contextmanager
-def activation_peak(device):
-    """Yields a dict whose ``bytes`` is the block's peak activation memory once the block exits."""
+def _cuda_peak(out: dict, cuda):
+    """The CUDA allocator's peak over the block, minus what was live at its start, correct when blocks nest.
+
+    Each block resets the allocator's peak when it starts (it has only one), so the peak the enclosing block had
+    reached so far is saved first, and an inner block's peak is handed to its enclosing block when it ends."""
+    cuda.synchronize()
+    base = cuda.memory_allocated()
+    if _CUDA_BLOCKS:
+        _CUDA_BLOCKS[-1]["peak"] = max(_CUDA_BLOCKS[-1]["peak"], cuda.max_memory_allocated())
+    cuda.reset_peak_memory_stats()
+    block = {"peak": base}
+    _CUDA_BLOCKS.append(block)
+    try:
+        yield out
+    finally:
+        cuda.synchronize()
+        _CUDA_BLOCKS.pop()
+        peak = max(block["peak"], cuda.max_memory_allocated())
+        if _CUDA_BLOCKS:
+            _CUDA_BLOCKS[-1]["peak"] = max(_CUDA_BLOCKS[-1]["peak"], peak)
+        out["bytes"] = peak - base
+
+
+@contextlib.contextmanager
+def activation_peak(device, cuda=torch.cuda):
+    """Yields a dict whose ``bytes`` is the block's peak activation memory once the block exits; blocks may nest
+    (SAM2's stages inside the mask-decoder stage). ``cuda``: the ``torch.cuda`` memory API (tests pass a fake)."""
     out = {"bytes": 0}
     if torch.device(device).type == "cuda":
-        torch.cuda.synchronize()
-        base = torch.cuda.memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
-        try:
+        with _cuda_peak(out, cuda):
             yield out
-        finally:
-            torch.cuda.synchronize()
-            out["bytes"] = torch.cuda.max_memory_allocated() - base
         return
     mode = LiveTensorBytes()
     with mode:

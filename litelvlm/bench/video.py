@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import importlib.util
 
+from ..config_bounds import SAM2_MEMORY_TOKENS  # spatial memory tokens per SAM2 memory frame: 1024 px at every bench scale
+
 __all__ = ["video_available", "run_video_bench", "video_summary", "video_case_count", "sam2_case_count", "video_calls",
            "split_methods", "SAM2_MEMORY_TOKENS"]
-
-SAM2_MEMORY_TOKENS = 64 * 64  # spatial memory tokens per SAM2 memory frame: 1024 px at every bench scale
 
 
 def video_available() -> bool:

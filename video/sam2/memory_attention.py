@@ -11,7 +11,10 @@ restatement, with the module's own weights and attention kernel:
   is kept per frame and ``rope(W_k t)`` per (layer, slot), ``v_proj(m)`` per frame. Object-pointer tokens
   (not rotated) change every frame and are projected every frame.
 * runs layer 0's self-attention and cross-attention queries once for all objects.
-* computes the queries' RoPE tables once per video.
+* computes the queries' RoPE tables once per video, and applies RoPE as one complex multiplication (the same
+  products and sums as transformers' ``x * cos + rotate_pairwise(x) * sin``, without its four temporaries).
+* projects self-attention's queries, keys and values in one matrix product (the three weights stacked) and applies
+  the MLP's ReLU in place.
 
 The result equals the module's up to float rounding (the sums are grouped differently). A memory frame may keep
 only some spatial tokens (``rows``, from ``memory_select``): each keeps its own RoPE row and position encoding.
@@ -36,12 +39,16 @@ class ProjectedMemory:
     rows: torch.Tensor | None  # (E, n) kept raster indices; None: every token, in raster order
 
 
-def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """transformers' 2-d RoPE (``apply_rotary_pos_emb_2d``): in float32, back to ``x``'s dtype."""
-    from transformers.models.sam2_video.modeling_sam2_video import rotate_pairwise
+def rope_table(cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """transformers' RoPE tables (..., d) (each angle repeated for its pair of channels) -> complex (..., d / 2)."""
+    return torch.complex(cos[..., 0::2].float().contiguous(), sin[..., 0::2].float().contiguous())
 
-    x32 = x.float()
-    return ((x32 * cos) + (rotate_pairwise(x32) * sin)).type_as(x)
+
+def _rotate(x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """transformers' 2-d RoPE (``apply_rotary_pos_emb_2d``: channel pairs (x0, x1) -> (x0 cos - x1 sin, x1 cos + x0 sin))
+    as a complex product with ``rope_table``: in float32, back to ``x``'s dtype."""
+    pairs = torch.view_as_complex(x.float().contiguous().view(*x.shape[:-1], -1, 2))
+    return torch.view_as_real(pairs * table).flatten(-2).type_as(x)
 
 
 def _at_rows(table: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
@@ -59,13 +66,21 @@ class MemoryAttentionRunner:
         reference = module.layers[0].cross_attn_image
         self.heads, self.head_dim = reference.num_attention_heads, reference.head_dim
         cos, sin = module.rotary_emb(module.position_ids, module.position_ids)  # (1, N, head_dim)
-        self.cos, self.sin = cos[0], sin[0]  # (N, head_dim)
+        self.rope = rope_table(cos[0], sin[0])  # (N, head_dim / 2) complex
+        self.self_qkv = [self._stacked(layer.self_attn) for layer in self.layers]
+        self.relu = [type(layer.activation) is torch.nn.ReLU for layer in self.layers]  # SAM2's MLP: ReLU, applied in place
         self._temporal: dict[tuple[int, int], torch.Tensor] = {}
+
+    @staticmethod
+    def _stacked(attn) -> tuple[torch.Tensor, torch.Tensor]:
+        """Self-attention's q/k/v projections as one weight (3C, C) and bias (3C)."""
+        projections = (attn.q_proj, attn.k_proj, attn.v_proj)
+        return torch.cat([p.weight for p in projections]), torch.cat([p.bias for p in projections])
 
     @property
     def tokens(self) -> int:
         """Spatial tokens per frame (the RoPE grid)."""
-        return self.cos.shape[0]
+        return self.rope.shape[0]
 
     def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
         """(E, n, heads * head_dim) -> (E, heads, n, head_dim)."""
@@ -78,13 +93,13 @@ class MemoryAttentionRunner:
         if rows is not None:
             index = rows[..., None].expand(-1, -1, memory.shape[-1])
             memory, keyed = memory.gather(1, index), keyed.gather(1, index)
-        cos, sin = _at_rows(self.cos, rows), _at_rows(self.sin, rows)
+        table = _at_rows(self.rope, rows)
         if rows is not None:
-            cos, sin = cos[:, None], sin[:, None]  # (E, 1, n, head_dim): broadcast over heads
+            table = table[:, None]  # (E, 1, n, head_dim / 2): broadcast over heads
         keys, values = [], []
         for layer in self.layers:
             attn = layer.cross_attn_image
-            keys.append(_rotate(self._split_heads(attn.k_proj(keyed)), cos, sin))
+            keys.append(_rotate(self._split_heads(attn.k_proj(keyed)), table))
             values.append(self._split_heads(attn.v_proj(memory)))
         return ProjectedMemory(keys, values, rows)
 
@@ -93,7 +108,7 @@ class MemoryAttentionRunner:
         if (layer, slot) not in self._temporal:
             weight = self.layers[layer].cross_attn_image.k_proj.weight
             term = F.linear(encoding.reshape(-1).to(self.dtype), weight).view(self.heads, 1, self.head_dim)
-            self._temporal[layer, slot] = _rotate(term, self.cos, self.sin)
+            self._temporal[layer, slot] = _rotate(term, self.rope)
         return self._temporal[layer, slot]
 
     def _memory_keys_values(self, layer: int, memories, temporal, pointers, pointer_position):
@@ -108,28 +123,35 @@ class MemoryAttentionRunner:
         values.append(self._split_heads(attn.v_proj(pointers)))
         return torch.cat(keys, dim=2), torch.cat(values, dim=2)
 
-    def _cross_attention(self, attn, query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-        """``Sam2VideoRoPEAttention`` on queries (B, 1, N, C), B = 1 (shared) or E, over projected keys and values."""
+    def _attend(self, attn, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        """The module's attention kernel (its ``_attn_implementation``) and output projection -> (B, 1, N, C)."""
         from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
         from transformers.models.sam2_video.modeling_sam2_video import eager_attention_forward
 
-        num_objects = keys.shape[0]
-        q = _rotate(self._split_heads(attn.q_proj(query[:, 0])), self.cos, self.sin)
-        q = q.expand(num_objects, -1, -1, -1)
         interface = ALL_ATTENTION_FUNCTIONS.get_interface(attn.config._attn_implementation, eager_attention_forward)
         out, _ = interface(attn, q, keys, values, attention_mask=None, dropout=0.0, scaling=attn.scaling, is_causal=False)
-        return attn.o_proj(out.reshape(num_objects, 1, -1, self.heads * self.head_dim))
+        return attn.o_proj(out.reshape(q.shape[0], 1, -1, self.heads * self.head_dim))
+
+    def _self_attention(self, index: int, query: torch.Tensor) -> torch.Tensor:
+        """``Sam2VideoRoPEAttention`` of the queries (B, 1, N, C) with themselves: q, k, v in one product."""
+        weight, bias = self.self_qkv[index]
+        q, k, v = F.linear(query[:, 0], weight, bias).chunk(3, dim=-1)
+        q, k = _rotate(self._split_heads(q), self.rope), _rotate(self._split_heads(k), self.rope)
+        return self._attend(self.layers[index].self_attn, q, k, self._split_heads(v))
+
+    def _cross_attention(self, attn, query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        """``Sam2VideoRoPEAttention`` on queries (B, 1, N, C), B = 1 (shared) or E, over projected keys and values."""
+        q = _rotate(self._split_heads(attn.q_proj(query[:, 0])), self.rope)
+        return self._attend(attn, q.expand(keys.shape[0], -1, -1, -1), keys, values)
 
     def _layer(self, index: int, queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
         """``Sam2VideoMemoryAttentionLayer`` (eval: dropout off); ``queries`` (B, 1, N, C) -> (E, 1, N, C)."""
         layer = self.layers[index]
-        rope = (self.cos[None], self.sin[None])
-        query = layer.layer_norm1(queries)
-        query, _ = layer.self_attn(query=query, key=query, value=query, position_embeddings=rope)
-        queries = queries + query
+        queries = queries + self._self_attention(index, layer.layer_norm1(queries))
         queries = queries + self._cross_attention(layer.cross_attn_image, layer.layer_norm2(queries), keys, values)
-        query = layer.layer_norm3(queries)
-        return queries + layer.linear2(layer.activation(layer.linear1(query)))
+        hidden = layer.linear1(layer.layer_norm3(queries))
+        hidden = F.relu_(hidden) if self.relu[index] else layer.activation(hidden)
+        return queries + layer.linear2(hidden)
 
     def __call__(self, current: torch.Tensor, current_position: torch.Tensor, memories, temporal: torch.Tensor,
                  pointers: torch.Tensor, pointer_position: torch.Tensor) -> torch.Tensor:

@@ -140,7 +140,7 @@ def _never(*args, **kwargs):
 @pytest.mark.parametrize("extra, message", [
     (["--benchmark", "synthetic", "--method", "nosuch", "--budget", "64"], "unknown pruning method 'nosuch'"),
     (["--benchmark", "synthetic", "--method", "litelvlm-time", "--budget", "64"], "does not run on images"),
-    (["--benchmark", "synthetic-video", "--method", "ivcprune", "--budget", "64"], "does not run on videos"),
+    (["--benchmark", "synthetic-video", "--method", "dycoke:nosuch=1", "--budget", "64"], "bad options for method 'dycoke'"),
     (["--benchmark", "synthetic", "--method", "litelvlm"], "give at least one --budget"),
     (["--benchmark", "synthetic", "--method", "litelvlm", "--budget", "577"], "choose 1 to 576"),
     (["--benchmark", "synthetic", "--method", "litelvlm", "--budget", "0"], "positive number"),

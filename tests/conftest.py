@@ -70,3 +70,12 @@ def no_model_builds(monkeypatch):
     for target in ("eval.refseg.runner.build_segmenter", "eval.rvos.runner.build_video_segmenter",
                    "litelvlm.pipeline.tiny_checkpoint", "litelvlm.bench.run_bench", "litelvlm.demo.load_clip_towers"):
         monkeypatch.setattr(target, _model_build_reached)
+
+
+@pytest.fixture(scope="module")
+def tiny_cache(tmp_path_factory):
+    """``$LITELVLM_CACHE`` for this module: the tiny checkpoints are written here once."""
+    folder = tmp_path_factory.mktemp("litelvlm_cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LITELVLM_CACHE", str(folder))
+        yield folder

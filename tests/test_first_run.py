@@ -24,15 +24,6 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # pycocotools under numpy 2
 
 
-@pytest.fixture(scope="module")
-def tiny_cache(tmp_path_factory):
-    """``$LITELVLM_CACHE`` for this module: the tiny checkpoints are written here once."""
-    folder = tmp_path_factory.mktemp("litelvlm_cache")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("LITELVLM_CACHE", str(folder))
-        yield folder
-
-
 def readme_first_run_commands() -> list[str]:
     """The commands of the README's first-run block."""
     text = (ROOT / "README.md").read_text()

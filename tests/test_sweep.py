@@ -18,15 +18,6 @@ from litelvlm.cli import main
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # pycocotools under numpy 2
 
 
-@pytest.fixture(scope="module")
-def tiny_cache(tmp_path_factory):
-    """``$LITELVLM_CACHE`` for this module: the tiny checkpoints are written here once."""
-    folder = tmp_path_factory.mktemp("litelvlm_cache")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("LITELVLM_CACHE", str(folder))
-        yield folder
-
-
 class SegmentCounter:
     """Counts the model's loads and ``segment`` calls of one sweep (the real tiny model underneath)."""
 

@@ -21,8 +21,8 @@ import numpy as np
 
 from litelvlm.clip import random_clip_towers
 
-__all__ = ["VideoCase", "video_cases", "bench_selector", "build_random_video_segmenter", "sample_scene", "bench_frames",
-           "measure_video_section", "measure_video_cases", "measure_sam2_section", "sam2_case_list", "add_masks_time",
+__all__ = ["VideoCase", "video_cases", "is_released", "bench_selector", "build_random_video_segmenter", "sample_scene", "bench_frames",
+           "measure_video_section", "measure_video_cases", "measure_clip_kinds", "measure_sam2_section", "sam2_case_list", "add_masks_time",
            "ANSWER_TOKENS", "CLIP_FRAMES", "REFERENCE_METHOD"]
 
 ANSWER_TOKENS = 8  # the short answer decoded in the end-to-end run
@@ -35,43 +35,73 @@ FULL_LLM_LAYERS = 32  # Phi-3-mini, VideoGLaMM's LLM
 @dataclass(frozen=True)
 class VideoCase:
     """One benchmarked setting: ``method`` at ``budget`` CLIP tokens per frame (576: the unpruned model, method
-    ``none``), with an optional ``clip_budget`` (clip-level methods)."""
+    ``none``), with an optional ``clip_budget`` (clip-level methods). ``released``: a ``:released=True`` spec, run
+    once at its paper's setting (the budget is ignored: 576 is passed)."""
 
     method: str
     budget: int
     clip_budget: int | None = None
+    released: bool = False
 
     @property
     def segment_budget(self) -> int | None:
-        return None if self.budget >= FULL else self.budget
+        return self.budget if self.released else None if self.budget >= FULL else self.budget
+
+
+def is_released(spec: str) -> bool:
+    """Whether ``spec`` (a name or a ``parse_method_spec`` string) runs a baseline at its paper's released setting."""
+    from litelvlm.pruning import method_from_spec
+
+    return getattr(method_from_spec(spec), "released", False) is True
 
 
 def video_cases(methods, budgets, clip_budgets=()) -> list[VideoCase]:
-    """The cases of the video section: the unpruned model once (at 576), every method (a name or a
-    ``litelvlm.pruning.parse_method_spec`` string) at every pruned budget, and clip-level methods also at every
-    clip budget. Per-frame LiteLVLM (the reference) always runs."""
+    """The cases of the video section (``litelvlm.bench.video_compare`` builds its tables):
+
+    * per CLIP budget: the unpruned model once (at 576), every method (a name or a
+      ``litelvlm.pruning.parse_method_spec`` string) at every pruned budget; per-frame LiteLVLM (the reference)
+      always runs;
+    * equal tokens, per clip budget N: every clip-level method at N (unless it refuses a clip budget,
+      ``clip_budget_conflict``) and every per-frame method before the LLM at the CLIP budget whose tokens come
+      closest to N from below (``per_frame_budget_for``; none when even one cell per frame is above N); the
+      unpruned model runs as their common reference;
+    * papers' settings: each ``:released=True`` spec once (never at a clip budget, never per CLIP budget)."""
+    from litelvlm.bench.video_compare import per_frame_budget_for
     from litelvlm.pruning import method_from_spec
 
     methods = [REFERENCE_METHOD] + [m for m in dict.fromkeys(methods) if m not in (REFERENCE_METHOD, "none")]
-    cases = [VideoCase("none", FULL)] if any(b >= FULL for b in budgets) else []
+    released = [m for m in methods if is_released(m)]
+    budgeted = [m for m in methods if m not in released]
+    unpruned = any(b >= FULL for b in budgets) or bool(clip_budgets) or bool(released)
+    cases = [VideoCase("none", FULL)] if unpruned else []
     for budget in sorted({b for b in budgets if b < FULL}, reverse=True):
-        for method in methods:
-            cases.append(VideoCase(method, budget))
-            if method_from_spec(method).stage == "clip":
-                cases += [VideoCase(method, budget, cb) for cb in clip_budgets]
-    return cases
+        cases += [VideoCase(method, budget) for method in budgeted]
+    for clip_budget in clip_budgets:
+        for method in budgeted:
+            selector = method_from_spec(method)
+            if selector.stage == "clip" and selector.clip_budget_conflict() is None:
+                cases.append(VideoCase(method, FULL, clip_budget))
+            elif selector.stage == "pre_llm":
+                budget = per_frame_budget_for(clip_budget, CLIP_FRAMES)
+                if budget is not None:
+                    cases.append(VideoCase(method, budget))
+    cases += [VideoCase(method, FULL, released=True) for method in released]
+    return list(dict.fromkeys(cases))  # a per-frame case at a CLIP budget already listed runs once
 
 
 def bench_selector(spec: str, llm_layers: int, full_layers: int = FULL_LLM_LAYERS):
     """The method of ``spec``; a method that acts at an LLM layer (FastV, DyCoke, PruneVid) and whose layer the spec
     does not set gets the release's layer scaled to the benchmarked LLM's depth (the bench shrinks the depth, and a
-    layer fixed in absolute terms would leave a different share of the LLM unpruned)."""
+    layer fixed in absolute terms would leave a different share of the LLM unpruned). A ``:released=True`` spec
+    keeps the release's absolute layer (it refuses any other): where that layer does not fit the shrunk LLM the
+    method's own warning says which layer it uses instead, and the bench row records both."""
     from litelvlm.pruning import get_method, parse_method_spec
 
     name, options = parse_method_spec(spec)
     selector = get_method(name, **options)
     layer = getattr(selector, "layer", None)
-    if layer is not None and "layer" not in options and llm_layers != full_layers:
+    if (layer is not None and "layer" not in options and llm_layers != full_layers
+            and getattr(selector, "released", False) is not True):
         return get_method(name, **options, layer=max(1, round(layer * llm_layers / full_layers)))
     return selector if options else name  # a bare name: the segmenter's own choice of options (litelvlm: cell=2)
 
@@ -169,14 +199,39 @@ def measure_video_section(settings, progress=None, segmenter=None) -> dict:
     ``settings.scale``."""
     if segmenter is None:
         segmenter, _ = build_random_video_segmenter(settings.scale, settings.device, settings.dtype, settings.seed)
+    from litelvlm.bench.video_compare import equal_token_entries
+
     rows = measure_video_cases(settings, progress, segmenter=segmenter)
+    section = {"video": rows, "sam2": None, "clip_kinds": measure_clip_kinds(segmenter, settings)}
     if not settings.video_masks:
-        return {"video": rows, "sam2": None}
+        section["equal_tokens"] = equal_token_entries(rows, settings.video_methods, settings.clip_budgets, CLIP_FRAMES)
+        return section
     sam2 = measure_sam2_section(segmenter, settings, progress)
     one_object = next(r for r in sam2["rows"] if r["objects"] == 1 and r["memory_budget"] is None
                       and r["frames"] == sam2["frames"] and r["clip"] == "bench")
     add_masks_time(rows, one_object["propagation_ms"])
-    return {"video": rows, "sam2": sam2}
+    section["equal_tokens"] = equal_token_entries(rows, settings.video_methods, settings.clip_budgets, CLIP_FRAMES)
+    return {**section, "sam2": sam2}
+
+
+def measure_clip_kinds(segmenter, settings) -> list[dict]:
+    """litelvlm-time's tokens per synthetic clip kind (``video.synthetic_clips``), reuse on and off, at the smallest
+    pruned CLIP budget of ``settings.video_budgets``; empty unless litelvlm-time is among the video methods (token
+    counts only: one teacher-forced pass per kind, untimed)."""
+    from litelvlm.bench.video_compare import REUSE_OFF
+
+    from .synthetic_clips import time_tokens_per_clip_kind
+
+    pruned = [b for b in settings.video_budgets if b < FULL]
+    if "litelvlm-time" not in settings.video_methods or not pruned:
+        return []
+    budget = min(pruned)
+    rows = []
+    for reuse, spec in ((True, "litelvlm-time"), (False, REUSE_OFF)):
+        for counted in time_tokens_per_clip_kind(segmenter, budget, selector=spec, seed=settings.seed):
+            rows.append({"kind": counted.kind, "budget": budget, "reuse": reuse, "cells_sent": counted.cells_sent,
+                         "cells_reused": counted.cells_reused, "video_tokens": counted.video_tokens, "total": counted.total})
+    return rows
 
 
 def sam2_case_list(settings) -> list:
@@ -237,6 +292,9 @@ def measure_video_cases(settings, progress=None, segmenter=None) -> list[dict]:
             uncached = runner.generated(case, use_cache=False)
         rows.append(_row(case, pairs, probe, uncached, spread))
         rows[-1]["llm_layer"] = getattr(runner.selectors[case.method], "layer", None)  # None: a name, no LLM layer
+        rows[-1]["llm_layers"] = len(segmenter.model.llm.model.layers)  # the benchmarked depth (32 at full scale)
+        stats = getattr(runner.selectors[case.method], "last_stats", None)  # the probe's call: this case's clip
+        rows[-1]["tokens_after_llm_layer"] = getattr(stats, "tokens_after_layer", None)  # PruneVid, HoliTom: from layer K
         rows[-1]["warnings"] = runner.warnings.get(case, [])
     _add_ratios(rows)
     return rows
@@ -248,7 +306,7 @@ def _row(case: VideoCase, pairs, probe, uncached, spread) -> dict:
     first = pairs[0][0]
     e2e = _ms(generated, "total")
     row = {
-        "method": case.method, "budget": case.budget, "clip_budget": case.clip_budget,
+        "method": case.method, "budget": case.budget, "clip_budget": case.clip_budget, "released": case.released,
         "llm_visual_tokens": first.llm_visual_tokens[0], "visual_tokens_per_frame": first.visual_tokens_per_frame,
         "clip_tokens_per_frame": first.clip_tokens_per_frame,
         "clip_ms": _ms(forced, "clip_vision"), "video_encoder_ms": _ms(forced, "video_encoder"),
@@ -270,11 +328,12 @@ def _row(case: VideoCase, pairs, probe, uncached, spread) -> dict:
 
 
 def _add_ratios(rows: list[dict]) -> None:
-    """Each pruned row against per-frame LiteLVLM at the same CLIP budget in the same run."""
+    """Each pruned row of the per-CLIP-budget table against per-frame LiteLVLM at the same CLIP budget in the same
+    run (rows at a clip budget and at papers' settings: ``litelvlm.bench.video_compare``)."""
     for row in rows:
         base = next((r for r in rows if r["method"] == REFERENCE_METHOD and r["budget"] == row["budget"]
                      and r["clip_budget"] is None), None)
-        if base is None or row["method"] == "none":
+        if base is None or row["method"] == "none" or row["clip_budget"] is not None or row.get("released"):
             continue
         row["ratios_vs_litelvlm"] = {
             "token_reduction": base["llm_visual_tokens"] / max(row["llm_visual_tokens"], 1),

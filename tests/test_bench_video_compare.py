@@ -94,3 +94,24 @@ def test_clip_kinds_count_litelvlm_time_tokens_with_reuse_on_and_off(tiny_video_
     table = clip_kind_table(rows)
     assert table[1][0] == "static" and table[1][7] == str(off["static"]["total"] - on["static"]["total"])
     assert measure_clip_kinds(tiny_video_segmenter, ImageBenchSettings(video_methods=("litelvlm",))) == []
+
+
+def test_report_prints_the_three_tables_under_their_own_titles():
+    from litelvlm.bench.report import markdown_report, video_case_label, video_table
+
+    rows = [_row("none", 3328, 1000.0), _row("litelvlm", 1360, 400.0, budget=81),
+            _row("fastvid", 210, 50.0, clip_budget=210), _row("dycoke:released=True", 1500, 350.0, released=True)]
+    for row in rows:
+        row.update(clip_ms=5.0, e2e_with_masks_ms=None, answer_tokens=8)
+    kinds = [{"kind": "static", "budget": 81, "reuse": on, "cells_sent": 51 if on else 336, "cells_reused": 285 if on else 0,
+              "video_tokens": 128, "total": 179 if on else 464} for on in (True, False)]
+    result = {"scale": "quick", "device": "cpu", "dtype": "float32", "video": rows, "goals": [], "video_clip_kinds": kinds,
+              "video_equal_tokens": equal_token_entries(rows, ["fastvid", "dycoke:released=True"], [210])}
+    report = markdown_report(result)
+    for title in ("## Video at equal LLM visual tokens per clip", "## Video baselines at their papers' operating points",
+                  "## litelvlm-time tokens per clip kind"):
+        assert report.count(title) == 1
+    assert "| static | 81 | 51 | 285 | 128 | 179 | 464 | 285 |" in report
+    assert [r[0] for r in video_table(rows)[1:]] == ["none", "litelvlm"]  # the per-CLIP-budget table keeps its rows only
+    assert video_case_label(rows[2]) == "fastvid at a clip budget of 210"
+    assert video_case_label(rows[3]) == "dycoke:released=True (paper's setting)"

@@ -146,7 +146,7 @@ def released_rows(rows: list[dict]) -> list[dict]:
 RELEASED_NOTE = ("Papers' operating points: each baseline at its release's values (``:released=True``; the values and their "
                  "source lines are in each module's docstring), whatever the budget. The methods send different numbers "
                  "of tokens here, so the table has no ratios between them: compare methods in the equal-token table. "
-                 "layer: the LLM layer the release prunes or merges at (of 32 in the released LLMs) / the benchmarked "
+                 "layer: the LLM layer the release prunes or merges at (in its own 28- or 32-layer LLM) / the benchmarked "
                  "LLM's depth; a layer beyond it falls back as the note under the table says. tokens: sent into the LLM; from "
                  "layer K: what PruneVid and HoliTom keep after their in-LLM step (STTM's released setting merges inside "
                  "the LLM from layer 2: all tokens enter it).")

@@ -51,24 +51,29 @@ def _row(method, tokens, prefill, budget=576, clip_budget=None, released=False):
 def test_equal_token_entries_rank_nothing_and_give_ratios_only_at_the_budget():
     rows = [_row("none", 3328, 1000.0), _row("litelvlm", 1360, 400.0, budget=81),
             _row("litelvlm-time", 208, 60.0, clip_budget=210), _row("fastvid", 210, 50.0, clip_budget=210),
-            _row("dycoke", 1040, 300.0, clip_budget=210), _row("dycoke:released=True", 1500, 350.0, released=True)]
-    entries = equal_token_entries(rows, ["litelvlm-time", "fastvid", "dycoke", "dycoke:released=True", "fastv"], [210])
+            _row("dycoke", 1040, 300.0, clip_budget=210), _row("dycoke:released=True", 1500, 350.0, released=True),
+            _row("prunevid", 176, 40.0, clip_budget=210)]
+    entries = equal_token_entries(rows, ["litelvlm-time", "fastvid", "dycoke", "dycoke:released=True", "fastv", "prunevid"],
+                                  [210])
     by_method = {e["method"]: e for e in entries}
-    assert list(by_method) == ["litelvlm", "litelvlm-time", "fastvid", "dycoke", "fastv"]  # released: its own table
+    assert list(by_method) == ["litelvlm", "litelvlm-time", "fastvid", "dycoke", "fastv", "prunevid"]  # released: own table
+    assert by_method["prunevid"]["status"] == "sends only 176: more than 5% below 210"  # fewer tokens: not comparable
+    assert not by_method["prunevid"]["at_budget"] and "ratios_vs_unpruned" not in by_method["prunevid"]
     assert by_method["litelvlm"]["status"].startswith("cannot reach 210: sends 1040 at the least")
     assert by_method["dycoke"]["status"] == "cannot reach 210: sends 1040" and "ratios_vs_unpruned" not in by_method["dycoke"]
     assert "inside the LLM" in by_method["fastv"]["status"]
     time, fastvid = by_method["litelvlm-time"], by_method["fastvid"]
-    assert time["reached"] and time["llm_visual_tokens"] == 208 and time["ratios_vs_litelvlm"] is None
+    assert time["at_budget"] and time["status"] == "at 210" and time["llm_visual_tokens"] == 208 and time["ratios_vs_litelvlm"] is None
     assert time["ratios_vs_unpruned"]["prefill_speedup"] == pytest.approx(1000 / 60)
     assert fastvid["ratios_vs_unpruned"]["prefill_speedup"] == pytest.approx(1000 / 50)
     table = equal_token_table(entries)
     assert [r[1] for r in table[1:]] == list(by_method) and table[4][6] == "-"  # dycoke: no ratio
     # per-frame litelvlm reaches 1360 at 84 CLIP tokens per frame: the others' x litelvlm are against it
-    rows.append(_row("litelvlm-time", 1300, 380.0, clip_budget=1360))
+    rows += [_row("litelvlm-time", 1300, 380.0, clip_budget=1360), _row("fastvid", 1290, 370.0, clip_budget=1360)]
     rows[1]["budget"] = 84
-    big = {e["method"]: e for e in equal_token_entries(rows, ["litelvlm-time"], [1360])}
+    big = {e["method"]: e for e in equal_token_entries(rows, ["litelvlm-time", "fastvid"], [1360])}
     assert big["litelvlm"]["budget"] == 84 and big["litelvlm-time"]["ratios_vs_litelvlm"]["prefill_speedup"] == pytest.approx(400 / 380)
+    assert big["fastvid"]["status"].startswith("sends only 1290") and "ratios_vs_litelvlm" not in big["fastvid"]  # 1292: 95%
 
 
 def test_released_table_has_no_ratios_and_names_layer_and_depth():

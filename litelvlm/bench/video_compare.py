@@ -2,10 +2,11 @@
 
 * Equal tokens (``--clip-budget N``): every method at N LLM visual tokens per clip (both streams): clip-level
   methods through their clip budget, per-frame methods before the LLM through the CLIP budget per frame whose
-  tokens come closest to N from below (``per_frame_budget_for``). Each entry reports the tokens it actually sent;
-  one that sends more than N is reported as "cannot reach N: sends M", with no ratio. Ratios are only against
-  rows at the same clip budget: per-frame litelvlm at N (when it reaches N), and the unpruned model, the one
-  reference common to every row.
+  tokens come closest to N from below (``per_frame_budget_for``). Each entry reports the tokens it actually sent; it
+  is at N when it sent N or up to ``EQUAL_TOKEN_TOLERANCE`` (5%) fewer. One that sends more is reported as "cannot
+  reach N: sends M", one that sends fewer (its merging or reuse leaves fewer tokens than it may spend) as "sends
+  only M", both with no ratio. Ratios are only between entries at N: against per-frame litelvlm at N (when it is
+  at N), and against the unpruned model, the one reference common to every row.
 * Papers' settings: each ``:released=True`` spec at its release's values, with its tokens and times and the LLM
   layer it prunes at; no ratios between methods (they send different numbers of tokens).
 * Tokens per clip kind: what litelvlm-time sends on each synthetic clip of ``video.synthetic_clips``, with
@@ -14,7 +15,7 @@
 
 from __future__ import annotations
 
-__all__ = ["FRAME_CELLS", "VIDEO_TOKENS_PER_FRAME", "PATCHES_PER_CELL", "per_frame_budget_for", "per_frame_fewest_tokens",
+__all__ = ["EQUAL_TOKEN_TOLERANCE", "FRAME_CELLS", "VIDEO_TOKENS_PER_FRAME", "PATCHES_PER_CELL", "per_frame_budget_for", "per_frame_fewest_tokens",
            "equal_token_entries", "equal_token_table", "EQUAL_TOKEN_NOTE", "released_rows", "released_table",
            "RELEASED_NOTE", "clip_kind_table", "CLIP_KIND_NOTE", "REUSE_OFF"]
 
@@ -22,6 +23,7 @@ FRAME_CELLS = 144  # VideoGLaMM's pooled CLIP tokens per frame (12x12), at every
 VIDEO_TOKENS_PER_FRAME = 64  # InternVideo2 tokens per frame (8x8): a per-frame method sends them all
 PATCHES_PER_CELL = 4  # the ``cells`` layout: one LLM token per 2x2 cell of kept CLIP patches (litelvlm: cell=2)
 FULL = 576
+EQUAL_TOKEN_TOLERANCE = 0.05  # "at N": at most N tokens and at least (1 - this) N (per-frame litelvlm: steps of 16)
 REUSE_OFF = "litelvlm-time:reuse_threshold=2"  # cosine similarity never reaches 2: nothing is reused
 
 
@@ -64,7 +66,7 @@ def _entry(rows: list[dict], method: str, clip_budget: int, frames: int) -> dict
     selector = method_from_spec(method)
     if getattr(selector, "released", False) is True:
         return None  # papers' settings table
-    entry = {"method": method, "clip_budget": clip_budget, "reached": False, "measured": False}
+    entry = {"method": method, "clip_budget": clip_budget, "at_budget": False, "measured": False}
     if selector.stage == "clip" and selector.clip_budget_conflict() is not None:
         return {**entry, "status": f"takes no clip budget: {selector.clip_budget_conflict()}"}
     if selector.stage not in ("clip", "pre_llm"):
@@ -77,24 +79,31 @@ def _entry(rows: list[dict], method: str, clip_budget: int, frames: int) -> dict
                           f"{VIDEO_TOKENS_PER_FRAME} video tokens per frame)"}
     if row is None:
         return {**entry, "status": "not measured in this run"}
-    reached = row["llm_visual_tokens"] <= clip_budget
-    status = "reaches" if reached else f"cannot reach {clip_budget}: sends {row['llm_visual_tokens']}"
-    return {**entry, **_measured(row), "reached": reached, "measured": True, "status": status,
+    return {**entry, **_measured(row), **_budget_status(row["llm_visual_tokens"], clip_budget), "measured": True,
             "budget": None if selector.stage == "clip" else row["budget"]}
+
+
+def _budget_status(tokens: int, clip_budget: int) -> dict:
+    """``at_budget`` and ``status`` of an entry that sent ``tokens`` at ``clip_budget``."""
+    if tokens > clip_budget:
+        return {"at_budget": False, "status": f"cannot reach {clip_budget}: sends {tokens}"}
+    if tokens < (1 - EQUAL_TOKEN_TOLERANCE) * clip_budget:
+        return {"at_budget": False, "status": f"sends only {tokens}: more than {EQUAL_TOKEN_TOLERANCE:.0%} below {clip_budget}"}
+    return {"at_budget": True, "status": f"at {clip_budget}"}
 
 
 def equal_token_entries(rows: list[dict], methods, clip_budgets, frames: int = 16) -> list[dict]:
     """Per clip budget, per-frame litelvlm then every other method of ``methods`` (released specs aside), each with
     its measured numbers or why it has none; ``ratios_vs_unpruned`` and ``ratios_vs_litelvlm`` (per-frame litelvlm
-    at the same clip budget) only for entries that reach the budget."""
+    at the same clip budget) only for entries at the budget (``_budget_status``)."""
     unpruned = next((r for r in rows if r["method"] == "none" and r["clip_budget"] is None), None)
     names = ["litelvlm"] + [m for m in dict.fromkeys(methods) if m not in ("litelvlm", "none")]
     entries = []
     for clip_budget in clip_budgets:
         group = [e for e in (_entry(rows, m, clip_budget, frames) for m in names) if e is not None]
-        reference = next((e for e in group if e["method"] == "litelvlm" and e["reached"]), None)
+        reference = next((e for e in group if e["method"] == "litelvlm" and e["at_budget"]), None)
         for entry in group:
-            if entry["reached"]:
+            if entry["at_budget"]:
                 entry["ratios_vs_unpruned"] = None if unpruned is None else _ratios(unpruned, entry)
                 entry["ratios_vs_litelvlm"] = None if reference is None else _ratios(reference, entry)
         entries += group
@@ -116,10 +125,10 @@ def _ratio(entry: dict, key: str, name: str) -> str:
 EQUAL_TOKEN_NOTE = ("Every method at the same clip budget N of LLM visual tokens per clip (both streams): clip-level methods "
                     "through their clip budget, per-frame ones through the CLIP budget per frame whose tokens come closest to "
                     "N from below (CLIP/frame). tokens: what each actually sent into the LLM (from layer K: what PruneVid and "
-                    "HoliTom keep after their in-LLM step, whose first K layers see all the tokens sent). A method that "
-                    "sends more than N is listed as "
-                    "unable to reach N, with no ratio; the rows are not ranked. x unpruned: the unpruned model / this row; x "
-                    "litelvlm: per-frame litelvlm at the same N / this row (only where it reaches N).")
+                    "HoliTom keep after their in-LLM step, whose first K layers see all the tokens sent). A method is at N when it "
+                    f"sent N or up to {EQUAL_TOKEN_TOLERANCE:.0%} fewer; one that sends more (cannot reach N) or fewer (sends "
+                    "only M) has no ratio; the rows are not ranked. x unpruned: the unpruned model / this row; x "
+                    "litelvlm: per-frame litelvlm at the same N / this row (only where it is at N).")
 
 
 def equal_token_table(entries: list[dict]) -> list[list[str]]:

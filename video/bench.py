@@ -4,7 +4,9 @@ Per (method, CLIP budget per frame, clip budget): the LLM visual tokens of the c
 LLM prefill time (teacher-forced answer), the prefill's activation memory, and one clip end to end with an
 8-token answer decoded with the KV cache (its prompt pass and its token passes timed apart), also with SAM2
 propagation when asked (the SAM2 section, ``video.bench_sam2``: it does not depend on the tokens). Every case runs
-in the same interleaved rounds, so the ratios against per-frame LiteLVLM at the same CLIP budget come from one run.
+in the same interleaved rounds, so the ratios against per-frame LiteLVLM at the same CLIP budget come from one run;
+those rows send different token counts, so methods are compared at equal tokens (``--clip-budget``) and at their
+papers' settings (``:released=True``) in the tables of ``litelvlm.bench.video_compare``.
 For the unpruned model and per-frame LiteLVLM the released no-cache decoding loop (encoders and the whole prefill
 re-run for every token) is timed too, once.
 """
@@ -21,9 +23,9 @@ import numpy as np
 
 from litelvlm.clip import random_clip_towers
 
-__all__ = ["VideoCase", "video_cases", "is_released", "bench_selector", "build_random_video_segmenter", "sample_scene", "bench_frames",
-           "measure_video_section", "measure_video_cases", "measure_clip_kinds", "measure_sam2_section", "sam2_case_list", "add_masks_time",
-           "ANSWER_TOKENS", "CLIP_FRAMES", "REFERENCE_METHOD"]
+__all__ = ["VideoCase", "video_cases", "is_released", "bench_selector", "build_random_video_segmenter", "sample_scene",
+           "bench_frames", "measure_video_section", "measure_video_cases", "measure_clip_kinds", "measure_sam2_section",
+           "sam2_case_list", "add_masks_time", "ANSWER_TOKENS", "CLIP_FRAMES", "REFERENCE_METHOD"]
 
 ANSWER_TOKENS = 8  # the short answer decoded in the end-to-end run
 CLIP_FRAMES = 16  # frames of the bench clip (VideoGLaMM samples 16)
@@ -193,25 +195,24 @@ class _Runner:
 
 
 def measure_video_section(settings, progress=None, segmenter=None) -> dict:
-    """``{"video": rows, "sam2": section or None}``: the video cases, and with ``settings.video_masks`` the SAM2
-    section (``video.bench_sam2``), whose one-object unpruned propagation of the bench clip is added to every
-    row's end-to-end time (SAM2 work does not depend on the tokens). ``segmenter`` None: a random one at
-    ``settings.scale``."""
-    if segmenter is None:
-        segmenter, _ = build_random_video_segmenter(settings.scale, settings.device, settings.dtype, settings.seed)
+    """``{"video": rows, "sam2": section or None, "equal_tokens": entries, "clip_kinds": rows}``: the video cases (their
+    equal-token entries: ``litelvlm.bench.video_compare``; litelvlm-time's tokens per clip kind: ``measure_clip_kinds``),
+    and with ``settings.video_masks`` the SAM2 section (``video.bench_sam2``), whose one-object unpruned propagation
+    of the bench clip is added to every row's end-to-end time (SAM2 work does not depend on the tokens).
+    ``segmenter`` None: a random one at ``settings.scale``."""
     from litelvlm.bench.video_compare import equal_token_entries
 
+    if segmenter is None:
+        segmenter, _ = build_random_video_segmenter(settings.scale, settings.device, settings.dtype, settings.seed)
     rows = measure_video_cases(settings, progress, segmenter=segmenter)
     section = {"video": rows, "sam2": None, "clip_kinds": measure_clip_kinds(segmenter, settings)}
-    if not settings.video_masks:
-        section["equal_tokens"] = equal_token_entries(rows, settings.video_methods, settings.clip_budgets, CLIP_FRAMES)
-        return section
-    sam2 = measure_sam2_section(segmenter, settings, progress)
-    one_object = next(r for r in sam2["rows"] if r["objects"] == 1 and r["memory_budget"] is None
-                      and r["frames"] == sam2["frames"] and r["clip"] == "bench")
-    add_masks_time(rows, one_object["propagation_ms"])
+    if settings.video_masks:
+        section["sam2"] = sam2 = measure_sam2_section(segmenter, settings, progress)
+        one_object = next(r for r in sam2["rows"] if r["objects"] == 1 and r["memory_budget"] is None
+                          and r["frames"] == sam2["frames"] and r["clip"] == "bench")
+        add_masks_time(rows, one_object["propagation_ms"])
     section["equal_tokens"] = equal_token_entries(rows, settings.video_methods, settings.clip_budgets, CLIP_FRAMES)
-    return {**section, "sam2": sam2}
+    return section
 
 
 def measure_clip_kinds(segmenter, settings) -> list[dict]:

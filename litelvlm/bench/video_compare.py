@@ -152,7 +152,7 @@ def released_rows(rows: list[dict]) -> list[dict]:
     return [r for r in rows if r.get("released") or (r["method"] == "none" and r["clip_budget"] is None)]
 
 
-RELEASED_NOTE = ("Papers' operating points: each baseline at its release's values (``:released=True``; the values and their "
+RELEASED_NOTE = ("Each baseline at its release's values (``:released=True``; the values and their "
                  "source lines are in each module's docstring), whatever the budget. The methods send different numbers "
                  "of tokens here, so the table has no ratios between them: compare methods in the equal-token table. "
                  "layer: the LLM layer the release prunes or merges at (in its own 28- or 32-layer LLM) / the benchmarked "

@@ -191,12 +191,13 @@ def _add_bench(sub) -> None:
     p.add_argument("--method", action="append",
                    help="pruning method, or name:key=value,... with options (e.g. litelvlm-time:reuse_threshold=2); "
                         "repeatable; default: litelvlm for images, litelvlm and litelvlm-time for video. Clip-level methods "
-                        "run only in the video section, where per-frame litelvlm always runs as the reference of the ratios")
+                        "run only in the video section, where per-frame litelvlm always runs as the reference of the ratios; "
+                        "NAME:released=True runs a video baseline at its paper's setting (its own table)")
     p.add_argument("--video-budget", type=int, action="append",
                    help="video: CLIP tokens kept per frame (repeatable; default: 576 196 81; 576 = the unpruned model)")
     p.add_argument("--clip-budget", type=int, action="append",
-                   help="video: clip-level methods also run with this total of LLM visual tokens per clip (repeatable; "
-                        "default: none)")
+                   help="video: the equal-token table: every method at this total of LLM visual tokens per clip (clip-level "
+                        "ones through their clip budget, per-frame ones through their CLIP budget; repeatable; default: none)")
     p.add_argument("--expressions", type=int, default=7, help=_default("expressions per image (RefCOCO-like workload)"))
     p.add_argument("--repeats", type=int, default=3, help=_default("timed runs per setting (median reported)"))
     p.add_argument("--warmup", type=int, default=1, help=_default("untimed runs before the timed ones"))

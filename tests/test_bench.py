@@ -162,21 +162,30 @@ def test_short_run_writes_json_report_chart_and_goal_ratios(tmp_path, monkeypatc
 
 def test_video_section_measures_every_method_against_per_frame_litelvlm_in_one_run():
     from litelvlm.bench.report import check_goals, video_table
+    from litelvlm.bench.video_compare import equal_token_entries, released_table
     from video.bench import measure_video_cases
 
+    methods = ("litelvlm-time", "dycoke", "fastvid", "prunevid", "dycoke:released=True")
     settings = ImageBenchSettings(scale="quick", repeats=1, warmup=0, video_budgets=(576, 81), clip_budgets=(300,),
-                                  video_methods=("litelvlm-time", "dycoke", "fastvid", "prunevid"))
+                                  video_methods=methods)
     rows = measure_video_cases(settings)
     assert [(r["method"], r["budget"], r["clip_budget"]) for r in rows] == [
-        ("none", 576, None), ("litelvlm", 81, None), ("litelvlm-time", 81, None), ("litelvlm-time", 81, 300),
-        ("dycoke", 81, None), ("dycoke", 81, 300), ("fastvid", 81, None), ("fastvid", 81, 300), ("prunevid", 81, None),
-        ("prunevid", 81, 300)]
-    none, per_frame, timed, budgeted = rows[:4]
-    baselines = {(r["method"], r["clip_budget"]): r for r in rows[4:]}
+        ("none", 576, None), ("litelvlm", 81, None), ("litelvlm-time", 81, None), ("dycoke", 81, None),
+        ("fastvid", 81, None), ("prunevid", 81, None), ("litelvlm-time", 576, 300), ("dycoke", 576, 300),
+        ("fastvid", 576, 300), ("prunevid", 576, 300), ("dycoke:released=True", 576, None)]
+    none, per_frame, timed = rows[:3]
+    baselines = {(r["method"], r["clip_budget"]): r for r in rows[3:]}
+    budgeted = baselines[("litelvlm-time", 300)]
     assert baselines[("dycoke", 300)]["llm_visual_tokens"] == 1040 and "cannot send 300" in baselines[("dycoke", 300)]["warnings"][0]
     assert baselines[("fastvid", 300)]["llm_visual_tokens"] <= 300 and baselines[("fastvid", None)]["llm_visual_tokens"] <= 485
     assert baselines[("dycoke", None)]["llm_layer"] == 1 and baselines[("prunevid", None)]["llm_layer"] == 1  # 3, 10 of 32 -> of 4
-    assert all(r["llm_prefill_ms"] > 0 and "prefill_speedup" in r["ratios_vs_litelvlm"] for r in baselines.values())
+    released = baselines[("dycoke:released=True", None)]  # the release's layer 3, kept at the shrunk depth
+    assert released["released"] and released["llm_layer"] == 3 and released["llm_layers"] == 4
+    assert released["llm_visual_tokens"] > baselines[("dycoke", None)]["llm_visual_tokens"]  # K = 0.7 > K = 1's share
+    assert baselines[("prunevid", 300)]["tokens_after_llm_layer"] <= 300
+    assert all(r["llm_prefill_ms"] > 0 and "prefill_speedup" in r["ratios_vs_litelvlm"] for k, r in baselines.items()
+               if k[1] is None and not r["released"])
+    assert not any("ratios_vs_litelvlm" in r for r in rows if r["clip_budget"] is not None or r["released"])
     assert none["llm_visual_tokens"] == 16 * (144 + 64) and per_frame["llm_visual_tokens"] == 16 * (21 + 64)
     assert timed["llm_visual_tokens"] <= 16 * (21 + 8) and budgeted["llm_visual_tokens"] <= 300
     for row in rows:
@@ -194,8 +203,13 @@ def test_video_section_measures_every_method_against_per_frame_litelvlm_in_one_r
     tokens = goals["video llm_visual_tokens at 81 CLIP tokens/frame (litelvlm-time)"]
     assert tokens["value"] == timed["llm_visual_tokens"] and tokens["op"] == "<=" and tokens["met"]
     assert goals["video prefill_speedup at 81 CLIP tokens/frame (litelvlm-time vs per-frame litelvlm)"]["value"] == ratio["prefill_speedup"]
-    assert [row[:3] for row in video_table(rows)[1:5]] == [["none", "576", "-"], ["litelvlm", "81", "-"],
-                                                          ["litelvlm-time", "81", "-"], ["litelvlm-time", "81", "300"]]
+    assert [row[:2] for row in video_table(rows)[1:]] == [["none", "576"], ["litelvlm", "81"], ["litelvlm-time", "81"],
+                                                         ["dycoke", "81"], ["fastvid", "81"], ["prunevid", "81"]]
+    equal = {e["method"]: e for e in equal_token_entries(rows, methods, (300,))}
+    assert list(equal) == ["litelvlm", "litelvlm-time", "dycoke", "fastvid", "prunevid"]
+    assert equal["litelvlm"]["status"].startswith("cannot reach 300") and not equal["dycoke"]["at_budget"]
+    assert equal["fastvid"]["ratios_vs_unpruned"]["prefill_speedup"] == none["llm_prefill_ms"] / baselines[("fastvid", 300)]["llm_prefill_ms"]
+    assert [r[0] for r in released_table(rows)[1:]] == ["none (unpruned)", "dycoke:released=True"]
 
 
 def test_chart_has_a_video_panel_per_measure_with_a_line_per_method():

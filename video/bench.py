@@ -4,7 +4,9 @@ Per (method, CLIP budget per frame, clip budget): the LLM visual tokens of the c
 LLM prefill time (teacher-forced answer), the prefill's activation memory, and one clip end to end with an
 8-token answer decoded with the KV cache (its prompt pass and its token passes timed apart), also with SAM2
 propagation when asked (the SAM2 section, ``video.bench_sam2``: it does not depend on the tokens). Every case runs
-in the same interleaved rounds, so the ratios against per-frame LiteLVLM at the same CLIP budget come from one run.
+in the same interleaved rounds, so the ratios against per-frame LiteLVLM at the same CLIP budget come from one run;
+those rows send different token counts, so methods are compared at equal tokens (``--clip-budget``) and at their
+papers' settings (``:released=True``) in the tables of ``litelvlm.bench.video_compare``.
 For the unpruned model and per-frame LiteLVLM the released no-cache decoding loop (encoders and the whole prefill
 re-run for every token) is timed too, once.
 """
@@ -21,9 +23,9 @@ import numpy as np
 
 from litelvlm.clip import random_clip_towers
 
-__all__ = ["VideoCase", "video_cases", "bench_selector", "build_random_video_segmenter", "sample_scene", "bench_frames",
-           "measure_video_section", "measure_video_cases", "measure_sam2_section", "sam2_case_list", "add_masks_time",
-           "ANSWER_TOKENS", "CLIP_FRAMES", "REFERENCE_METHOD"]
+__all__ = ["VideoCase", "video_cases", "is_released", "bench_selector", "build_random_video_segmenter", "sample_scene",
+           "bench_frames", "measure_video_section", "measure_video_cases", "measure_clip_kinds", "measure_sam2_section",
+           "sam2_case_list", "add_masks_time", "ANSWER_TOKENS", "CLIP_FRAMES", "REFERENCE_METHOD"]
 
 ANSWER_TOKENS = 8  # the short answer decoded in the end-to-end run
 CLIP_FRAMES = 16  # frames of the bench clip (VideoGLaMM samples 16)
@@ -35,31 +37,58 @@ FULL_LLM_LAYERS = 32  # Phi-3-mini, VideoGLaMM's LLM
 @dataclass(frozen=True)
 class VideoCase:
     """One benchmarked setting: ``method`` at ``budget`` CLIP tokens per frame (576: the unpruned model, method
-    ``none``), with an optional ``clip_budget`` (clip-level methods)."""
+    ``none``), with an optional ``clip_budget`` (clip-level methods). ``released``: a ``:released=True`` spec, run
+    once at its paper's setting (the budget is ignored: 576 is passed)."""
 
     method: str
     budget: int
     clip_budget: int | None = None
+    released: bool = False
 
     @property
     def segment_budget(self) -> int | None:
-        return None if self.budget >= FULL else self.budget
+        return self.budget if self.released else None if self.budget >= FULL else self.budget
+
+
+def is_released(spec: str) -> bool:
+    """Whether ``spec`` (a name or a ``parse_method_spec`` string) runs a baseline at its paper's released setting."""
+    from litelvlm.pruning import method_from_spec
+
+    return getattr(method_from_spec(spec), "released", False) is True
 
 
 def video_cases(methods, budgets, clip_budgets=()) -> list[VideoCase]:
-    """The cases of the video section: the unpruned model once (at 576), every method (a name or a
-    ``litelvlm.pruning.parse_method_spec`` string) at every pruned budget, and clip-level methods also at every
-    clip budget. Per-frame LiteLVLM (the reference) always runs."""
+    """The cases of the video section (``litelvlm.bench.video_compare`` builds its tables):
+
+    * per CLIP budget: the unpruned model once (at 576), every method (a name or a
+      ``litelvlm.pruning.parse_method_spec`` string) at every pruned budget; per-frame LiteLVLM (the reference)
+      always runs;
+    * equal tokens, per clip budget N: every clip-level method at N (unless it refuses a clip budget,
+      ``clip_budget_conflict``) and every per-frame method before the LLM at the CLIP budget whose tokens come
+      closest to N from below (``per_frame_budget_for``; none when even one cell per frame is above N); the
+      unpruned model runs as their common reference;
+    * papers' settings: each ``:released=True`` spec once (never at a clip budget, never per CLIP budget)."""
+    from litelvlm.bench.video_compare import per_frame_budget_for
     from litelvlm.pruning import method_from_spec
 
     methods = [REFERENCE_METHOD] + [m for m in dict.fromkeys(methods) if m not in (REFERENCE_METHOD, "none")]
-    cases = [VideoCase("none", FULL)] if any(b >= FULL for b in budgets) else []
+    released = [m for m in methods if is_released(m)]
+    budgeted = [m for m in methods if m not in released]
+    unpruned = any(b >= FULL for b in budgets) or bool(clip_budgets) or bool(released)
+    cases = [VideoCase("none", FULL)] if unpruned else []
     for budget in sorted({b for b in budgets if b < FULL}, reverse=True):
-        for method in methods:
-            cases.append(VideoCase(method, budget))
-            if method_from_spec(method).stage == "clip":
-                cases += [VideoCase(method, budget, cb) for cb in clip_budgets]
-    return cases
+        cases += [VideoCase(method, budget) for method in budgeted]
+    for clip_budget in clip_budgets:
+        for method in budgeted:
+            selector = method_from_spec(method)
+            if selector.stage == "clip" and selector.clip_budget_conflict() is None:
+                cases.append(VideoCase(method, FULL, clip_budget))
+            elif selector.stage == "pre_llm":
+                budget = per_frame_budget_for(clip_budget, CLIP_FRAMES)
+                if budget is not None:
+                    cases.append(VideoCase(method, budget))
+    cases += [VideoCase(method, FULL, released=True) for method in released]
+    return list(dict.fromkeys(cases))  # a per-frame case at a CLIP budget already listed runs once
 
 
 def bench_selector(spec: str, llm_layers: int, full_layers: int = FULL_LLM_LAYERS):
@@ -156,20 +185,44 @@ class _Runner:
 
 
 def measure_video_section(settings, progress=None, segmenter=None) -> dict:
-    """``{"video": rows, "sam2": section or None}``: the video cases, and with ``settings.video_masks`` the SAM2
-    section (``video.bench_sam2``), whose one-object unpruned propagation of the bench clip is added to every
-    row's end-to-end time (SAM2 work does not depend on the tokens). ``segmenter`` None: a random one at
-    ``settings.scale``."""
+    """``{"video": rows, "sam2": section or None, "equal_tokens": entries, "clip_kinds": rows}``: the video cases (their
+    equal-token entries: ``litelvlm.bench.video_compare``; litelvlm-time's tokens per clip kind: ``measure_clip_kinds``),
+    and with ``settings.video_masks`` the SAM2 section (``video.bench_sam2``), whose one-object unpruned propagation
+    of the bench clip is added to every row's end-to-end time (SAM2 work does not depend on the tokens).
+    ``segmenter`` None: a random one at ``settings.scale``."""
+    from litelvlm.bench.video_compare import equal_token_entries
+
     if segmenter is None:
         segmenter, _ = build_random_video_segmenter(settings.scale, settings.device, settings.dtype, settings.seed)
     rows = measure_video_cases(settings, progress, segmenter=segmenter)
-    if not settings.video_masks:
-        return {"video": rows, "sam2": None}
-    sam2 = measure_sam2_section(segmenter, settings, progress)
-    one_object = next(r for r in sam2["rows"] if r["objects"] == 1 and r["memory_budget"] is None
-                      and r["frames"] == sam2["frames"] and r["clip"] == "bench")
-    add_masks_time(rows, one_object["propagation_ms"])
-    return {"video": rows, "sam2": sam2}
+    section = {"video": rows, "sam2": None, "clip_kinds": measure_clip_kinds(segmenter, settings)}
+    if settings.video_masks:
+        section["sam2"] = sam2 = measure_sam2_section(segmenter, settings, progress)
+        one_object = next(r for r in sam2["rows"] if r["objects"] == 1 and r["memory_budget"] is None
+                          and r["frames"] == sam2["frames"] and r["clip"] == "bench")
+        add_masks_time(rows, one_object["propagation_ms"])
+    section["equal_tokens"] = equal_token_entries(rows, settings.video_methods, settings.clip_budgets, CLIP_FRAMES)
+    return section
+
+
+def measure_clip_kinds(segmenter, settings) -> list[dict]:
+    """litelvlm-time's tokens per synthetic clip kind (``video.synthetic_clips``), reuse on and off, at the smallest
+    pruned CLIP budget of ``settings.video_budgets``; empty unless litelvlm-time is among the video methods (token
+    counts only: one teacher-forced pass per kind, untimed)."""
+    from litelvlm.bench.video_compare import REUSE_OFF
+
+    from .synthetic_clips import time_tokens_per_clip_kind
+
+    pruned = [b for b in settings.video_budgets if b < FULL]
+    if "litelvlm-time" not in settings.video_methods or not pruned:
+        return []
+    budget = min(pruned)
+    rows = []
+    for reuse, spec in ((True, "litelvlm-time"), (False, REUSE_OFF)):
+        for counted in time_tokens_per_clip_kind(segmenter, budget, selector=spec, seed=settings.seed):
+            rows.append({"kind": counted.kind, "budget": budget, "reuse": reuse, "cells_sent": counted.cells_sent,
+                         "cells_reused": counted.cells_reused, "video_tokens": counted.video_tokens, "total": counted.total})
+    return rows
 
 
 def sam2_case_list(settings) -> list:
@@ -230,6 +283,9 @@ def measure_video_cases(settings, progress=None, segmenter=None) -> list[dict]:
             uncached = runner.generated(case, use_cache=False)
         rows.append(_row(case, pairs, probe, uncached, spread))
         rows[-1]["llm_layer"] = getattr(runner.selectors[case.method], "layer", None)  # None: a name, no LLM layer
+        rows[-1]["llm_layers"] = len(segmenter.model.llm.model.layers)  # the benchmarked depth (32 at full scale)
+        stats = getattr(runner.selectors[case.method], "last_stats", None)  # the probe's call: this case's clip
+        rows[-1]["tokens_after_llm_layer"] = getattr(stats, "tokens_after_layer", None)  # PruneVid, HoliTom: from layer K
         rows[-1]["warnings"] = runner.warnings.get(case, [])
     _add_ratios(rows)
     return rows
@@ -241,7 +297,7 @@ def _row(case: VideoCase, pairs, probe, uncached, spread) -> dict:
     first = pairs[0][0]
     e2e = _ms(generated, "total")
     row = {
-        "method": case.method, "budget": case.budget, "clip_budget": case.clip_budget,
+        "method": case.method, "budget": case.budget, "clip_budget": case.clip_budget, "released": case.released,
         "llm_visual_tokens": first.llm_visual_tokens[0], "visual_tokens_per_frame": first.visual_tokens_per_frame,
         "clip_tokens_per_frame": first.clip_tokens_per_frame,
         "clip_ms": _ms(forced, "clip_vision"), "video_encoder_ms": _ms(forced, "video_encoder"),
@@ -263,11 +319,12 @@ def _row(case: VideoCase, pairs, probe, uncached, spread) -> dict:
 
 
 def _add_ratios(rows: list[dict]) -> None:
-    """Each pruned row against per-frame LiteLVLM at the same CLIP budget in the same run."""
+    """Each pruned row of the per-CLIP-budget table against per-frame LiteLVLM at the same CLIP budget in the same
+    run (rows at a clip budget and at papers' settings: ``litelvlm.bench.video_compare``)."""
     for row in rows:
         base = next((r for r in rows if r["method"] == REFERENCE_METHOD and r["budget"] == row["budget"]
                      and r["clip_budget"] is None), None)
-        if base is None or row["method"] == "none":
+        if base is None or row["method"] == "none" or row["clip_budget"] is not None or row.get("released"):
             continue
         row["ratios_vs_litelvlm"] = {
             "token_reduction": base["llm_visual_tokens"] / max(row["llm_visual_tokens"], 1),

@@ -12,7 +12,8 @@ import torch
 
 from .image import SCALES, ImageBenchSettings, architecture_for, image_calls, run_image_bench
 from .report import (WHOLE_CLIP_NOTE, check_goals, goal_value, image_table, markdown_report, render, sam2_columns, sam2_cost_line,
-                     sam2_table, video_table, whole_clip_rows, whole_clip_table, write_chart)
+                     sam2_table, video_case_label, video_compare_sections, video_table, whole_clip_rows, whole_clip_table,
+                     write_chart)
 
 __all__ = ["run_bench", "SCALES", "ImageBenchSettings", "architecture_for", "describe_device", "check_outputs", "measurement_setup"]
 
@@ -94,7 +95,8 @@ def run_bench(settings: ImageBenchSettings, *, video: bool = True, out_dir: str 
                            "flops_shares_at_576": image["flops_shares_at_576"], "weights_mib": image["weights_mib"]})
         if n_video:
             section = run_video_bench(settings, progress=bar)
-            result.update(video=section["video"], sam2=section["sam2"], video_summary=video_summary(section["video"]))
+            result.update(video=section["video"], sam2=section["sam2"], video_summary=video_summary(section["video"]),
+                          video_equal_tokens=section["equal_tokens"], video_clip_kinds=section["clip_kinds"])
         if n_prefix:
             result["multi_expression"] = run_prefix_bench(settings, progress=bar)
     result["load_average"] = [load_before, os.getloadavg()[0]]
@@ -116,14 +118,19 @@ def _print_results(result: dict, echo) -> None:
     if result["video"]:
         echo("")
         echo(f"Video (VideoGLaMM, random weights, {result['scale']} scale, 16-frame clip): medians in ms ({how}); "
-             f"x = ratio against per-frame litelvlm at the same CLIP budget; e2e = encoders + selection + "
+             f"x = ratio against per-frame litelvlm at the same CLIP budget (different token counts: methods compare at "
+             f"equal tokens, --clip-budget); e2e = encoders + selection + "
              f"{result['video'][0]['answer_tokens']}-token answer with the KV cache"
              + ("; e2e+SAM2 adds mask propagation" if result["video"][0]["e2e_with_masks_ms"] is not None
                 else " (SAM2 propagation: --video-masks)"))
         echo(render(video_table(result["video"])))
+        for title, note, table in video_compare_sections(result):
+            echo("")
+            echo(f"{title}: {note}")
+            echo(render(table))
         for row in result["video"]:
             for message in row.get("warnings", []):
-                echo(f"note: {row['method']} at {row['budget']} CLIP tokens/frame: {message}")
+                echo(f"note: {video_case_label(row)}: {message}")
     if result.get("sam2"):
         _print_sam2(result, echo)
     if result.get("multi_expression"):

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 __all__ = ["IMAGE_GOALS", "VIDEO_GOALS", "VIDEO_ROW_GOALS", "SAM2_GOALS", "WHOLE_CLIP_GOALS", "goal_value", "video_columns",
-           "check_goals", "image_table", "video_table", "sam2_table", "sam2_columns", "whole_clip_rows", "whole_clip_table",
-           "markdown_report", "markdown_table", "write_chart", "bench_figure"]
+           "check_goals", "image_table", "video_table", "per_frame_budget_rows", "video_case_label", "video_compare_sections",
+           "sam2_table", "sam2_columns", "whole_clip_rows", "whole_clip_table", "markdown_report", "markdown_table",
+           "write_chart", "bench_figure"]
 
 # (method, budget, ratio name, minimum): the issue's targets, measured as ratios within one run.
 IMAGE_GOALS = (
@@ -121,8 +122,9 @@ def video_columns(answer_tokens: int) -> str:
             f"clip end to end (encoders, selection, the {answer_tokens}-token answer); e2e+SAM2: plus SAM2 propagation of one "
             "object over the 16 frames (with --video-masks: the SAM2 section's unpruned one-object row; it does not depend on "
             "the tokens); act: LLM prefill activation "
-            "memory; x: per-frame litelvlm at the same CLIP budget / this row (higher is better); no-cache decode x: the "
-            "released no-cache loop / KV-cache decoding.")
+            "memory; x: per-frame litelvlm at the same CLIP budget / this row; the rows send different numbers of tokens, so x "
+            "is what each method's own token count costs at that CLIP budget, not a comparison of methods (the "
+            "equal-token table, --clip-budget, is); no-cache decode x: the released no-cache loop / KV-cache decoding.")
 
 
 def goal_value(value) -> str:
@@ -151,17 +153,22 @@ def _pct(value) -> str:
     return "-" if value is None else f"{100 * value:.0f}%"
 
 
+def per_frame_budget_rows(rows: list[dict]) -> list[dict]:
+    """The rows of the per-CLIP-budget table: not at a clip budget, not at a paper's setting (``video_compare``)."""
+    return [r for r in rows if r.get("clip_budget") is None and not r.get("released")]
+
+
 def video_table(rows: list[dict]) -> list[list[str]]:
+    rows = per_frame_budget_rows(rows)
     masks = any(r.get("e2e_with_masks_ms") is not None for r in rows)
-    header = ["method", "CLIP/frame", "clip budget", "LLM visual tokens", "x", "CLIP ms", "video enc ms", "select ms",
+    header = ["method", "CLIP/frame", "LLM visual tokens", "x", "CLIP ms", "video enc ms", "select ms",
               "prefill ms", "x", "decode ms", "e2e ms", "x", *(["e2e+SAM2 ms", "x"] if masks else []), "act MiB", "x",
               "spread", "no-cache decode x"]
     table = [header]
     for r in rows:
         ratio = r.get("ratios_vs_litelvlm", {})
         with_masks = [_fmt(r.get("e2e_with_masks_ms")), _fmt(ratio.get("e2e_with_masks_speedup"), 2)] if masks else []
-        table.append([r["method"], str(r["budget"]), "-" if r.get("clip_budget") is None else str(r["clip_budget"]),
-                      str(r["llm_visual_tokens"]), _fmt(ratio.get("token_reduction"), 2), _fmt(r["clip_ms"]),
+        table.append([r["method"], str(r["budget"]), str(r["llm_visual_tokens"]), _fmt(ratio.get("token_reduction"), 2), _fmt(r["clip_ms"]),
                       _fmt(r["video_encoder_ms"]), _fmt(r["selection_ms"]), _fmt(r["llm_prefill_ms"]),
                       _fmt(ratio.get("prefill_speedup"), 2), _fmt(r["decode_ms"]), _fmt(r["e2e_ms"]),
                       _fmt(ratio.get("e2e_speedup"), 2), *with_masks, _fmt(r["activation_mib"]),
@@ -252,8 +259,9 @@ def markdown_report(result: dict) -> str:
     if result.get("video"):
         parts += ["", "## Video (VideoGLaMM, 16-frame clip)", "", video_columns(result["video"][0]["answer_tokens"]), "",
                   markdown_table(video_table(result["video"]))]
-        notes = [f"- {row['method']} at {row['budget']}: {message}" for row in result["video"] for message in row.get("warnings", [])]
+        notes = [f"- {video_case_label(row)}: {message}" for row in result["video"] for message in row.get("warnings", [])]
         parts += ["", *notes] if notes else []
+        parts += _video_compare_markdown(result)
     if result.get("sam2"):
         parts += ["", "## SAM2 propagation per stage and memory budget", "", sam2_columns(result["sam2"]), "",
                   markdown_table(sam2_table(result["sam2"]["rows"])), "", sam2_cost_line(result["sam2"])]
@@ -269,6 +277,38 @@ def markdown_report(result: dict) -> str:
     parts.append(markdown_table([["goal", "target", "measured", "met"]] + [
         [g["what"], f"{g['op']} {g['bound']}", goal_value(g["value"]), "yes" if g["met"] else "no"] for g in result.get("goals", [])]))
     return "\n".join(parts) + "\n"
+
+
+def video_case_label(row: dict) -> str:
+    """How the notes name a video row: the method and its CLIP budget, clip budget or paper's setting."""
+    if row.get("released"):
+        return f"{row['method']} (paper's setting)"
+    if row.get("clip_budget") is not None:
+        return f"{row['method']} at a clip budget of {row['clip_budget']}"
+    return f"{row['method']} at {row['budget']} CLIP tokens/frame"
+
+
+def video_compare_sections(result: dict) -> list[tuple[str, str, list[list[str]]]]:
+    """(title, note, table) of the equal-token, papers' settings and clip-kind tables this run measured."""
+    from .video_compare import CLIP_KIND_NOTE, EQUAL_TOKEN_NOTE, RELEASED_NOTE, clip_kind_table, equal_token_table, released_table
+
+    sections = []
+    if result.get("video_equal_tokens"):
+        sections.append(("Video at equal LLM visual tokens per clip", EQUAL_TOKEN_NOTE,
+                         equal_token_table(result["video_equal_tokens"])))
+    if any(r.get("released") for r in result.get("video", [])):
+        sections.append(("Video baselines at their papers' operating points", RELEASED_NOTE,
+                         released_table(result["video"])))
+    if result.get("video_clip_kinds"):
+        sections.append(("litelvlm-time tokens per clip kind", CLIP_KIND_NOTE, clip_kind_table(result["video_clip_kinds"])))
+    return sections
+
+
+def _video_compare_markdown(result: dict) -> list[str]:
+    parts = []
+    for title, note, table in video_compare_sections(result):
+        parts += ["", f"## {title}", "", note, "", markdown_table(table)]
+    return parts
 
 
 def write_chart(result: dict, path: str | Path) -> Path | None:

@@ -103,7 +103,7 @@ def test_the_section_is_printed_and_written_by_the_bench(measured, tmp_path, mon
     from litelvlm.bench import prefix, run_bench
 
     section, _ = measured
-    monkeypatch.setattr("litelvlm.bench.video.run_video_bench", lambda settings, progress=None: {"video": [], "sam2": None})
+    monkeypatch.setattr("litelvlm.bench.video.run_video_bench", lambda settings, progress=None: {"video": [], "sam2": None, "equal_tokens": [], "clip_kinds": []})
     monkeypatch.setattr(prefix, "run_prefix_bench", lambda settings, progress=None: section)
     settings = ImageBenchSettings(scale="quick", methods=(), video_methods=(), video_budgets=(81,), repeats=1, warmup=0,
                                   multi_expression=(1, 4))

@@ -202,7 +202,7 @@ def test_video_section_measures_every_method_against_per_frame_litelvlm_in_one_r
     goals = {g["what"]: g for g in check_goals({"video": rows, "video_summary": {"kv_cache_decode_speedup": 6.0}})}
     tokens = goals["video llm_visual_tokens at 81 CLIP tokens/frame (litelvlm-time)"]
     assert tokens["value"] == timed["llm_visual_tokens"] and tokens["op"] == "<=" and tokens["met"]
-    assert goals["video prefill_speedup at 81 CLIP tokens/frame (litelvlm-time vs per-frame litelvlm)"]["value"] == ratio["prefill_speedup"]
+    assert not any("prefill_speedup" in what for what in goals)  # no goal ranks prefill times of unequal token counts
     assert [row[:2] for row in video_table(rows)[1:]] == [["none", "576"], ["litelvlm", "81"], ["litelvlm-time", "81"],
                                                          ["dycoke", "81"], ["fastvid", "81"], ["prunevid", "81"]]
     equal = {e["method"]: e for e in equal_token_entries(rows, methods, (300,))}

@@ -17,10 +17,12 @@ IMAGE_GOALS = (
     ("litelvlm", 192, "activation_reduction", 2.3),
 )
 VIDEO_GOALS = (("kv_cache_decode_speedup", 5.0),)
-# (method, CLIP budget per frame, row key or ratio name, ">=" or "<=", bound): per-row video targets (no clip budget)
+# (method, CLIP budget per frame, row key or ratio name, ">=" or "<=", bound): per-row video targets (no clip budget).
+# Issue 14 also asked for litelvlm-time's prefill against per-frame litelvlm at the same CLIP budget (2.5x); that
+# compares ~210 tokens with 1,360, i.e. the token count, not the method, so it is no longer a goal (issue 19: methods
+# are compared at equal tokens, ``litelvlm.bench.video_compare``); the token bound below is the method's goal.
 VIDEO_ROW_GOALS = (
     ("litelvlm-time", 81, "llm_visual_tokens", "<=", 500),
-    ("litelvlm-time", 81, "prefill_speedup", ">=", 2.5),
 )
 
 # (memory budget, minimum): SAM2 propagation of the bench clip with the section's objects, unpruned / this budget

@@ -418,8 +418,9 @@ class VideoGLaMM(nn.Module):
         weight = _first_param(self.text_hidden_fcs)
         return self.text_hidden_fcs(hidden.to(weight.device, weight.dtype))
 
-    def prefill_hidden(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Last-layer hidden states of one forward over ``inputs_embeds`` (no LM head, no cache)."""
+    def prefill_hidden(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        """Last-layer hidden states of one forward over ``inputs_embeds`` (no LM head, no cache); ``attention_mask``
+        None: causal attention only."""
         out = self.llm.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, use_cache=False)
         return out.last_hidden_state
 

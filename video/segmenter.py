@@ -48,10 +48,19 @@ from .io import SHORT_CLIP_SAMPLING, sample_frame_indices, split_clips
 from .layout import LAYOUTS, layout_frame_tokens
 from .prompt import EXPRESSION_TEXTS, build_chat, expression_text, prompt_ids, video_question
 
-__all__ = ["VideoSegmenterConfig", "VideoSegmentationResult", "VideoSegmenter", "load_segmenter_config", "DECODINGS", "SEG_OBJECTS"]
+__all__ = ["VideoSegmenterConfig", "VideoSegmentationResult", "VideoSegmenter", "load_segmenter_config", "DECODINGS", "SEG_OBJECTS",
+           "CPU_ROWS_PER_FORWARD", "rows_per_forward"]
 
 DECODINGS = ("greedy", "checkpoint")
 SEG_OBJECTS = ("union", "first")
+CPU_ROWS_PER_FORWARD = 4  # teacher-forced prompts per LLM forward on CPU (docs/benchmarks.md, multi-expression section)
+
+
+def rows_per_forward(device, rows: int) -> int:
+    """Teacher-forced prompts per LLM forward of a pre-LLM method: at most ``CPU_ROWS_PER_FORWARD`` on CPU, where
+    per row a batch of 16 quick-scale prompts cost 1.4x a batch of 4 or a lone prompt (its activations no longer
+    fit the caches); all of them on other devices (not measured there)."""
+    return min(rows, CPU_ROWS_PER_FORWARD) if torch.device(device).type == "cpu" else rows
 
 
 @dataclass
@@ -312,7 +321,8 @@ class VideoSegmenter:
 
     def _teacher_forced(self, visual: list[torch.Tensor], questions: list[str], plans: list, prefix: SharedPrefix | None = None):
         """The states before each [SEG] per expression, and with FastV the per-frame CLIP indices it kept (else
-        None): one batched forward of prompt + fixed answer, or one per expression when the method's in-LLM plans
+        None), for in-LLM methods or from a shared ``prefix`` (pre-LLM methods without one: ``_forced_in_chunks``):
+        one batched forward of prompt + fixed answer, or one per expression when the method's in-LLM plans
         differ between expressions (a plan is made for one visual sequence). With a shared ``prefix`` the LLM runs
         each row's question and answer from a copy of the prefix's cache."""
         if any(p != plans[0] for p in plans[1:]):
@@ -331,6 +341,21 @@ class VideoSegmenter:
             return hidden_before(out.hidden, out.token_ids, self.seg_token_id), None
         hidden = (self.model if prefix is None else llm).prefill_hidden(batch.inputs_embeds, batch.attention_mask)
         return hidden_before(hidden, batch.token_ids, self.seg_token_id), None
+
+    def _forced_in_chunks(self, visual: list[torch.Tensor], questions: list[str], call: _Call) -> list[torch.Tensor]:
+        """The states before each [SEG] of a pre-LLM method's expressions, each prompt + fixed answer prefilled whole:
+        ``rows_per_forward`` rows per forward, each without a padding mask. The rows are right padded, so causal
+        attention alone keeps every real position from the padding after it (the states a padding mask gives), and
+        SDPA keeps its causal kernel instead of reading a materialised (rows, 1, L, L) mask over every key block."""
+        prompts = [prompt_ids(build_chat(q, self.config.num_frames, self.config.answer), self.tokenizer) for q in questions]
+        step, states = rows_per_forward(self.device, len(prompts)), []
+        for start in range(0, len(prompts), step):
+            rows = slice(start, start + step)
+            batch = splice_and_pad(prompts[rows], [[v] for v in visual[rows]], self.model.embed_tokens, IMAGE_TOKEN_INDEX)
+            hidden = self.model.prefill_hidden(batch.inputs_embeds, None)
+            states += hidden_before(hidden, batch.token_ids, self.seg_token_id)
+            call.forward_passes += 1
+        return states
 
     def _prompt_lengths(self, questions, forced_prompts, visual) -> list[int]:
         """Per teacher-forced row, the positions of its generation prompt (visual tokens spliced in): what the
@@ -425,6 +450,8 @@ class VideoSegmenter:
         if self.config.answer is not None:
             with call.timer("llm_prefill"):
                 prefix = self._shared_prefix(visual[0], questions, call)
+                if prefix is None and all(p is None for p in plans):
+                    return self._forced_in_chunks(visual, questions, call), [self.config.answer] * len(questions), None
                 seg_states, fastv_kept = self._teacher_forced(visual, questions, plans, prefix)
             call.forward_passes += 1 if prefix is None else prefix.continuations
             return seg_states, [self.config.answer] * len(questions), fastv_kept

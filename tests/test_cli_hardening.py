@@ -352,7 +352,7 @@ def _sub_parsers(parser: argparse.ArgumentParser) -> dict[str, argparse.Argument
 
 def test_every_option_has_help_and_shows_its_default():
     subs = _sub_parsers(build_parser())
-    assert set(subs) == {"demo", "segment", "segment-video", "bench", "precision", "serve"}
+    assert set(subs) == {"demo", "segment", "segment-video", "bench", "precision", "serve", "sweep"}
     for name, sub in subs.items():
         for action in sub._actions:
             if isinstance(action, argparse._HelpAction):

@@ -59,7 +59,8 @@ def build_video_segmenter(config: RVOSConfig) -> Any:
                                                attn_implementation=preset.attn_implementation(),
                                                clip_attn_implementation=preset.clip_attn_implementation(),
                                                **asdict(config.segmenter_config()))
-    if segmenter.config.mask_mode == "propagate":  # a memory budget above the decoder's tokens, before any video
+    if (config.memory_budget is not None or config.memory_selector is not None) and segmenter.config.mask_mode == "propagate":
+        # e.g. a memory budget above the decoder's tokens: refused before any video
         segmenter.model.pixel_decoder.check_memory_options(segmenter.config.memory_budget, segmenter.config.memory_selector)
     return segmenter
 

@@ -18,7 +18,7 @@ import sys
 
 __all__ = ["CLIP_TOKENS_PER_FRAME", "BUILTIN_METHODS", "split_method_spec", "check_method_spec", "method_file_name",
            "method_stages", "method_names", "check_device_name", "check_device", "check_frame_budget", "check_method_runs_on",
-           "check_method", "check_clip_budget_of", "DTYPE_NAMES", "check_dtype_name", "torch_dtype", "CLOCKS", "check_clock"]
+           "check_method", "check_unpruned_budget", "check_clip_budget_of", "DTYPE_NAMES", "check_dtype_name", "torch_dtype", "CLOCKS", "check_clock"]
 
 CLIP_TOKENS_PER_FRAME = 576  # CLIP ViT-L/14-336: a 24x24 grid of patch tokens per image or video frame
 MEDIA = ("image", "video")
@@ -158,6 +158,14 @@ def check_method_runs_on(method: str, media: str, option: str = "--method") -> N
             method_from_spec(method)
         except ValueError as err:
             raise ValueError(f"{option} {method}: {err}") from None
+
+
+def check_unpruned_budget(method: str, budget: int, option: str = "--num_retain_tokens") -> None:
+    """The harnesses always take a budget: with ``--method none`` (the unpruned model) it must keep every CLIP token
+    of an image or frame, or each segment call would fail later on."""
+    if split_method_spec(method)[0] == "none" and budget != CLIP_TOKENS_PER_FRAME:
+        raise ValueError(f"--method none keeps all {CLIP_TOKENS_PER_FRAME} CLIP tokens: pass {option} "
+                         f"{CLIP_TOKENS_PER_FRAME}, or a pruning method for {option} {budget}")
 
 
 def check_method(method: str | None, budget: int | None, clip_budget: int | None = None, media: str = "image") -> str:

@@ -83,7 +83,8 @@ def test_the_video_harness_runs_a_method_spec_under_its_own_run_id(mevis, tiny_v
     ("litelvlm-time:video_tokens=0", ["--method litelvlm-time:video_tokens=0", "video_tokens must be >= 1"]),
     ("bogus:x=1", ["unknown pruning method 'bogus'"]),
     ("fastv/..:layer=2", ["--method", "method name"]),
-], ids=["no-value", "unknown-option", "bad-value", "unknown-name", "path-in-name"])
+    ("none", ["--method none keeps all 576 CLIP tokens", "--num_retain_tokens 576"]),
+], ids=["no-value", "unknown-option", "bad-value", "unknown-name", "path-in-name", "unpruned-with-a-budget"])
 def test_the_video_harness_refuses_a_bad_spec_in_one_line_before_the_model(spec, words, mevis, tiny_videoglamm_kwargs,
                                                                            tmp_path, capsys, monkeypatch):
     def never(*args, **kwargs):
@@ -112,6 +113,9 @@ def test_the_image_harness_takes_a_spec_and_refuses_a_bad_one(tiny_glamm_dirs, t
     assert refseg_cli.main(argv) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and "--method litelvlm:context_share=2" in lines[0] and "context_share must be in [0, 1)" in lines[0]
+    assert refseg_cli.main([*argv[:-1], "none", "--num_retain_tokens", "64"]) == 2  # the unpruned model at a budget
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "--method none keeps all 576 CLIP tokens" in lines[0], lines
 
 
 def test_segment_video_runs_a_method_spec(tmp_path, tiny_videoglamm_kwargs):
@@ -131,3 +135,31 @@ def test_segment_video_runs_a_method_spec(tmp_path, tiny_videoglamm_kwargs):
     assert main(argv) == 0
     report = json.loads((tmp_path / "o" / "result.json").read_text())
     assert report["method"] == "litelvlm-time" and report["visual_tokens_per_frame"] <= 21 + 4  # 4 video tokens, not 8
+
+
+@pytest.mark.parametrize("method", ["sttm", "holitom"])
+def test_sttm_and_holitom_run_end_to_end_in_the_video_harness(method, mevis, tiny_videoglamm_kwargs, tmp_path, monkeypatch):
+    """Issue 19's done-when: STTM and HoliTom through `python -m eval.rvos` on the tiny VideoGLaMM: scored, with
+    their merging reaching the segmenter and fewer LLM visual tokens per frame than the unpruned model sends."""
+    from eval.common import load_stats
+    from litelvlm.pruning import methods
+
+    built, real_get = [], methods.get_method
+
+    def spying_get(spec, **options):
+        selector = real_get(spec, **options)
+        built.append(selector)
+        return selector
+
+    monkeypatch.setattr("video.segmenter.get_method", spying_get)
+    results = tmp_path / "res"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # released layers on the 2-layer tiny LLM
+        assert rvos_cli.main(_rvos_argv(mevis, tiny_videoglamm_kwargs, results, "--method", method)) == 0
+        assert built and all(s.name == method for s in built)  # the method reached the segmenter
+        assert rvos_cli.main(_rvos_argv(mevis, tiny_videoglamm_kwargs, results, "--method", "none",
+                                        "--num_retain_tokens", "576")) == 0
+    pruned, unpruned = load_stats(results)[-2:]
+    assert pruned["method"] == method and pruned["run_id"] == f"mevis_valid_u_{method}_b81_default"
+    assert all(0.0 <= pruned[k] <= 1.0 for k in ("J", "F", "J&F")), pruned
+    assert 0 < pruned["visual_tokens_per_frame"] < unpruned["visual_tokens_per_frame"]

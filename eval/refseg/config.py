@@ -6,7 +6,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from litelvlm.run_options import check_clock, check_device, check_frame_budget, check_method_runs_on, check_method_spec, method_file_name
+from litelvlm.run_options import (check_clock, check_device, check_frame_budget, check_method_runs_on, check_method_spec,
+                                    check_unpruned_budget, method_file_name)
 
 from .dataset import parse_refer_seg_data
 from .protocols import PROTOCOLS
@@ -68,6 +69,7 @@ class RefSegConfig:
         if self.checkpoint is None:
             raise ValueError("--version (the GLaMM checkpoint folder) is required unless --predictions is given")
         check_method_runs_on(self.method, "image")
+        check_unpruned_budget(self.method, self.budget)
         if self.device != "auto":
             check_device(self.device)
 

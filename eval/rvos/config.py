@@ -8,7 +8,7 @@ from pathlib import Path
 
 from litelvlm.config_bounds import SAM2_MEMORY_TOKENS
 from litelvlm.run_options import (CLIP_TOKENS_PER_FRAME, check_clock, check_device, check_method_runs_on, check_method_spec,
-                                    method_file_name)
+                                    check_unpruned_budget, method_file_name)
 
 __all__ = ["BENCHMARKS", "DEFAULT_SPLITS", "DEFAULT_VISION_TOWER", "DTYPES", "FULL_TOKENS", "RVOSConfig"]
 
@@ -83,6 +83,7 @@ class RVOSConfig:
         if self.checkpoint is None:
             raise ValueError("--version (the VideoGLaMM checkpoint folder) is required unless --predictions is given")
         check_method_runs_on(self.method, "video")
+        check_unpruned_budget(self.method, self.budget)
         if self.model_budget is not None and not self.segmenter_factory:
             from video.layout import check_layout_budget
             from video.preset import load_preset

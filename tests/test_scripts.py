@@ -55,3 +55,16 @@ def test_time_readme_refuses_a_venv_that_does_not_suit_the_steps(tmp_path):
                           ([str(tmp_path / "none"), "--steps", "bench"], "has no bin/python")]:
         done = subprocess.run([sys.executable, "scripts/time_readme.py", *argv], cwd=REPO, capture_output=True, text=True, timeout=60)
         assert done.returncode == 2 and message in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_sam2_budget_rows_refuses_bad_arguments_before_building_a_model(tmp_path):
+    """scripts/sam2_budget_rows.py (docs/benchmarks.md's SAM2 budget rows): an existing --out, no rounds or a budget
+    beyond SAM2's 4,096 memory tokens stop it in one usage line, before any import of the model code."""
+    taken = tmp_path / "rows.json"
+    taken.write_text("{}")
+    script = str(REPO / "scripts" / "sam2_budget_rows.py")
+    for extra, words in ((["--out", str(taken)], "exists"), (["--out", str(tmp_path / "a.json"), "--rounds", "0"], "--rounds"),
+                         (["--out", str(tmp_path / "b.json"), "--memory-budget", "5000"], "--memory-budget")):
+        done = subprocess.run([sys.executable, script, "disc", *extra], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2 and words in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert taken.read_text() == "{}" and not (tmp_path / "a.json").exists()

@@ -48,24 +48,30 @@ def mevis(tmp_path_factory):
     return write_synthetic_mevis(tmp_path_factory.mktemp("mevis"), SyntheticRVOSConfig(num_videos=1, num_frames=4, num_objects=1))
 
 
+@pytest.fixture
+def built(monkeypatch):
+    """The selectors the video segmenter builds (``video.segmenter.get_method`` spied on), in order."""
+    from litelvlm.pruning import methods
+
+    selectors, real_get = [], methods.get_method
+
+    def spying_get(spec, **options):
+        selector = real_get(spec, **options)
+        selectors.append(selector)
+        return selector
+
+    monkeypatch.setattr("video.segmenter.get_method", spying_get)
+    return selectors
+
+
 def _rvos_argv(mevis, kwargs, results, *extra):
     return ["--benchmark", "mevis", "--dataset_dir", str(mevis.root), "--results_path", str(results),
             "--version", str(kwargs["checkpoint"]), "--vision-tower", str(kwargs["vision_tower"]),
             "--video-tower", str(kwargs["video_tower"]), "--num_retain_tokens", "81", "--preset", "default", *extra]
 
 
-def test_the_video_harness_runs_a_method_spec_under_its_own_run_id(mevis, tiny_videoglamm_kwargs, tmp_path, monkeypatch):
+def test_the_video_harness_runs_a_method_spec_under_its_own_run_id(mevis, tiny_videoglamm_kwargs, tmp_path, built):
     from eval.common import load_stats
-    from litelvlm.pruning import methods
-
-    built, real_get = [], methods.get_method
-
-    def spying_get(name, **options):
-        selector = real_get(name, **options)
-        built.append(selector)
-        return selector
-
-    monkeypatch.setattr("video.segmenter.get_method", spying_get)
     results = tmp_path / "res"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # DyCoke's released layer on the 2-layer tiny LLM
@@ -138,20 +144,10 @@ def test_segment_video_runs_a_method_spec(tmp_path, tiny_videoglamm_kwargs):
 
 
 @pytest.mark.parametrize("method", ["sttm", "holitom"])
-def test_sttm_and_holitom_run_end_to_end_in_the_video_harness(method, mevis, tiny_videoglamm_kwargs, tmp_path, monkeypatch):
+def test_sttm_and_holitom_run_end_to_end_in_the_video_harness(method, mevis, tiny_videoglamm_kwargs, tmp_path, built):
     """Issue 19's done-when: STTM and HoliTom through `python -m eval.rvos` on the tiny VideoGLaMM: scored, with
     their merging reaching the segmenter and fewer LLM visual tokens per frame than the unpruned model sends."""
     from eval.common import load_stats
-    from litelvlm.pruning import methods
-
-    built, real_get = [], methods.get_method
-
-    def spying_get(spec, **options):
-        selector = real_get(spec, **options)
-        built.append(selector)
-        return selector
-
-    monkeypatch.setattr("video.segmenter.get_method", spying_get)
     results = tmp_path / "res"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # released layers on the 2-layer tiny LLM

@@ -10,7 +10,7 @@ import torch
 
 from litelvlm.ivc_prune_llm import ivc_prefill
 from litelvlm.lvlm import splice_and_pad
-from litelvlm.testing.llm import eager_layers, tiny_llama_pair, tiny_phi3
+from litelvlm.testing.llm import eager_layers, scripted_head, tiny_llama_pair, tiny_phi3_pair
 from litelvlm.pruning import ClipFrameFeatures, available_methods, get_method
 from litelvlm.pruning.baselines.cdpruner import dpp_greedy_map
 from litelvlm.pruning.baselines.common import max_min_order
@@ -502,7 +502,7 @@ FRAME_TOKENS, VIDEO_TOKENS, QUOTA, WINDOW = [12, 12, 12], 5, 4, 9
 def phi3s():
     """A tiny Phi-3 (fused qkv, partial rotary, a 9-token sliding window) with SDPA and, same weights, eager; the value
     rows of qkv scaled up so the value weights are far from uniform (no near-ties between float32 and float64)."""
-    sdpa, eager = tiny_phi3("sdpa", window=WINDOW), tiny_phi3("eager", window=WINDOW)
+    sdpa, eager = tiny_phi3_pair(WINDOW)
     with torch.no_grad():
         for layer in sdpa.model.layers:
             layer.self_attn.qkv_proj.weight[-2 * layer.self_attn.head_dim :] *= 20
@@ -592,17 +592,11 @@ def test_ivcprune_on_video_keeping_every_token_is_the_unpruned_model(tiny_video_
 
 @torch.no_grad()
 def test_ivcprune_generates_with_and_without_the_kv_cache(tiny_video_segmenter, frames):
-    from litelvlm.testing.llm import ScriptedHead
-
     seg = tiny_video_segmenter
-    llm, original = seg.model.llm, seg.model.llm.lm_head
     runs = []
     for use_cache in (True, False):
-        llm.lm_head = ScriptedHead(original, [5, seg.seg_token_id, 7, min(seg.eos_token_ids)])
-        try:
+        with scripted_head(seg.model.llm, [5, seg.seg_token_id, 7, min(seg.eos_token_ids)]):
             runs.append(seg.segment(frames, ["the dog"], budget=81, method=IVC_TINY, max_new_tokens=6, use_cache=use_cache))
-        finally:
-            llm.lm_head = original
     assert runs[0].answers == runs[1].answers and runs[0].forward_passes == runs[1].forward_passes == 4
     assert torch.equal(runs[0].kept[0], runs[1].kept[0]) and runs[0].kept[0].shape == (16, 84)  # the prompt's choice
 

@@ -175,16 +175,13 @@ def test_davis_refuses_a_video_without_seg_in_one_line_and_ends_non_zero(tmp_pat
 
 def test_one_clip_without_seg_refuses_the_video_though_another_clip_has_one(tiny_video_segmenter, tmp_path):
     """The released Ref-DAVIS17 loop reads video_segments[0][0] of every 64-frame clip: a clip without [SEG] stops it."""
-    from litelvlm.testing.llm import ScriptedHead
+    from litelvlm.testing.llm import scripted_head
 
     seg = tiny_video_segmenter
-    llm, original = seg.model.llm, seg.model.llm.lm_head
-    llm.lm_head = ScriptedHead(original, [seg.seg_token_id, min(seg.eos_token_ids)] + [min(seg.eos_token_ids)])
     frames = np.random.default_rng(0).integers(0, 256, size=(6, 24, 32, 3), dtype=np.uint8)
-    try:  # clip 1: "[SEG]" then EOS; clip 2: EOS at once
+    # clip 1: "[SEG]" then EOS; clip 2: EOS at once
+    with scripted_head(seg.model.llm, [seg.seg_token_id, min(seg.eos_token_ids)] + [min(seg.eos_token_ids)]):
         result = seg.segment(frames, ["the dog"], budget=81, clip_length=4, max_new_tokens=4)
-    finally:
-        llm.lm_head = original
     assert result.has_seg == [True] and result.clip_has_seg == [[True, False]]
     assert result.masks[0, 4:].sum() == 0  # the second clip's frames: empty
     write_synthetic_ref_davis17(tmp_path / "d", SyntheticRVOSConfig(num_videos=1, num_frames=6, num_objects=1))

@@ -23,7 +23,7 @@ from litelvlm.pruning.baselines.video_dycoke import (
 )
 from litelvlm.pruning.baselines.video_dycoke_kv import DyCokeKVPlan, dycoke_kv_step
 from litelvlm.pruning.clip_level import ClipTokens
-from litelvlm.testing.llm import ScriptedHead, tiny_phi3
+from litelvlm.testing.llm import scripted_head, tiny_phi3
 
 FRAMES = np.random.default_rng(3).integers(0, 256, size=(8, 40, 48, 3), dtype=np.uint8)
 TEACHER = {"answer": "Sure, [SEG].", "mask_mode": "none"}
@@ -385,16 +385,12 @@ def test_teacher_forced_end_to_end(tiny_video_segmenter):
 def test_generation_end_to_end_with_and_without_the_cache(tiny_video_segmenter, monkeypatch):
     seg = tiny_video_segmenter
     forwards = _capture_forwards(monkeypatch)
-    llm, original = seg.model.llm, seg.model.llm.lm_head
     method = get_method("dycoke", layer=1, merging_ratio=0.7, similarity_threshold=0.999)
     results = {}
-    try:
-        for use_cache in (True, False, True):
-            llm.lm_head = ScriptedHead(original, [5, 9, 5, 9, 11, 5])
+    for use_cache in (True, False, True):
+        with scripted_head(seg.model.llm, [5, 9, 5, 9, 11, 5]):
             results.setdefault(use_cache, []).append(
                 seg.segment(FRAMES, ["a dog"], budget=81, method=method, max_new_tokens=6, use_cache=use_cache, mask_mode="none"))
-    finally:
-        llm.lm_head = original
     cached, uncached = results[True], results[False][0]
     assert cached[0].answers == cached[1].answers == uncached.answers
     assert cached[0].llm_visual_tokens == uncached.llm_visual_tokens == [1722]

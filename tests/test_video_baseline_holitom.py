@@ -15,7 +15,6 @@ from litelvlm.pruning.baselines.video_holitom import (
     HoliTomSelector,
     holitom_count,
     holitom_stream,
-    received_attention,
     retain_ratio_for_budget,
     select_static_windows,
     static_mask,
@@ -23,7 +22,7 @@ from litelvlm.pruning.baselines.video_holitom import (
 )
 from litelvlm.pruning.baselines.video_holitom_llm import HoliTomPlan, inner_merge
 from litelvlm.pruning.baselines.video_prunevid import density_noise
-from litelvlm.testing.llm import ScriptedHead, eager_layers, tiny_phi3
+from litelvlm.testing.llm import eager_layers, scripted_head, tiny_phi3_pair
 from litelvlm.testing.videoglamm import record_seg_states
 from litelvlm.timing import StageTimer
 from video.io import sample_frame_indices
@@ -298,9 +297,7 @@ def test_bad_options_are_refused():
 
 @pytest.fixture(scope="module")
 def phi3s():
-    sdpa, eager = tiny_phi3("sdpa", window=WINDOW), tiny_phi3("eager", window=WINDOW)
-    eager.load_state_dict(sdpa.state_dict())
-    return sdpa, eager
+    return tiny_phi3_pair(WINDOW)
 
 
 NUM_VISUAL = 13
@@ -397,12 +394,8 @@ def test_cached_and_uncached_generation_equal_an_eager_restatement(phi3s):
 
 
 def _generate(segmenter, frames, method, script, **options):
-    llm, original = segmenter.model.llm, segmenter.model.llm.lm_head
-    llm.lm_head = ScriptedHead(original, script)
-    try:
+    with scripted_head(segmenter.model.llm, script):
         return segmenter.segment(frames, ["a dog"], budget=81, method=method, max_new_tokens=6, mask_mode="none", **options)
-    finally:
-        llm.lm_head = original
 
 
 def _capture(monkeypatch):

@@ -24,7 +24,7 @@ from litelvlm.pruning.baselines.video_prunevid import (
     run_lengths,
     tokens_after_layer,
 )
-from litelvlm.testing.llm import ScriptedHead, eager_layers, tiny_phi3
+from litelvlm.testing.llm import eager_layers, scripted_head, tiny_phi3_pair
 from litelvlm.testing.videoglamm import record_seg_states
 
 WINDOW = 9  # a Phi-3 sliding window shorter than the tiny sequences, so it matters
@@ -249,9 +249,7 @@ def test_select_clip_sends_each_window_in_the_release_order_and_meets_the_budget
 
 @pytest.fixture(scope="module")
 def phi3s():
-    sdpa, eager = tiny_phi3("sdpa", window=WINDOW), tiny_phi3("eager", window=WINDOW)
-    eager.load_state_dict(sdpa.state_dict())
-    return sdpa, eager
+    return tiny_phi3_pair(WINDOW)
 
 
 def _batch(model, before, after, num_visual=12, seed=1):
@@ -461,12 +459,8 @@ def test_teacher_forced_end_to_end_is_deterministic_and_meets_the_budget(tiny_vi
 
 
 def _generate(segmenter, frames, script, **options):
-    llm, original = segmenter.model.llm, segmenter.model.llm.lm_head
-    llm.lm_head = ScriptedHead(original, script)
-    try:
+    with scripted_head(segmenter.model.llm, script):
         return segmenter.segment(frames, ["a dog"], budget=81, method="prunevid", max_new_tokens=6, mask_mode="none", **options)
-    finally:
-        llm.lm_head = original
 
 
 @torch.no_grad()

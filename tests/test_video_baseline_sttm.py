@@ -22,7 +22,7 @@ from litelvlm.pruning.baselines.video_sttm import (
     sttm_stream,
     sttm_threshold_for_budget,
 )
-from litelvlm.testing.llm import ScriptedHead, eager_layers, tiny_phi3
+from litelvlm.testing.llm import eager_layers, scripted_head, tiny_phi3_pair
 from litelvlm.testing.videoglamm import record_seg_states
 from video.prompt import build_chat, prompt_ids, video_question
 
@@ -341,9 +341,7 @@ def test_bad_options_are_refused():
 
 @pytest.fixture(scope="module")
 def phi3s():
-    sdpa, eager = tiny_phi3("sdpa", window=WINDOW), tiny_phi3("eager", window=WINDOW)
-    eager.load_state_dict(sdpa.state_dict())
-    return sdpa, eager
+    return tiny_phi3_pair(WINDOW)
 
 
 PLAN = dict(frames=2, image_side=4, video_side=2, layer=1, spatial_threshold=0.9, temporal_threshold=0.9, root_level=0)
@@ -466,12 +464,8 @@ def test_end_to_end_before_the_llm_meets_the_budget_and_ignores_the_text(tiny_vi
 
 
 def _generate(segmenter, frames, method, script, **options):
-    llm, original = segmenter.model.llm, segmenter.model.llm.lm_head
-    llm.lm_head = ScriptedHead(original, script)
-    try:
+    with scripted_head(segmenter.model.llm, script):
         return segmenter.segment(frames, ["a dog"], budget=81, method=method, max_new_tokens=6, mask_mode="none", **options)
-    finally:
-        llm.lm_head = original
 
 
 def _answer_script(seg, expression, answer):

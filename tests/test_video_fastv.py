@@ -10,7 +10,7 @@ import video.fastv
 from litelvlm.fastv import KeepGroup, fastv_decode_step, fastv_prefill_groups, last_position_attention
 from litelvlm.lvlm import splice_and_pad
 from litelvlm.pruning import get_method
-from litelvlm.testing.llm import ScriptedHead, eager_layers, tiny_phi3
+from litelvlm.testing.llm import eager_layers, scripted_head, tiny_phi3_pair
 from litelvlm.testing.videoglamm import record_seg_states
 
 TEACHER = {"answer": "Sure, [SEG]."}
@@ -25,9 +25,7 @@ def frames():
 
 @pytest.fixture(scope="module")
 def phi3s():
-    sdpa, eager = tiny_phi3("sdpa", window=WINDOW), tiny_phi3("eager", window=WINDOW)
-    eager.load_state_dict(sdpa.state_dict())
-    return sdpa, eager
+    return tiny_phi3_pair(WINDOW)
 
 
 @torch.no_grad()
@@ -147,12 +145,8 @@ def test_group_prefill_and_cached_decode_equal_an_eager_restatement(phi3s, keep_
 
 
 def _generate(segmenter, frames, script, budget, method, **options):
-    llm, original = segmenter.model.llm, segmenter.model.llm.lm_head
-    llm.lm_head = ScriptedHead(original, script)
-    try:
+    with scripted_head(segmenter.model.llm, script):
         return segmenter.segment(frames, ["the dog"], budget=budget, method=method, max_new_tokens=6, **options)
-    finally:
-        llm.lm_head = original
 
 
 @torch.no_grad()

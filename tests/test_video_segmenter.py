@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
+from litelvlm.testing.llm import scripted_head
 from video.io import read_video, write_mp4
 
 TEACHER = {"answer": "Sure, [SEG]."}
@@ -47,28 +47,9 @@ def test_teacher_forced_is_deterministic_and_framewise_mode_runs(tiny_video_segm
     assert framewise.masks.shape == a.masks.shape
 
 
-class ScriptedHead(nn.Module):
-    """Wraps the LM head so greedy decoding follows ``script`` (one token per call), whatever the state."""
-
-    def __init__(self, head, script):
-        super().__init__()
-        self.head, self.script, self.calls = head, list(script), 0
-
-    def forward(self, hidden):
-        logits = self.head(hidden)
-        token = self.script[min(self.calls, len(self.script) - 1)]
-        self.calls += 1
-        return logits.index_fill(-1, torch.tensor([token]), 1e4)
-
-
 def _generate(segmenter, frames, script, **options):
-    llm = segmenter.model.llm
-    original = llm.lm_head
-    llm.lm_head = ScriptedHead(original, script)
-    try:
+    with scripted_head(segmenter.model.llm, script):
         return segmenter.segment(frames, ["the dog"], budget=81, max_new_tokens=6, **options)
-    finally:
-        llm.lm_head = original
 
 
 def test_kv_cache_decoding_equals_released_no_cache_loop(tiny_video_segmenter, frames):

@@ -1,11 +1,14 @@
-"""A tiny random Phi-3 (grouped-query attention, partial rotary, a sliding window), a tiny random LLaMA pair (SDPA and
-eager, same weights) and a scripted LM head, for tests of methods that act inside the LLM."""
+"""A tiny random Phi-3 (grouped-query attention, partial rotary, a sliding window) and LLaMA, each as an SDPA + eager
+pair with the same weights, and a scripted LM head, for tests of methods that act inside the LLM."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 
-__all__ = ["tiny_phi3", "tiny_llama_pair", "ScriptedHead", "EveryNthHead", "sliding_mask", "eager_layers"]
+__all__ = ["tiny_phi3", "tiny_phi3_pair", "tiny_llama_pair", "ScriptedHead", "scripted_head", "EveryNthHead", "sliding_mask",
+           "eager_layers"]
 
 
 def tiny_phi3(attn_implementation: str, layers: int = 3, window: int = 9, seed: int = 0):
@@ -19,6 +22,14 @@ def tiny_phi3(attn_implementation: str, layers: int = 3, window: int = 9, seed: 
     config._attn_implementation = attn_implementation
     torch.manual_seed(seed)
     return Phi3ForCausalLM(config).eval()
+
+
+def tiny_phi3_pair(window: int = 9, layers: int = 3):
+    """(sdpa, eager): ``tiny_phi3`` with SDPA (what the in-LLM methods run on) and the same weights with eager attention
+    (the reference)."""
+    sdpa, eager = tiny_phi3("sdpa", layers, window), tiny_phi3("eager", layers, window)
+    eager.load_state_dict(sdpa.state_dict())
+    return sdpa, eager
 
 
 def tiny_llama_pair(layers: int = 3):
@@ -50,6 +61,17 @@ class ScriptedHead(torch.nn.Module):
         token = self.script[min(self.calls, len(self.script) - 1)]
         self.calls += 1
         return self.head(hidden).index_fill(-1, torch.tensor([token]), 1e4)
+
+
+@contextmanager
+def scripted_head(llm, script):
+    """``llm``'s LM head replaced by ``ScriptedHead(head, script)`` inside the block, restored after it (even on error)."""
+    original = llm.lm_head
+    llm.lm_head = ScriptedHead(original, script)
+    try:
+        yield llm.lm_head
+    finally:
+        llm.lm_head = original
 
 
 class EveryNthHead(torch.nn.Module):

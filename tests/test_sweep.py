@@ -264,6 +264,42 @@ def test_the_first_run_does_not_pay_the_first_call(tiny_cache, tmp_path, monkeyp
     assert "warm-up" in (tmp_path / "out" / "leaderboard.md").read_text()
 
 
+@pytest.mark.parametrize("name", ["leaderboard.md", "pareto.png", "logs", "runs", "data"])
+def test_a_link_planted_in_out_is_refused_before_the_model(tiny_cache, tmp_path, monkeypatch, capsys, name):
+    """Every path the sweep writes in --out: a link there is one line naming it, before any work; nothing outside is
+    written."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("mine")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / name).symlink_to(outside / "keep.txt" if "." in name else outside)
+    monkeypatch.setattr("eval.refseg.model.build_segmenter", _never)
+    assert main(["sweep", "--benchmark", "synthetic", "--checkpoint", "tiny", "--method", "random", "--budget", "64",
+                 "--device", "cpu", "--out", str(out)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and name in lines[0] and "link" in lines[0], lines
+    assert sorted(p.name for p in outside.iterdir()) == ["keep.txt"] and (outside / "keep.txt").read_text() == "mine"
+
+
+def test_a_link_planted_during_the_sweep_is_not_written_through(tiny_cache, tmp_path, monkeypatch, capsys):
+    """The leaderboard is written through the results writer: a link that appears while the runs go is refused,
+    never followed."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("mine")
+    out = tmp_path / "out"
+
+    def plant(call):
+        if not (out / "leaderboard.md").is_symlink():
+            (out / "leaderboard.md").symlink_to(victim)
+
+    fake = FakeSegmenter(plant)
+    monkeypatch.setattr("eval.refseg.model.build_segmenter", lambda config: fake)
+    assert main(["sweep", "--benchmark", "synthetic", "--checkpoint", "tiny", "--method", "random", "--budget", "64",
+                 "--limit", "1", "--device", "cpu", "--out", str(out)]) == 2
+    assert "leaderboard.md" in capsys.readouterr().err and victim.read_text() == "mine"
+
+
 def test_out_that_is_a_file_is_refused(tmp_path, capsys):
     a_file = tmp_path / "file"
     a_file.write_text("x")

@@ -11,6 +11,9 @@ from litelvlm.run_options import check_device_name, method_names
 
 __all__ = ["add_arguments", "run"]
 
+# What a sweep writes in --out: the harnesses' records, the run logs, the synthetic data, the leaderboard and picture.
+OUTPUTS = ("runs", "logs", "data", "leaderboard.md", "leaderboard.json", "pareto.png")
+
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
@@ -88,6 +91,8 @@ def _sweep(plan) -> int:
 
     from eval.common.model import resolve_device
 
+    from eval.common.writer import check_no_links
+
     from .checks import check_runs
     from .clock import clock_setup
     from .leaderboard import leaderboard_rows, write_leaderboard
@@ -98,6 +103,7 @@ def _sweep(plan) -> int:
     device = resolve_device(plan.device)
     plan = plan.with_clock(device)
     with output_dir(plan.out, "--out") as out:
+        check_no_links(out, OUTPUTS)  # a link planted in --out is refused before any work, never written through
         if plan.random_weights:
             print(f"--checkpoint tiny: {TINY_WEIGHTS}", flush=True)
         resolved = plan.with_checkpoint_paths()
@@ -108,7 +114,7 @@ def _sweep(plan) -> int:
             results, factory = run_sweep(configs, plan.benchmark.media, out / "logs")
         header = _header(plan, configs, factory.loads, timing)
         rows = leaderboard_rows(results, plan.benchmark.media)
-        paths = write_leaderboard(rows, header, out) + [write_pareto(rows, header, out / "pareto.png")]
+        paths = write_leaderboard(rows, header, out) + [write_pareto(rows, header, out)]
     print_table([{k: r[k] for k in ("method", "budget", "visual_tokens", *_scores(header), "prefill_ms", "e2e_ms", "gflops")}
                  for r in rows], float_digits=2, title=f"{header['model']} on {header['data']} (ms: {header['timing']})")
     print(f"model loaded {factory.loads} time(s) for {len(rows)} runs ({len(rows) - _finished_now(results)} finished before)")

@@ -150,7 +150,8 @@ def _table(rows: list[dict], media: str, clock: str) -> list[list[str]]:
 
 
 def write_leaderboard(rows: list[dict], header: dict, out: Path) -> list[Path]:
-    """``leaderboard.md`` (title, notes, table, failed runs) and ``leaderboard.json`` ({header, rows}) in ``out``."""
+    """``leaderboard.md`` (title, notes, table, failed runs) and ``leaderboard.json`` ({header, rows}) in ``out``
+    (``eval.common.writer``: whole new files, never written through a link)."""
     from litelvlm.bench.report import markdown_table
 
     media = header["media"]
@@ -165,8 +166,7 @@ def write_leaderboard(rows: list[dict], header: dict, out: Path) -> list[Path]:
     failed = [r for r in rows if r["error"]]
     if failed:
         lines += ["", "Failed runs (rerun the sweep to retry them):", ""] + [f"- {r['run_id']}: {r['error']}" for r in failed]
-    md = out / "leaderboard.md"
-    md.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    js = out / "leaderboard.json"
-    js.write_text(json.dumps({**header, "rows": rows}, indent=1) + "\n", encoding="utf-8")
-    return [md, js]
+    from eval.common.writer import write_results_file
+
+    return [write_results_file(out, out / "leaderboard.md", "\n".join(lines) + "\n"),
+            write_results_file(out, out / "leaderboard.json", json.dumps({**header, "rows": rows}, indent=1) + "\n")]

@@ -42,8 +42,11 @@ def _panel(ax, rows: list[dict], x: str, accuracy: str, label: str) -> None:
     ax.legend(title="method (labels: budget)", fontsize=8)
 
 
-def write_pareto(rows: list[dict], header: dict, path: str | Path) -> Path:
-    """Draw the two panels of ``rows`` (leaderboard rows) into the PNG ``path``."""
+def write_pareto(rows: list[dict], header: dict, out: str | Path) -> Path:
+    """Draw the two panels of ``rows`` (leaderboard rows) into ``out/pareto.png`` (``eval.common.writer``: a whole
+    new file, never written through a link)."""
+    import io
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -58,7 +61,9 @@ def write_pareto(rows: list[dict], header: dict, path: str | Path) -> Path:
     title = pareto_title(header)
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
-    out = Path(path)
-    fig.savefig(out, dpi=100, metadata={"Title": title.replace("\n", " - ")})
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=100, metadata={"Title": title.replace("\n", " - ")})
     plt.close(fig)
-    return out
+    from eval.common.writer import write_results_file
+
+    return write_results_file(out, Path(out) / "pareto.png", png.getvalue())

@@ -99,15 +99,23 @@ def _harness(media: str) -> tuple[Callable, Callable, tuple[type[BaseException],
 
 
 def _log_path(logs: Path, config: Any) -> Path:
-    logs.mkdir(parents=True, exist_ok=True)
     return logs / f"{config.run_id}.log"
+
+
+def _open_log(logs: Path, config: Any):
+    """The run's log, appended to, under ``logs``'s parent (--out) without following a link (``eval.common.writer``)."""
+    import os
+
+    from eval.common.writer import open_results_fd
+
+    fd = open_results_fd(logs.parent, _log_path(logs, config), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    return open(fd, "a", encoding="utf-8")
 
 
 def _one_run(run: Callable, config: Any, factory: SharedSegmenter, logs: Path,
              run_errors: tuple[type[BaseException], ...]) -> RunResult:
     """``run(config)`` with its stdout and stderr in its log; a sample failure ends this run only."""
-    with open(_log_path(logs, config), "a", encoding="utf-8") as log, contextlib.redirect_stdout(log), \
-            contextlib.redirect_stderr(log):
+    with _open_log(logs, config) as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
         try:
             return RunResult(config, run(config, segmenter_factory=factory))
         except run_errors as err:
